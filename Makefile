@@ -1,0 +1,52 @@
+# livekit-drain: `make demo` runs the story on the local world, `make test` runs everything.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+SAM := $(SAM_VENV)/bin/sam
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$(PATH)
+# Lambda-side tracing needs no X-Ray daemon locally.
+export POWERTOOLS_TRACE_DISABLED := true
+
+.PHONY: dev demo test lint format build validate bench clean
+
+dev: $(VENV)/.installed $(SAM_VENV)/.installed ## create .venv (project + dev tools) and .venv-sam (SAM CLI); idempotent
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# The SAM CLI pins its own boto3/pydantic ranges: it lives in its own virtualenv.
+$(SAM_VENV)/.installed:
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120,<2'
+	@touch $@
+
+demo: dev ## a fleet with live calls scales in; the coordinator drains it
+	$(VENV)/bin/drainctl demo
+
+lint: dev ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: dev lint ## lint, then the whole test suite (unit, functional, integration, scenarios, sam build)
+	$(VENV)/bin/pytest
+
+validate: dev ## sam validate --lint and cfn-lint on template.yaml
+	$(SAM) validate --lint
+	$(VENV)/bin/cfn-lint template.yaml
+
+build: dev ## sam build (no Docker: BuildMethod makefile)
+	$(SAM) build
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

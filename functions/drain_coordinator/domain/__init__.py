@@ -1,0 +1,1 @@
+"""Pure drain logic: records, probes, and the decision. No I/O, no boto3."""

@@ -1,0 +1,47 @@
+"""What a drain sees when it looks: worker tasks still on the instance, sessions they hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTask:
+    arn: str
+    last_status: str  # PENDING | RUNNING | DEACTIVATING | STOPPING | DEPROVISIONING | ...
+    desired_status: str  # RUNNING | STOPPED
+
+    @property
+    def told_to_stop(self) -> bool:
+        """ECS has sent (or will send) SIGTERM: a LiveKit worker then takes no new job."""
+        return self.desired_status == "STOPPED"
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One look at an instance. `error` set means the look failed and proves nothing."""
+
+    tasks: tuple[WorkerTask, ...] = ()
+    # room -> task ARN of the agent participant still holding it
+    sessions: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str) -> Probe:
+        return cls(error=error)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def session_count(self) -> int:
+        return len(self.sessions)
+
+    @property
+    def task_count(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def empty(self) -> bool:
+        return self.ok and not self.tasks and not self.sessions

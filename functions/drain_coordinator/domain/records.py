@@ -1,0 +1,96 @@
+"""The drain record: one instance held in `Terminating:Wait` until its calls end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+
+class DrainOutcome(StrEnum):
+    DRAINED = "drained"  # no worker task and no session left
+    DEADLINE = "deadline"  # released at the hard deadline, whatever was left
+    GONE = "gone"  # the lifecycle action had already ended (someone else completed it, or it timed out)
+
+
+class DrainStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRef:
+    """Which lifecycle action a drain holds; the four keys every log line of a drain carries."""
+
+    asg_name: str
+    hook_name: str
+    instance_id: str
+    action_token: str
+
+    def log_keys(self) -> dict[str, str]:
+        return {
+            "asgName": self.asg_name,
+            "lifecycleHookName": self.hook_name,
+            "lifecycleActionToken": self.action_token,
+            "instanceID": self.instance_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DrainRecord:
+    """Everything the coordinator knows about one drain, as stored.
+
+    Times are epoch seconds. `last_heartbeat_at` starts at `hook_started_at`: the lifecycle
+    hook's heartbeat timer starts when the instance enters `Terminating:Wait`.
+    """
+
+    lifecycle: LifecycleRef
+    cluster: str
+    container_instance_arn: str | None
+    hook_started_at: float
+    deadline_at: float
+    heartbeat_timeout: int
+    last_heartbeat_at: float
+    opened_at: float
+    status: DrainStatus = DrainStatus.OPEN
+    # room -> task ARN of the agent that holds it; None until the first successful discovery.
+    watched_rooms: dict[str, str] | None = None
+    # True once every worker task was told to stop before the rooms were discovered: from then
+    # on no worker takes a new job, so the watched set can only shrink.
+    rooms_final: bool = False
+    heartbeats: int = 0
+    probe_errors: int = 0
+    sessions_remaining: int | None = None
+    tasks_remaining: int | None = None
+    outcome: DrainOutcome | None = None
+    dropped_sessions: int = 0
+    closed_at: float | None = None
+    version: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def instance_id(self) -> str:
+        return self.lifecycle.instance_id
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is DrainStatus.OPEN
+
+    @property
+    def heartbeat_expires_at(self) -> float:
+        return self.last_heartbeat_at + self.heartbeat_timeout
+
+    def with_heartbeat(self, now: float) -> DrainRecord:
+        return replace(self, last_heartbeat_at=now, heartbeats=self.heartbeats + 1)
+
+    def closed(self, outcome: DrainOutcome, now: float, dropped_sessions: int = 0) -> DrainRecord:
+        return replace(
+            self,
+            status=DrainStatus.CLOSED,
+            outcome=outcome,
+            closed_at=now,
+            dropped_sessions=dropped_sessions,
+        )
+
+    @property
+    def drain_seconds(self) -> float | None:
+        return None if self.closed_at is None else self.closed_at - self.hook_started_at

@@ -1,0 +1,1 @@
+"""Lambda entry points: parse, wire, call the coordinator, emit. Nothing else."""

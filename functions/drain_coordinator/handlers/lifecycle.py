@@ -1,0 +1,31 @@
+"""EventBridge "EC2 Instance-terminate Lifecycle Action" -> open a drain and look at it at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from drain_coordinator import wiring
+from drain_coordinator.domain.events import EventRejectedError, Skip, parse_lifecycle_event
+from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = wiring.settings()
+    try:
+        trigger = parse_lifecycle_event(event, asg_name=settings.asg_name, hook_name=settings.hook_name)
+    except EventRejectedError as exc:
+        # Logged whole and acknowledged: a retry would fail the same way.
+        logger.warning("event rejected", extra={"reason": str(exc), "event": event})
+        put_metric(MetricName.EVENTS_REJECTED)
+        return {"steps": [{"action": "reject", "reason": str(exc)}]}
+    if isinstance(trigger, Skip):
+        logger.info("event skipped", extra={"reason": trigger.reason, "eventId": trigger.event_id})
+        return {"steps": [{"action": "skip", "reason": trigger.reason}]}
+    steps = wiring.coordinator().start_drain(trigger)
+    return {"steps": [step.as_dict() for step in steps]}

@@ -1,0 +1,1 @@
+"""Adapters to AWS and LiveKit. Each takes an optional client and turns errors into domain errors."""

@@ -1,0 +1,99 @@
+"""ECS: which container instance an EC2 instance is, put it in DRAINING, list its worker tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from drain_coordinator.domain.probe import WorkerTask
+
+_DESCRIBE_BATCH = 100  # DescribeTasks / DescribeContainerInstances take at most 100 ids
+
+
+class EcsError(Exception):
+    """ECS refused or failed a call after retries."""
+
+
+class EcsCluster:
+    def __init__(self, client: Any, cluster: str, worker_task_family: str = "") -> None:
+        self._client = client
+        self.cluster = cluster
+        self._family = worker_task_family
+
+    def container_instance_of(self, ec2_instance_id: str) -> str | None:
+        """The container instance ARN registered for this EC2 instance, if any."""
+        try:
+            arns = list(self._list_container_instances(f"ec2InstanceId == {ec2_instance_id}"))
+            for batch in _batches(arns):
+                described = self._client.describe_container_instances(
+                    cluster=self.cluster, containerInstances=batch
+                )
+                for ci in described.get("containerInstances", []):
+                    # Checked here too: the filter narrows the list on AWS, the match decides.
+                    if ci.get("ec2InstanceId") == ec2_instance_id:
+                        return str(ci["containerInstanceArn"])
+        except ClientError as exc:
+            raise EcsError(_describe(exc, "find the container instance")) from exc
+        return None
+
+    def drain(self, container_instance_arn: str) -> None:
+        """DRAINING: ECS stops placing tasks here and stops service tasks (SIGTERM, then stopTimeout)."""
+        try:
+            response = self._client.update_container_instances_state(
+                cluster=self.cluster, containerInstances=[container_instance_arn], status="DRAINING"
+            )
+        except ClientError as exc:
+            raise EcsError(_describe(exc, "set DRAINING")) from exc
+        failures = response.get("failures", [])
+        if failures:
+            raise EcsError(f"set DRAINING failed: {failures[0].get('reason', 'unknown')}")
+
+    def worker_tasks_on(self, container_instance_arn: str) -> tuple[WorkerTask, ...]:
+        """Worker tasks on the instance that have not stopped yet (running or stopping)."""
+        try:
+            arns: list[str] = []
+            # ListTasks lists desiredStatus RUNNING unless told otherwise; a stopping task has
+            # desiredStatus STOPPED while it still runs, so ask for both.
+            for desired in ("RUNNING", "STOPPED"):
+                kwargs: dict[str, str] = {
+                    "cluster": self.cluster,
+                    "containerInstance": container_instance_arn,
+                    "desiredStatus": desired,
+                }
+                if self._family:
+                    kwargs["family"] = self._family
+                for page in self._client.get_paginator("list_tasks").paginate(**kwargs):
+                    arns.extend(page.get("taskArns", []))
+            tasks: list[WorkerTask] = []
+            for batch in _batches(sorted(set(arns))):
+                described = self._client.describe_tasks(cluster=self.cluster, tasks=batch)
+                for task in described.get("tasks", []):
+                    if task.get("lastStatus") == "STOPPED":
+                        continue
+                    tasks.append(
+                        WorkerTask(
+                            arn=str(task["taskArn"]),
+                            last_status=str(task.get("lastStatus", "UNKNOWN")),
+                            desired_status=str(task.get("desiredStatus", "UNKNOWN")),
+                        )
+                    )
+        except ClientError as exc:
+            raise EcsError(_describe(exc, "list the instance's tasks")) from exc
+        return tuple(sorted(tasks, key=lambda t: t.arn))
+
+    def _list_container_instances(self, query: str) -> Iterator[str]:
+        paginator = self._client.get_paginator("list_container_instances")
+        for page in paginator.paginate(cluster=self.cluster, filter=query):
+            yield from page.get("containerInstanceArns", [])
+
+
+def _batches(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _DESCRIBE_BATCH):
+        yield items[start : start + _DESCRIBE_BATCH]
+
+
+def _describe(exc: ClientError, what: str) -> str:
+    error = exc.response.get("Error", {})
+    return f"could not {what}: {error.get('Code')}: {error.get('Message')}"

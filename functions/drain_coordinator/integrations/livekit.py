@@ -1,0 +1,117 @@
+"""LiveKit: which rooms the drain's worker tasks still hold, through livekit-api's RoomService.
+
+A session is a room with an AGENT participant whose attribute `ecs.task_arn` names one of the
+instance's worker tasks. Discovery scans every room once (O(rooms)); after that a drain watches
+only its own rooms (O(rooms on the draining instance) per look).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from livekit import api
+from livekit.protocol.models import ParticipantInfo
+
+# The contract with the packaged worker (worker/): the attribute it sets on its agent participant.
+SESSION_TAG_ATTRIBUTE = "ecs.task_arn"
+_CONCURRENCY = 16  # parallel ListParticipants calls: bounded so a big fleet does not hit rate limits
+
+
+class LiveKitProbeError(Exception):
+    """LiveKit could not be asked (unreachable, timed out, refused): the answer proves nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveKitCredentials:
+    api_key: str
+    api_secret: str
+
+    def __repr__(self) -> str:  # never let the secret reach a log line
+        return f"LiveKitCredentials(api_key={self.api_key!r}, api_secret='***')"
+
+
+class LiveKitSessions:
+    def __init__(
+        self,
+        url: str,
+        credentials: Callable[[], LiveKitCredentials],
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        self._url = url
+        self._credentials = credentials
+        self._timeout = timeout_seconds
+
+    def discover(self, task_arns: Collection[str]) -> dict[str, str]:
+        """Every room held by an agent of one of these tasks: room -> task ARN. Scans all rooms."""
+        if not task_arns:
+            return {}
+        return self._run(self._discover(frozenset(task_arns)))
+
+    def still_held(self, rooms: Mapping[str, str]) -> dict[str, str]:
+        """The subset of `rooms` whose agent (same task) is still in the room."""
+        if not rooms:
+            return {}
+        return self._run(self._still_held(dict(rooms)))
+
+    def _run(self, coro: object) -> dict[str, str]:
+        try:
+            return asyncio.run(coro)  # type: ignore[arg-type]
+        except LiveKitProbeError:
+            raise
+        except api.TwirpError as exc:
+            raise LiveKitProbeError(f"LiveKit answered {exc.status} {exc.code}: {exc.message}") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise LiveKitProbeError(f"LiveKit unreachable: {type(exc).__name__}: {exc}") from exc
+
+    def _client(self) -> api.LiveKitAPI:
+        creds = self._credentials()
+        return api.LiveKitAPI(
+            url=self._url,
+            api_key=creds.api_key,
+            api_secret=creds.api_secret,
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            # A failed look is retried by the next tick; LiveKit Cloud region failover would
+            # only stretch one look past the Lambda's budget.
+            failover=False,
+        )
+
+    async def _discover(self, task_arns: frozenset[str]) -> dict[str, str]:
+        async with self._client() as lk:
+            rooms = await lk.room.list_rooms(api.ListRoomsRequest())
+            names = [room.name for room in rooms.rooms]
+            return await self._held_in(lk, names, lambda arn: arn in task_arns)
+
+    async def _still_held(self, rooms: dict[str, str]) -> dict[str, str]:
+        async with self._client() as lk:
+            existing = await lk.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms)))
+            names = [room.name for room in existing.rooms]
+            held = await self._held_in(lk, names, lambda arn: arn in rooms.values())
+            # A room only counts for the task that held it when it was discovered.
+            return {room: arn for room, arn in held.items() if rooms.get(room) == arn}
+
+    async def _held_in(
+        self, lk: api.LiveKitAPI, names: list[str], is_ours: Callable[[str], bool]
+    ) -> dict[str, str]:
+        gate = asyncio.Semaphore(_CONCURRENCY)
+
+        async def agent_task_of(room: str) -> tuple[str, str | None]:
+            async with gate:
+                try:
+                    resp = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+                except api.TwirpError as exc:
+                    if exc.code == api.TwirpErrorCode.NOT_FOUND:
+                        return room, None  # the room ended between the two calls
+                    raise
+            for participant in resp.participants:
+                if participant.kind != ParticipantInfo.Kind.AGENT:
+                    continue
+                arn = participant.attributes.get(SESSION_TAG_ATTRIBUTE)
+                if arn and is_ours(arn):
+                    return room, arn
+            return room, None
+
+        results = await asyncio.gather(*(agent_task_of(name) for name in names))
+        return {room: arn for room, arn in results if arn is not None}

@@ -1,0 +1,198 @@
+"""The drain table (DynamoDB): conditional writes, a sparse index of open drains, TTL.
+
+Item layout (one table, `pk` only):
+  pk          "drain#<instance id>"
+  open_kind   "drain" while open, removed on close: the sparse GSI `open-items` holds open drains only
+  deadline_at the GSI's range key, so reconcile reads the most urgent drains first
+  version     optimistic lock: every save is conditional on the version read
+  expires_at  TTL, set when the drain closes
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from drain_coordinator.domain.records import (
+    DrainOutcome,
+    DrainRecord,
+    DrainStatus,
+    LifecycleRef,
+)
+
+OPEN_INDEX = "open-items"
+DRAIN_KIND = "drain"
+
+
+class StaleDrainError(Exception):
+    """Someone else saved this drain since it was read: re-read, decide again."""
+
+
+class StoreError(Exception):
+    """DynamoDB refused or failed a call after retries."""
+
+
+class DrainStore:
+    def __init__(self, table: Any, ttl_days: int = 30) -> None:
+        self._table = table
+        self._ttl_seconds = ttl_days * 86400
+
+    def open_drain(self, record: DrainRecord) -> bool:
+        """Save a new drain; False when one already exists for the instance (duplicate event)."""
+        try:
+            self._table.put_item(
+                Item=_to_item(record, self._ttl_seconds),
+                ConditionExpression=Attr("pk").not_exists(),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise StoreError(_describe(exc, "open a drain")) from exc
+        return True
+
+    def get(self, instance_id: str) -> DrainRecord | None:
+        try:
+            item = self._table.get_item(Key={"pk": _pk(instance_id)}, ConsistentRead=True).get("Item")
+        except ClientError as exc:
+            raise StoreError(_describe(exc, "read a drain")) from exc
+        return None if item is None else _from_item(item)
+
+    def open_drains(self) -> Iterator[DrainRecord]:
+        """Open drains only, most urgent deadline first (the sparse index holds nothing else)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": OPEN_INDEX,
+            "KeyConditionExpression": Key("open_kind").eq(DRAIN_KIND),
+        }
+        try:
+            while True:
+                page = self._table.query(**kwargs)
+                for item in page.get("Items", []):
+                    yield _from_item(item)
+                if "LastEvaluatedKey" not in page:
+                    return
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise StoreError(_describe(exc, "list open drains")) from exc
+
+    def save(self, record: DrainRecord) -> DrainRecord:
+        """Write `record` if nobody saved the drain since it was read; returns it with version + 1."""
+        saved = _bump(record)
+        try:
+            self._table.put_item(
+                Item=_to_item(saved, self._ttl_seconds),
+                ConditionExpression=Attr("version").eq(record.version),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise StaleDrainError(f"drain for {record.instance_id} changed since it was read") from exc
+            raise StoreError(_describe(exc, "save a drain")) from exc
+        return saved
+
+
+def _bump(record: DrainRecord) -> DrainRecord:
+    return replace(record, version=record.version + 1)
+
+
+def _pk(instance_id: str) -> str:
+    return f"drain#{instance_id}"
+
+
+def _to_item(record: DrainRecord, ttl_seconds: int) -> dict[str, Any]:
+    ref = record.lifecycle
+    item: dict[str, Any] = {
+        "pk": _pk(ref.instance_id),
+        "kind": DRAIN_KIND,
+        "asg_name": ref.asg_name,
+        "hook_name": ref.hook_name,
+        "instance_id": ref.instance_id,
+        "action_token": ref.action_token,
+        "cluster": record.cluster,
+        "hook_started_at": _num(record.hook_started_at),
+        "deadline_at": _num(record.deadline_at),
+        "heartbeat_timeout": record.heartbeat_timeout,
+        "last_heartbeat_at": _num(record.last_heartbeat_at),
+        "opened_at": _num(record.opened_at),
+        "status": record.status.value,
+        "rooms_final": record.rooms_final,
+        "heartbeats": record.heartbeats,
+        "probe_errors": record.probe_errors,
+        "dropped_sessions": record.dropped_sessions,
+        "version": record.version,
+    }
+    if record.container_instance_arn is not None:
+        item["container_instance_arn"] = record.container_instance_arn
+    if record.watched_rooms is not None:
+        item["watched_rooms"] = dict(record.watched_rooms)
+    if record.sessions_remaining is not None:
+        item["sessions_remaining"] = record.sessions_remaining
+    if record.tasks_remaining is not None:
+        item["tasks_remaining"] = record.tasks_remaining
+    if record.extra:
+        item["extra"] = dict(record.extra)
+    if record.is_open:
+        item["open_kind"] = DRAIN_KIND
+    else:
+        item["outcome"] = record.outcome.value if record.outcome else None
+        item["closed_at"] = _num(record.closed_at or 0.0)
+        item["expires_at"] = int((record.closed_at or 0.0) + ttl_seconds)
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> DrainRecord:
+    outcome = item.get("outcome")
+    return DrainRecord(
+        lifecycle=LifecycleRef(
+            asg_name=str(item["asg_name"]),
+            hook_name=str(item["hook_name"]),
+            instance_id=str(item["instance_id"]),
+            action_token=str(item["action_token"]),
+        ),
+        cluster=str(item["cluster"]),
+        container_instance_arn=_opt_str(item.get("container_instance_arn")),
+        hook_started_at=float(item["hook_started_at"]),
+        deadline_at=float(item["deadline_at"]),
+        heartbeat_timeout=int(item["heartbeat_timeout"]),
+        last_heartbeat_at=float(item["last_heartbeat_at"]),
+        opened_at=float(item["opened_at"]),
+        status=DrainStatus(item["status"]),
+        watched_rooms=(
+            {str(k): str(v) for k, v in item["watched_rooms"].items()} if "watched_rooms" in item else None
+        ),
+        rooms_final=bool(item.get("rooms_final", False)),
+        heartbeats=int(item.get("heartbeats", 0)),
+        probe_errors=int(item.get("probe_errors", 0)),
+        sessions_remaining=_opt_int(item.get("sessions_remaining")),
+        tasks_remaining=_opt_int(item.get("tasks_remaining")),
+        outcome=DrainOutcome(outcome) if outcome else None,
+        dropped_sessions=int(item.get("dropped_sessions", 0)),
+        closed_at=float(item["closed_at"]) if "closed_at" in item else None,
+        version=int(item.get("version", 0)),
+        extra={str(k): str(v) for k, v in item.get("extra", {}).items()},
+    )
+
+
+def _num(value: float) -> Decimal:
+    # DynamoDB numbers go through Decimal; millisecond precision is plenty for a drain.
+    return Decimal(str(round(value, 3)))
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _describe(exc: ClientError, what: str) -> str:
+    error = exc.response.get("Error", {})
+    return f"could not {what}: {error.get('Code')}: {error.get('Message')}"

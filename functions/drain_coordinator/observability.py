@@ -1,0 +1,52 @@
+"""Powertools Logger/Metrics/Tracer, and the metric names: one source of truth.
+
+The template's alarms and dashboard name these metrics; tests check that every name they use
+is one defined here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+NAMESPACE = "LiveKitDrain"
+SERVICE = "livekit-drain"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+
+class MetricName(StrEnum):
+    DRAIN_STARTED = "DrainStarted"
+    DRAIN_COMPLETED = "DrainCompleted"  # dimension Outcome
+    DRAIN_SECONDS = "DrainSeconds"
+    HEARTBEATS = "Heartbeats"
+    SESSIONS_REMAINING = "SessionsRemaining"
+    FORCED_KILLS = "ForcedKills"
+    DROPPED_SESSIONS = "DroppedSessions"
+    PROBE_ERRORS = "ProbeErrors"
+    EVENTS_REJECTED = "EventsRejected"
+
+
+UNITS: dict[MetricName, MetricUnit] = {
+    MetricName.DRAIN_SECONDS: MetricUnit.Seconds,
+}
+
+
+def put_metric(name: MetricName, value: float = 1) -> None:
+    metrics.add_metric(name=name.value, unit=UNITS.get(name, MetricUnit.Count), value=value)
+
+
+def put_metric_by(name: MetricName, dimension: str, dimension_value: str, value: float = 1) -> None:
+    """A metric with a dimension of its own, flushed alone so it does not leak onto the others."""
+    with single_metric(
+        name=name.value,
+        unit=UNITS.get(name, MetricUnit.Count),
+        value=value,
+        namespace=NAMESPACE,
+    ) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        metric.add_dimension(name=dimension, value=dimension_value)

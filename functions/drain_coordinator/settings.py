@@ -1,0 +1,76 @@
+"""One validated settings object, read once at cold start from the function's environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from drain_coordinator.domain.decide import DrainPolicy
+
+# AWS Auto Scaling: a lifecycle action waits at most min(48 h, 100 x HeartbeatTimeout).
+HOOK_GLOBAL_TIMEOUT_CAP_SECONDS = 48 * 3600
+HOOK_GLOBAL_TIMEOUT_FACTOR = 100
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the variable and the rule."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    table_name: str = Field(alias="DRAIN_TABLE_NAME", min_length=3, max_length=255)
+    cluster: str = Field(alias="ECS_CLUSTER_NAME", min_length=1, max_length=255)
+    asg_name: str = Field(alias="ASG_NAME", min_length=1, max_length=255)
+    hook_name: str = Field(alias="LIFECYCLE_HOOK_NAME", min_length=1, max_length=255)
+    livekit_url: str = Field(alias="LIVEKIT_URL", pattern=r"^(https?|wss?)://[^\s/]+")
+    livekit_secret_arn: str = Field(alias="LIVEKIT_SECRET_ARN", min_length=1)
+    worker_drain_timeout: int = Field(alias="WORKER_DRAIN_TIMEOUT_SECONDS", default=600, ge=1)
+    worker_stop_timeout: int = Field(alias="WORKER_STOP_TIMEOUT_SECONDS", default=900, ge=1)
+    heartbeat_timeout: int = Field(alias="HOOK_HEARTBEAT_TIMEOUT_SECONDS", default=300, ge=30, le=7200)
+    drain_deadline: int = Field(alias="DRAIN_DEADLINE_SECONDS", default=1200, ge=60)
+    reconcile_period: int = Field(alias="RECONCILE_PERIOD_SECONDS", default=60, ge=10, le=3600)
+    worker_task_family: str = Field(alias="WORKER_TASK_FAMILY", default="", max_length=255)
+    livekit_timeout: float = Field(alias="LIVEKIT_TIMEOUT_SECONDS", default=5.0, gt=0, le=60)
+    record_ttl_days: int = Field(alias="DRAIN_RECORD_TTL_DAYS", default=30, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _timers_agree(self) -> Settings:
+        cap = min(HOOK_GLOBAL_TIMEOUT_CAP_SECONDS, HOOK_GLOBAL_TIMEOUT_FACTOR * self.heartbeat_timeout)
+        if self.drain_deadline > cap:
+            raise ValueError(
+                f"DRAIN_DEADLINE_SECONDS={self.drain_deadline} exceeds the lifecycle hook's own "
+                f"limit min(48 h, 100 x HOOK_HEARTBEAT_TIMEOUT_SECONDS)={cap}"
+            )
+        if self.drain_deadline < self.worker_stop_timeout:
+            raise ValueError(
+                f"DRAIN_DEADLINE_SECONDS={self.drain_deadline} is shorter than "
+                f"WORKER_STOP_TIMEOUT_SECONDS={self.worker_stop_timeout}: the instance would be "
+                "terminated under tasks still draining"
+            )
+        if self.heartbeat_timeout < 3 * self.reconcile_period:
+            raise ValueError(
+                f"HOOK_HEARTBEAT_TIMEOUT_SECONDS={self.heartbeat_timeout} must be at least 3 x "
+                f"RECONCILE_PERIOD_SECONDS={self.reconcile_period}, so one late tick cannot let "
+                "the hook expire"
+            )
+        return self
+
+    @property
+    def policy(self) -> DrainPolicy:
+        return DrainPolicy(reconcile_period_seconds=self.reconcile_period)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        try:
+            return cls.model_validate(dict(env))
+        except ValidationError as exc:
+            problems = "; ".join(_describe(err) for err in exc.errors())
+            raise SettingsError(f"invalid livekit-drain settings: {problems}") from exc
+
+
+def _describe(err: object) -> str:
+    assert isinstance(err, dict)
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+    return f"{loc}: {err.get('msg', 'invalid')}"

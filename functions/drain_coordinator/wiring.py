@@ -1,0 +1,64 @@
+"""Builds the coordinator once per cold start from the settings; the local world can swap parts."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+
+from drain_coordinator.coordinator import Coordinator
+from drain_coordinator.integrations import aws_clients
+from drain_coordinator.integrations.autoscaling import LifecycleActions
+from drain_coordinator.integrations.ecs import EcsCluster
+from drain_coordinator.integrations.livekit import LiveKitSessions
+from drain_coordinator.integrations.secrets import livekit_credentials
+from drain_coordinator.integrations.store import DrainStore
+from drain_coordinator.settings import Settings
+
+_settings: Settings | None = None
+_coordinator: Coordinator | None = None
+_clock: Callable[[], float] = time.time
+
+
+def settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env(os.environ)
+    return _settings
+
+
+def coordinator() -> Coordinator:
+    global _coordinator
+    if _coordinator is None:
+        _coordinator = build(settings())
+    return _coordinator
+
+
+def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordinator:
+    return Coordinator(
+        policy=config.policy,
+        cluster=config.cluster,
+        drain_deadline_seconds=config.drain_deadline,
+        heartbeat_timeout_seconds=config.heartbeat_timeout,
+        store=DrainStore(
+            aws_clients.resource("dynamodb").Table(config.table_name),
+            ttl_days=config.record_ttl_days,
+        ),
+        lifecycle=LifecycleActions(aws_clients.client("autoscaling")),
+        ecs=EcsCluster(aws_clients.client("ecs"), config.cluster, config.worker_task_family),
+        sessions=LiveKitSessions(
+            config.livekit_url,
+            partial(livekit_credentials, config.livekit_secret_arn),
+            timeout_seconds=config.livekit_timeout,
+        ),
+        clock=clock or _clock,
+    )
+
+
+def reset(clock: Callable[[], float] | None = None) -> None:
+    """Forget the cached settings and coordinator (a new cold start); optionally use another clock."""
+    global _settings, _coordinator, _clock
+    _settings = None
+    _coordinator = None
+    _clock = clock or time.time
