@@ -62,3 +62,10 @@ def reset(clock: Callable[[], float] | None = None) -> None:
     _settings = None
     _coordinator = None
     _clock = clock or time.time
+
+
+def install(config: Settings, built: Coordinator) -> None:
+    """Use these settings and this coordinator from now on (the local world and tests)."""
+    global _settings, _coordinator
+    _settings = config
+    _coordinator = built

@@ -1,0 +1,129 @@
+"""In-memory stand-ins for the coordinator's ports, for functional tests (no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+
+from drain_coordinator.domain.probe import WorkerTask
+from drain_coordinator.domain.records import DrainRecord, LifecycleRef
+from drain_coordinator.integrations.autoscaling import LifecycleActionGoneError
+from drain_coordinator.integrations.ecs import EcsError
+from drain_coordinator.integrations.livekit import LiveKitProbeError
+from drain_coordinator.integrations.store import StaleDrainError
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.items: dict[str, DrainRecord] = {}
+
+    def open_drain(self, record: DrainRecord) -> bool:
+        if record.instance_id in self.items:
+            return False
+        self.items[record.instance_id] = record
+        return True
+
+    def get(self, instance_id: str) -> DrainRecord | None:
+        return self.items.get(instance_id)
+
+    def open_drains(self) -> Iterator[DrainRecord]:
+        yield from sorted((r for r in self.items.values() if r.is_open), key=lambda r: r.deadline_at)
+
+    def save(self, record: DrainRecord) -> DrainRecord:
+        current = self.items.get(record.instance_id)
+        if current is None or current.version != record.version:
+            raise StaleDrainError(record.instance_id)
+        saved = replace(record, version=record.version + 1)
+        self.items[record.instance_id] = saved
+        return saved
+
+
+@dataclass
+class FakeLifecycle:
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    gone: set[str] = field(default_factory=set)
+
+    def record_heartbeat(self, ref: LifecycleRef) -> None:
+        self._call("heartbeat", ref)
+
+    def complete(self, ref: LifecycleRef, result: str = "CONTINUE") -> None:
+        self._call(f"complete:{result}", ref)
+        self.gone.add(ref.instance_id)
+
+    def _call(self, what: str, ref: LifecycleRef) -> None:
+        if ref.instance_id in self.gone:
+            raise LifecycleActionGoneError("No active Lifecycle Action found")
+        self.calls.append((what, ref.instance_id))
+
+
+@dataclass
+class FakeEcs:
+    instances: dict[str, str] = field(default_factory=dict)  # ec2 id -> container instance arn
+    tasks: dict[str, list[WorkerTask]] = field(default_factory=dict)  # ci arn -> tasks
+    draining: list[str] = field(default_factory=list)
+    failing: bool = False
+
+    def container_instance_of(self, ec2_instance_id: str) -> str | None:
+        self._maybe_fail()
+        return self.instances.get(ec2_instance_id)
+
+    def drain(self, container_instance_arn: str) -> None:
+        self._maybe_fail()
+        self.draining.append(container_instance_arn)
+        # ECS tells every task on a DRAINING instance to stop
+        self.tasks[container_instance_arn] = [
+            replace(t, desired_status="STOPPED") for t in self.tasks.get(container_instance_arn, [])
+        ]
+
+    def worker_tasks_on(self, container_instance_arn: str) -> tuple[WorkerTask, ...]:
+        self._maybe_fail()
+        return tuple(self.tasks.get(container_instance_arn, []))
+
+    def _maybe_fail(self) -> None:
+        if self.failing:
+            raise EcsError("ThrottlingException: Rate exceeded")
+
+
+@dataclass
+class FakeSessions:
+    rooms: dict[str, str] = field(default_factory=dict)  # room -> task arn of its agent
+    discover_calls: int = 0
+    still_held_calls: int = 0
+    failing: bool = False
+
+    def discover(self, task_arns: Collection[str]) -> dict[str, str]:
+        self._maybe_fail()
+        self.discover_calls += 1
+        return {room: arn for room, arn in self.rooms.items() if arn in set(task_arns)}
+
+    def still_held(self, rooms: Mapping[str, str]) -> dict[str, str]:
+        self._maybe_fail()
+        self.still_held_calls += 1
+        return {room: arn for room, arn in rooms.items() if self.rooms.get(room) == arn}
+
+    def _maybe_fail(self) -> None:
+        if self.failing:
+            raise LiveKitProbeError("LiveKit unreachable: ClientConnectorError")
+
+
+@dataclass
+class FakeClock:
+    t: float
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "livekit-drain-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:livekit-drain-test"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    remaining_millis: int = 60_000
+
+    log_group_name: str = "/aws/lambda/livekit-drain-test"
+    log_stream_name: str = "2026/01/01/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis

@@ -1,0 +1,185 @@
+"""The real handlers, fed the event files, wired to in-memory fakes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drain_coordinator.handlers import lifecycle, reconcile
+from drain_coordinator.domain.records import DrainOutcome
+from tests.fakes import FakeLambdaContext
+from tests.functional.conftest import CI_ARN, INSTANCE, Harness, load_event
+
+TERMINATE = "asg-terminate-lifecycle-action.json"
+
+
+def actions(result: dict) -> list[str]:  # type: ignore[type-arg]
+    return [step["action"] for step in result["steps"]]
+
+
+def emitted_metrics(captured: str) -> dict[str, list[float]]:
+    """Metric name -> values, from the EMF lines Powertools printed."""
+    values: dict[str, list[float]] = {}
+    for line in captured.splitlines():
+        if not line.startswith("{") or "_aws" not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                values.setdefault(metric["Name"], []).extend(value if isinstance(value, list) else [value])
+    return values
+
+
+def test_idle_instance_is_released_when_the_drain_opens(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN an instance with no worker task and no session
+    harness.ecs.instances[INSTANCE] = CI_ARN
+    # WHEN its terminate lifecycle action arrives
+    result = lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    # THEN the container instance is drained, and the action completed at once
+    assert actions(result) == ["drain_started", "complete"]
+    assert result["steps"][1]["outcome"] == "drained"
+    assert harness.ecs.draining == [CI_ARN]
+    assert harness.lifecycle.calls == [("complete:CONTINUE", INSTANCE)]
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics["DrainStarted"] == [1.0]
+    assert metrics["DrainCompleted"] == [1.0]
+    assert "ForcedKills" not in metrics
+
+
+def test_busy_instance_is_held_with_heartbeats_until_its_last_call_ends(harness: Harness) -> None:
+    # GIVEN an instance whose worker holds three calls
+    harness.busy(calls=3)
+    result = lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    assert actions(result) == ["drain_started", "wait"]
+    assert result["steps"][1]["sessions"] == 3
+    # WHEN reconcile ticks every minute while the calls run
+    seen: list[str] = []
+    for minute in range(1, 8):
+        harness.clock.t += 60
+        if minute == 6:
+            harness.calls_end()
+            harness.tasks_exit()
+        seen += actions(reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext()))
+    # THEN it heartbeats before the 300 s hook runs out, and completes once, after the calls end
+    assert "heartbeat" in seen
+    assert seen.count("complete") == 1
+    assert seen.index("complete") == 5
+    record = harness.store.get(INSTANCE)
+    assert record is not None and record.outcome is DrainOutcome.DRAINED
+    assert [c for c, _ in harness.lifecycle.calls].count("complete:CONTINUE") == 1
+
+
+def test_rooms_are_discovered_until_every_task_was_told_to_stop_then_only_watched(harness: Harness) -> None:
+    harness.busy(calls=2)
+    lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())  # DRAINING tells the tasks to stop
+    for _ in range(3):
+        harness.clock.t += 60
+        reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())
+    # the first look already saw every task told to stop: one discovery, then watching only
+    assert harness.sessions.discover_calls == 1
+    assert harness.sessions.still_held_calls == 3
+    record = harness.store.get(INSTANCE)
+    assert record is not None and set(record.watched_rooms or {}) == {"call-0", "call-1"}
+
+
+def test_duplicate_lifecycle_event_opens_no_second_drain(harness: Harness) -> None:
+    harness.busy(calls=1)
+    lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    again = lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    assert again["steps"] == [{"action": "skip", "instance_id": INSTANCE, "reason": "duplicate"}]
+    assert len(harness.store.items) == 1
+
+
+def test_lifecycle_action_ended_elsewhere_closes_the_drain_as_gone(harness: Harness) -> None:
+    harness.busy(calls=2)
+    lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    harness.lifecycle.gone.add(INSTANCE)  # someone completed it from the console
+    harness.clock.t += 200
+    result = reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())
+    assert result["steps"][0]["action"] == "complete"
+    assert result["steps"][0]["outcome"] == "gone"
+    assert result["steps"][0]["dropped_sessions"] == 2
+
+
+def test_probe_failure_holds_and_never_completes_before_the_deadline(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness.busy(calls=1)
+    lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    harness.sessions.failing = True
+    harness.calls_end()
+    harness.tasks_exit()
+    seen: list[str] = []
+    for _ in range(10):
+        harness.clock.t += 60
+        seen += actions(reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext()))
+    assert set(seen) == {"hold"}
+    assert ("heartbeat", INSTANCE) in harness.lifecycle.calls
+    assert sum(emitted_metrics(capsys.readouterr().out)["ProbeErrors"]) == 10
+
+
+def test_drain_at_deadline_counts_dropped_sessions_and_a_forced_kill(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness.busy(calls=2)
+    lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    outcome = None
+    for _ in range(25):
+        harness.clock.t += 60
+        for step in reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())["steps"]:
+            outcome = step.get("outcome", outcome)
+    assert outcome == "deadline"
+    record = harness.store.get(INSTANCE)
+    assert record is not None and record.dropped_sessions == 2
+    assert record.closed_at is not None and record.closed_at <= record.deadline_at
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics["ForcedKills"] == [1.0]
+    assert metrics["DroppedSessions"] == [2.0]
+
+
+@pytest.mark.parametrize("event_file", ["asg-test-notification.json", "asg-launch-lifecycle-action.json"])
+def test_events_that_are_not_ours_are_skipped_without_touching_aws(harness: Harness, event_file: str) -> None:
+    result = lifecycle.handler(load_event(event_file), FakeLambdaContext())
+    assert actions(result) == ["skip"]
+    assert harness.store.items == {}
+    assert harness.lifecycle.calls == []
+
+
+def test_malformed_event_is_rejected_counted_and_not_raised(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = load_event(TERMINATE)
+    del event["detail"]["LifecycleActionToken"]
+    result = lifecycle.handler(event, FakeLambdaContext())
+    assert actions(result) == ["reject"]
+    assert emitted_metrics(capsys.readouterr().out)["EventsRejected"] == [1.0]
+
+
+def test_every_log_line_of_a_drain_carries_the_four_keys(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness.busy(calls=1)
+    lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    drain_lines = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"level"' in line and "drain" in line
+    ]
+    assert drain_lines, "the drain logged nothing"
+    for line in drain_lines:
+        assert {"asgName", "lifecycleHookName", "lifecycleActionToken", "instanceID"} <= line.keys()
+
+
+def test_ecs_failure_at_open_still_opens_the_drain_and_retries_draining(harness: Harness) -> None:
+    harness.busy(calls=1)
+    harness.ecs.failing = True
+    result = lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    assert actions(result) == ["drain_started", "hold"]
+    harness.ecs.failing = False
+    harness.clock.t += 60
+    reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())
+    assert harness.ecs.draining == [CI_ARN]
+    record = harness.store.get(INSTANCE)
+    assert record is not None and record.container_instance_arn == CI_ARN
