@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from drain_coordinator.handlers import lifecycle, reconcile
 from drain_coordinator.domain.records import DrainOutcome
+from drain_coordinator.handlers import lifecycle, reconcile
 from tests.fakes import FakeLambdaContext
 from tests.functional.conftest import CI_ARN, INSTANCE, Harness, load_event
 
@@ -32,7 +32,9 @@ def emitted_metrics(captured: str) -> dict[str, list[float]]:
     return values
 
 
-def test_idle_instance_is_released_when_the_drain_opens(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+def test_idle_instance_is_released_when_the_drain_opens(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN an instance with no worker task and no session
     harness.ecs.instances[INSTANCE] = CI_ARN
     # WHEN its terminate lifecycle action arrives

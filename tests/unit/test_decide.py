@@ -82,9 +82,7 @@ def test_apply_heartbeat_restarts_the_hook_timer() -> None:
 
 
 def test_apply_complete_closes_with_outcome_and_dropped_sessions() -> None:
-    record = apply(
-        a_record(), Complete(DrainOutcome.DEADLINE, 3), a_probe(sessions=3, tasks=1), T0 + 1150
-    )
+    record = apply(a_record(), Complete(DrainOutcome.DEADLINE, 3), a_probe(sessions=3, tasks=1), T0 + 1150)
     assert record.status is DrainStatus.CLOSED
     assert record.outcome is DrainOutcome.DEADLINE
     assert record.dropped_sessions == 3

@@ -42,7 +42,9 @@ def drains(draw: st.DrawFn) -> tuple[DrainPolicy, DrainRecord, list[Look]]:
     return DrainPolicy(reconcile_period_seconds=period), record, looks
 
 
-def run(policy: DrainPolicy, record: DrainRecord, looks: list[Look]) -> list[tuple[float, object, Probe, DrainRecord]]:
+def run(
+    policy: DrainPolicy, record: DrainRecord, looks: list[Look]
+) -> list[tuple[float, object, Probe, DrainRecord]]:
     """Play the looks, the first one at once (the lifecycle handler looks when it opens)."""
     now = T0
     trace = []
@@ -59,7 +61,9 @@ def run(policy: DrainPolicy, record: DrainRecord, looks: list[Look]) -> list[tup
 
 @settings(max_examples=300, deadline=None)
 @given(drains())
-def test_rule1_never_completes_while_sessions_or_tasks_remain_before_deadline(case: tuple[DrainPolicy, DrainRecord, list[Look]]) -> None:
+def test_rule1_never_completes_while_sessions_or_tasks_remain_before_deadline(
+    case: tuple[DrainPolicy, DrainRecord, list[Look]],
+) -> None:
     policy, record, looks = case
     for now, action, probe, before in run(policy, record, looks):
         if isinstance(action, Complete) and action.outcome is DrainOutcome.DRAINED:
@@ -71,7 +75,9 @@ def test_rule1_never_completes_while_sessions_or_tasks_remain_before_deadline(ca
 
 @settings(max_examples=300, deadline=None)
 @given(drains())
-def test_rule2_always_completes_by_the_deadline_and_counts_dropped(case: tuple[DrainPolicy, DrainRecord, list[Look]]) -> None:
+def test_rule2_always_completes_by_the_deadline_and_counts_dropped(
+    case: tuple[DrainPolicy, DrainRecord, list[Look]],
+) -> None:
     policy, record, looks = case
     trace = run(policy, record, looks)
     for now, action, probe, before in trace:
@@ -87,7 +93,9 @@ def test_rule2_always_completes_by_the_deadline_and_counts_dropped(case: tuple[D
 
 @settings(max_examples=300, deadline=None)
 @given(drains())
-def test_rule3_hook_never_expires_while_the_drain_is_open(case: tuple[DrainPolicy, DrainRecord, list[Look]]) -> None:
+def test_rule3_hook_never_expires_while_the_drain_is_open(
+    case: tuple[DrainPolicy, DrainRecord, list[Look]],
+) -> None:
     policy, record, looks = case
     for now, _action, _probe, before in run(policy, record, looks):
         # every look happens while the hook is still alive
@@ -96,7 +104,9 @@ def test_rule3_hook_never_expires_while_the_drain_is_open(case: tuple[DrainPolic
 
 @settings(max_examples=300, deadline=None)
 @given(drains())
-def test_rule4_failed_probe_never_completes_before_deadline(case: tuple[DrainPolicy, DrainRecord, list[Look]]) -> None:
+def test_rule4_failed_probe_never_completes_before_deadline(
+    case: tuple[DrainPolicy, DrainRecord, list[Look]],
+) -> None:
     policy, record, looks = case
     for now, action, probe, before in run(policy, record, looks):
         if not probe.ok:
@@ -109,7 +119,9 @@ def test_rule4_failed_probe_never_completes_before_deadline(case: tuple[DrainPol
 
 @settings(max_examples=300, deadline=None)
 @given(drains(), st.integers(min_value=0, max_value=399))
-def test_rule5_the_same_look_twice_changes_nothing_twice(case: tuple[DrainPolicy, DrainRecord, list[Look]], index: int) -> None:
+def test_rule5_the_same_look_twice_changes_nothing_twice(
+    case: tuple[DrainPolicy, DrainRecord, list[Look]], index: int
+) -> None:
     policy, record, looks = case
     trace = run(policy, record, looks)
     now, action, probe, before = trace[index % len(trace)]
@@ -126,7 +138,9 @@ def test_rule5_the_same_look_twice_changes_nothing_twice(case: tuple[DrainPolicy
 
 @settings(max_examples=200, deadline=None)
 @given(drains(), st.floats(min_value=1, max_value=600))
-def test_rule5_a_late_look_from_the_past_never_completes_a_busy_drain(case: tuple[DrainPolicy, DrainRecord, list[Look]], lateness: float) -> None:
+def test_rule5_a_late_look_from_the_past_never_completes_a_busy_drain(
+    case: tuple[DrainPolicy, DrainRecord, list[Look]], lateness: float
+) -> None:
     policy, record, looks = case
     trace = run(policy, record, looks)
     now, _action, _probe, before = trace[-1]

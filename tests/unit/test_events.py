@@ -23,7 +23,9 @@ def load(name: str) -> dict[str, Any]:
 
 
 def test_terminate_action_parses_into_a_drain_trigger() -> None:
-    trigger = parse_lifecycle_event(load("asg-terminate-lifecycle-action.json"), asg_name=GROUP, hook_name=HOOK)
+    trigger = parse_lifecycle_event(
+        load("asg-terminate-lifecycle-action.json"), asg_name=GROUP, hook_name=HOOK
+    )
     assert isinstance(trigger, TerminateRequested)
     assert trigger.lifecycle.instance_id == "i-0598c7d356eba48d7"
     assert trigger.lifecycle.action_token == "87654321-4321-4321-4321-210987654321"
@@ -44,7 +46,9 @@ def test_events_that_are_not_ours_are_skipped(event_file: str, reason: str) -> N
 
 
 def test_terminate_action_of_another_group_is_skipped() -> None:
-    result = parse_lifecycle_event(load("asg-terminate-lifecycle-action.json"), asg_name="other", hook_name=HOOK)
+    result = parse_lifecycle_event(
+        load("asg-terminate-lifecycle-action.json"), asg_name="other", hook_name=HOOK
+    )
     assert result == Skip(reason="other_group", event_id="3e3c153a-8339-4e30-8c35-687ebef853fe")
 
 
