@@ -88,11 +88,10 @@ def post_raw(
     method: str = "POST",
 ) -> tuple[int, str, bytes]:
     """Status, content type and body of one hand-made HTTP request."""
-    request = urllib.request.Request(
-        livekit.url + path, data=body or None, headers=headers, method=method
-    )
+    # The URL is always the local server's http:// address.
+    url = livekit.url + path
+    request = urllib.request.Request(url, data=body or None, headers=headers, method=method)  # noqa: S310
     try:
-        # The URL is always the local server's http:// address.
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, response.headers["Content-Type"], response.read()
     except urllib.error.HTTPError as err:
@@ -179,9 +178,7 @@ def test_get_participant_returns_the_participant(livekit: LocalLiveKit) -> None:
     # WHEN the client gets it
     participant = call_room_service(
         livekit,
-        lambda room: room.get_participant(
-            RoomParticipantIdentity(room="call-1", identity="agent-a")
-        ),
+        lambda room: room.get_participant(RoomParticipantIdentity(room="call-1", identity="agent-a")),
     )
 
     # THEN it is that agent
@@ -197,9 +194,7 @@ def test_get_participant_not_in_the_room_is_not_found(livekit: LocalLiveKit) -> 
     with pytest.raises(api.TwirpError) as raised:
         call_room_service(
             livekit,
-            lambda room: room.get_participant(
-                RoomParticipantIdentity(room="call-1", identity="nobody")
-            ),
+            lambda room: room.get_participant(RoomParticipantIdentity(room="call-1", identity="nobody")),
         )
 
     # THEN it is a Twirp not_found
@@ -235,9 +230,7 @@ def test_remove_participant_of_the_last_one_closes_the_room(livekit: LocalLiveKi
     # WHEN the client removes it
     call_room_service(
         livekit,
-        lambda room: room.remove_participant(
-            RoomParticipantIdentity(room="call-1", identity="agent-a")
-        ),
+        lambda room: room.remove_participant(RoomParticipantIdentity(room="call-1", identity="agent-a")),
     )
 
     # THEN the room is gone
@@ -247,9 +240,7 @@ def test_remove_participant_of_the_last_one_closes_the_room(livekit: LocalLiveKi
 def test_create_room_then_delete_room_through_the_client(livekit: LocalLiveKit) -> None:
     # GIVEN no room
     # WHEN the client creates a room
-    created = call_room_service(
-        livekit, lambda room: room.create_room(CreateRoomRequest(name="call-9"))
-    )
+    created = call_room_service(livekit, lambda room: room.create_room(CreateRoomRequest(name="call-9")))
 
     # THEN it is open and empty
     assert (created.name, created.num_participants) == ("call-9", 0)
@@ -281,9 +272,7 @@ def test_token_signed_with_the_wrong_secret_is_refused_with_401(livekit: LocalLi
 
     # WHEN it lists rooms
     with pytest.raises(api.TwirpError) as raised:
-        call_room_service(
-            livekit, lambda room: room.list_rooms(ListRoomsRequest()), api_secret=wrong_secret
-        )
+        call_room_service(livekit, lambda room: room.list_rooms(ListRoomsRequest()), api_secret=wrong_secret)
 
     # THEN LiveKit's key middleware refuses it with a 401
     assert raised.value.status == 401
@@ -293,9 +282,7 @@ def test_token_of_an_unknown_api_key_is_refused_with_401(livekit: LocalLiveKit) 
     # GIVEN a client holding a key the server does not know
     # WHEN it lists rooms
     with pytest.raises(api.TwirpError) as raised:
-        call_room_service(
-            livekit, lambda room: room.list_rooms(ListRoomsRequest()), api_key="otherkey"
-        )
+        call_room_service(livekit, lambda room: room.list_rooms(ListRoomsRequest()), api_key="otherkey")
 
     # THEN it is refused with a 401
     assert raised.value.status == 401
@@ -367,9 +354,7 @@ def test_garbled_bearer_token_is_a_plain_text_401(livekit: LocalLiveKit) -> None
     headers = {"Content-Type": "application/json", "Authorization": "Bearer not-a-jwt"}
 
     # WHEN it lists rooms
-    status, content_type, body = post_raw(
-        livekit, "/twirp/livekit.RoomService/ListRooms", b"{}", headers
-    )
+    status, content_type, body = post_raw(livekit, "/twirp/livekit.RoomService/ListRooms", b"{}", headers)
 
     # THEN LiveKit's key middleware answers 401 in plain text, before Twirp is reached
     assert status == 401
@@ -462,9 +447,7 @@ def test_undecodable_protobuf_body_is_malformed(livekit: LocalLiveKit) -> None:
     headers = list_rooms_json_headers(livekit) | {"Content-Type": "application/protobuf"}
 
     # WHEN rooms are listed
-    status, _, body = post_raw(
-        livekit, "/twirp/livekit.RoomService/ListRooms", b"\xff\xff\xff", headers
-    )
+    status, _, body = post_raw(livekit, "/twirp/livekit.RoomService/ListRooms", b"\xff\xff\xff", headers)
 
     # THEN it is a Twirp malformed 400
     assert (status, json.loads(body)["code"]) == (400, "malformed")
@@ -503,18 +486,33 @@ def test_5xx_fault_is_a_503_unavailable_not_retried_against_a_self_hosted_url(
     assert livekit.request_counts["GET /settings/regions"] == 0
 
 
-def test_delay_fault_makes_a_client_with_a_short_timeout_time_out(livekit: LocalLiveKit) -> None:
-    # GIVEN the server holds every request far longer than the client waits
+def test_delay_fault_times_out_a_call_the_caller_bounds(livekit: LocalLiveKit) -> None:
+    # GIVEN the server holds every request far longer than the caller waits
     livekit.faults.delay_seconds = 60.0
 
-    # WHEN a client with a short timeout lists rooms
+    # WHEN the caller bounds the call with asyncio's timeout
+    async def bounded(room: RoomService) -> Any:
+        return await asyncio.wait_for(room.list_rooms(ListRoomsRequest()), timeout=0.2)
+
     # THEN it times out (the fixture's stop releases the held request)
     with pytest.raises(TimeoutError):
-        call_room_service(
-            livekit,
-            lambda room: room.list_rooms(ListRoomsRequest()),
-            timeout=aiohttp.ClientTimeout(total=0.2),
-        )
+        call_room_service(livekit, bounded)
+
+
+def test_livekit_api_timeout_option_does_not_bound_a_request(livekit: LocalLiveKit) -> None:
+    # GIVEN a delay longer than the client's configured timeout
+    livekit.faults.delay_seconds = 0.5
+
+    # WHEN a client built with LiveKitAPI(timeout=0.1 s) lists rooms
+    response = call_room_service(
+        livekit,
+        lambda room: room.list_rooms(ListRoomsRequest()),
+        timeout=aiohttp.ClientTimeout(total=0.1),
+    )
+
+    # THEN it still gets its answer: livekit-api 1.2.2 posts with timeout=None, which aiohttp
+    # reads as "no timeout", so callers must bound LiveKit calls themselves
+    assert list(response.rooms) == []
 
 
 def test_unauthorized_fault_refuses_a_valid_token_with_401(livekit: LocalLiveKit) -> None:

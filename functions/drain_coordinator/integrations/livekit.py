@@ -8,8 +8,9 @@ only its own rooms (O(rooms on the draining instance) per look).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 from livekit import api
@@ -17,6 +18,7 @@ from livekit.protocol.models import ParticipantInfo
 
 # The contract with the packaged worker (worker/): the attribute it sets on its agent participant.
 SESSION_TAG_ATTRIBUTE = "ecs.task_arn"
+T = TypeVar("T")
 _CONCURRENCY = 16  # parallel ListParticipants calls: bounded so a big fleet does not hit rate limits
 
 
@@ -78,15 +80,21 @@ class LiveKitSessions:
             failover=False,
         )
 
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        # livekit-api passes timeout=None on each request, which aiohttp reads as "no timeout":
+        # the session's ClientTimeout alone would let a hung LiveKit hold the Lambda to its end.
+        async with asyncio.timeout(self._timeout):
+            return await call
+
     async def _discover(self, task_arns: frozenset[str]) -> dict[str, str]:
         async with self._client() as lk:
-            rooms = await lk.room.list_rooms(api.ListRoomsRequest())
+            rooms = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest()))
             names = [room.name for room in rooms.rooms]
             return await self._held_in(lk, names, lambda arn: arn in task_arns)
 
     async def _still_held(self, rooms: dict[str, str]) -> dict[str, str]:
         async with self._client() as lk:
-            existing = await lk.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms)))
+            existing = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms))))
             names = [room.name for room in existing.rooms]
             held = await self._held_in(lk, names, lambda arn: arn in rooms.values())
             # A room only counts for the task that held it when it was discovered.
@@ -100,7 +108,9 @@ class LiveKitSessions:
         async def agent_task_of(room: str) -> tuple[str, str | None]:
             async with gate:
                 try:
-                    resp = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+                    resp = await self._bounded(
+                        lk.room.list_participants(api.ListParticipantsRequest(room=room))
+                    )
                 except api.TwirpError as exc:
                     if exc.code == api.TwirpErrorCode.NOT_FOUND:
                         return room, None  # the room ended between the two calls

@@ -1,0 +1,784 @@
+"""The local AWS of the world: moto in server mode, reached over real HTTP by boto3.
+
+moto 5 has no `CompleteLifecycleAction` nor `RecordLifecycleActionHeartbeat`, and terminates an
+instance at once even when a terminate lifecycle hook should hold it. `LocalAws` adds both
+actions and the `Terminating:Wait` state to moto's Auto Scaling while it runs, with AWS's rules:
+a fresh token per action, heartbeat and global timeouts on the virtual clock, the hook's
+DefaultResult on a timeout, and `ValidationError` once an action is gone. It hands the
+EventBridge event AWS would send to the world's `on_event` callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import urllib.request
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Self
+
+import boto3
+import moto.ec2.models.instances as ec2_instances
+from botocore.config import Config
+from moto.autoscaling.exceptions import ValidationError
+from moto.autoscaling.models import (
+    AutoScalingBackend,
+    FakeAutoScalingGroup,
+    InstanceState,
+    LifecycleHook,
+    TerminateInstanceActivity,
+)
+from moto.autoscaling.responses import AutoScalingResponse
+from moto.core.responses import ActionResult, EmptyResult
+from moto.ec2.exceptions import InvalidInstanceIdError
+from moto.ec2.utils import random_instance_id as moto_random_instance_id
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from drainctl.world.clock import VirtualClock
+from drainctl.world.lifecycle_actions import (
+    PROCEED,
+    TERMINATED,
+    TERMINATING,
+    WAIT,
+    LifecycleAction,
+    LifecycleActionEnd,
+    LifecycleActionLog,
+    LifecycleActionResult,
+    NoActiveLifecycleActionError,
+    global_timeout_for,
+)
+
+logger = logging.getLogger(__name__)
+
+REGION: Final = "us-east-1"
+ACCOUNT_ID: Final = "123456789012"  # moto's default account, reached with any dummy key
+_DUMMY_KEY: Final = "testing"
+
+_INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+_IN_SERVICE: Final = "InService"
+_TERMINABLE_STATES: Final = (_IN_SERVICE, "Standby")
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class LocalAwsError(Exception):
+    """The local AWS could not start, stop or build what was asked."""
+
+
+@dataclass(frozen=True)
+class TerminateHook:
+    """An `autoscaling:EC2_INSTANCE_TERMINATING` hook, as `create_group_with_instances` puts it."""
+
+    name: str = "livekit-drain-terminate"
+    heartbeat_timeout: int = 300
+    default_result: LifecycleActionResult = "CONTINUE"
+    notification_metadata: str = ""
+
+
+def _iso8601(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _as_result(value: str) -> LifecycleActionResult:
+    if value == "CONTINUE":
+        return "CONTINUE"
+    if value == "ABANDON":
+        return "ABANDON"
+    raise ValidationError(f"Lifecycle action result {value} must be CONTINUE or ABANDON")
+
+
+def _log_keys(action: LifecycleAction) -> dict[str, str]:
+    return {
+        "asgName": action.group_name,
+        "lifecycleHookName": action.hook_name,
+        "lifecycleActionToken": action.token,
+        "instanceID": action.instance_id,
+    }
+
+
+class _Patch:
+    """Attributes set on moto's classes and modules, and how to put the originals back."""
+
+    _MISSING: Final = object()
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[object, str, object]] = []
+
+    def set(self, owner: object, name: str, value: object) -> None:
+        # vars(), not getattr(): restore exactly what the owner itself held.
+        self._saved.append((owner, name, vars(owner).get(name, self._MISSING)))
+        setattr(owner, name, value)
+
+    def undo(self) -> None:
+        while self._saved:
+            owner, name, original = self._saved.pop()
+            if original is self._MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+
+
+class _RequestHandler(MotoRequestHandler):
+    """moto's handler, with one debug line per request instead of werkzeug's stderr line."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.debug("local aws request", extra={"request": self.requestline, "status": code})
+
+
+class _MotoHttpServer:
+    """moto's server app on 127.0.0.1, an ephemeral port, in a daemon thread.
+
+    What moto's ThreadedMotoServer does, with a short poll interval: its stop() waits up to
+    half a second, and tests start a world each.
+    """
+
+    _POLL_SECONDS: Final = 0.05
+
+    def __init__(self) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, app, threaded=True, request_handler=_RequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": self._POLL_SECONDS},
+            name="local-aws",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+_session_lock = threading.Lock()
+_session: Any = None  # boto3's Session, typed loosely: services here are plain strings
+
+
+def _new_client(service: str, endpoint_url: str) -> Any:
+    # One session for the process: loading botocore's service models is the slow part.
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session(
+                aws_access_key_id=_DUMMY_KEY, aws_secret_access_key=_DUMMY_KEY, region_name=REGION
+            )
+        # One attempt: a local error is a bug to see at once, not a blip to retry.
+        config = Config(retries={"mode": "standard", "max_attempts": 1})
+        return _session.client(service, endpoint_url=endpoint_url, config=config)
+
+
+# moto's backends are process-wide, so one extension at a time.
+_install_lock = threading.Lock()
+_installed: _LifecycleExtension | None = None
+
+
+class _LifecycleExtension:
+    """Lifecycle actions inside moto's Auto Scaling, for as long as it is installed."""
+
+    def __init__(self, clock: VirtualClock, log: LifecycleActionLog, sink: EventSink) -> None:
+        self._clock = clock
+        self._log = log
+        self._sink = sink
+        # One Auto Scaling request, or one expiry sweep, at a time: the server is threaded.
+        self._lock = threading.RLock()
+        self._backends: dict[str, AutoScalingBackend] = {}
+        self._outbox: deque[dict[str, Any]] = deque()
+        self._force_deleting: set[str] = set()
+        self._chosen_ids: deque[str] = deque()
+        self._chosen_tokens: deque[str] = deque()
+        self._ids_lock = threading.Lock()
+        self._patch = _Patch()
+
+    # -- install / uninstall ----------------------------------------------------------------------
+
+    def install(self) -> None:
+        global _installed
+        with _install_lock:
+            if _installed is not None:
+                raise LocalAwsError("another local AWS is running in this process; stop it first")
+            _installed = self
+        self._patch_responses()
+        self._patch_models()
+
+    def uninstall(self) -> None:
+        global _installed
+        self._patch.undo()
+        with _install_lock:
+            if _installed is self:
+                _installed = None
+
+    def _patch_responses(self) -> None:
+        ext = self
+        original_call_action = AutoScalingResponse.call_action
+        original_put_hook = AutoScalingResponse.put_lifecycle_hook
+        original_delete_hook = AutoScalingResponse.delete_lifecycle_hook
+
+        def call_action(response: AutoScalingResponse) -> Any:
+            with ext._lock:
+                ext._expire(ext._clock.now())
+                result = original_call_action(response)
+            ext._deliver()
+            return result
+
+        def complete_lifecycle_action(response: AutoScalingResponse) -> ActionResult:
+            return ext._complete(response)
+
+        def record_lifecycle_action_heartbeat(response: AutoScalingResponse) -> ActionResult:
+            return ext._heartbeat(response)
+
+        def put_lifecycle_hook(response: AutoScalingResponse) -> ActionResult:
+            return ext._put_hook(response, original_put_hook)
+
+        def delete_lifecycle_hook(response: AutoScalingResponse) -> ActionResult:
+            return ext._delete_hook(response, original_delete_hook)
+
+        # moto finds an action by the plain functions of the response class.
+        for function in (
+            call_action,
+            complete_lifecycle_action,
+            record_lifecycle_action_heartbeat,
+            put_lifecycle_hook,
+            delete_lifecycle_hook,
+        ):
+            self._patch.set(AutoScalingResponse, function.__name__, function)
+
+    def _patch_models(self) -> None:
+        ext = self
+        original_set_desired = FakeAutoScalingGroup.set_desired_capacity
+        original_terminate = AutoScalingBackend.terminate_instance
+        original_delete_group = AutoScalingBackend.delete_auto_scaling_group
+
+        def set_desired_capacity(group: FakeAutoScalingGroup, new_capacity: int | None) -> None:
+            ext._set_desired_capacity(group, new_capacity, original_set_desired)
+
+        def terminate_instance(
+            backend: AutoScalingBackend, instance_id: str, should_decrement: bool
+        ) -> TerminateInstanceActivity:
+            return ext._terminate_instance(backend, instance_id, should_decrement, original_terminate)
+
+        def delete_auto_scaling_group(backend: AutoScalingBackend, group_name: str) -> None:
+            ext._delete_group(backend, group_name, original_delete_group)
+
+        def random_instance_id() -> str:
+            with ext._ids_lock:
+                if ext._chosen_ids:
+                    return ext._chosen_ids.popleft()
+            return moto_random_instance_id()
+
+        self._patch.set(FakeAutoScalingGroup, "set_desired_capacity", set_desired_capacity)
+        self._patch.set(AutoScalingBackend, "terminate_instance", terminate_instance)
+        self._patch.set(AutoScalingBackend, "delete_auto_scaling_group", delete_auto_scaling_group)
+        self._patch.set(ec2_instances, "random_instance_id", random_instance_id)
+
+    # -- chosen instance ids -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def chosen_instance_ids(self, instance_ids: Sequence[str]) -> Iterator[None]:
+        """The next instances moto creates take these ids, in this order."""
+        with self._ids_lock:
+            self._chosen_ids.extend(instance_ids)
+        try:
+            yield
+        finally:
+            with self._ids_lock:
+                unused = list(self._chosen_ids)
+                self._chosen_ids.clear()
+        if unused:
+            raise LocalAwsError(f"instances were not launched for the ids {unused}")
+
+    @contextlib.contextmanager
+    def chosen_tokens(self, tokens: Sequence[str]) -> Iterator[None]:
+        """The next lifecycle actions take these tokens (a replayed event's), in this order."""
+        with self._ids_lock:
+            self._chosen_tokens.extend(tokens)
+        try:
+            yield
+        finally:
+            with self._ids_lock:
+                unused = list(self._chosen_tokens)
+                self._chosen_tokens.clear()
+        if unused:
+            raise LocalAwsError(f"no lifecycle action was opened for the tokens {unused}")
+
+    def _next_token(self) -> str:
+        with self._ids_lock:
+            if self._chosen_tokens:
+                return self._chosen_tokens.popleft()
+        return str(uuid.uuid4())
+
+    # -- expiry and events ------------------------------------------------------------------------
+
+    def expire_due(self) -> list[LifecycleAction]:
+        with self._lock:
+            ended = self._expire(self._clock.now())
+        self._deliver()
+        return ended
+
+    def _expire(self, now: float) -> list[LifecycleAction]:
+        ended = []
+        for action in self._log.due(now):
+            ended_by, at = action.expiry()
+            ended.append(self._proceed(action, ended_by, action.default_result, at))
+        return ended
+
+    def _deliver(self) -> None:
+        # Outside the lock: the callback may call the local AWS again, from any thread.
+        while True:
+            try:
+                event = self._outbox.popleft()
+            except IndexError:
+                return
+            try:
+                self._sink(event)
+            except Exception:
+                # EventBridge delivery never fails the API call that caused the event.
+                logger.exception("event delivery failed", extra={"detailType": event["detail-type"]})
+
+    # -- the lifecycle of a held instance --------------------------------------------------------
+
+    def _terminate_hook(self, backend: AutoScalingBackend, group_name: str) -> LifecycleHook | None:
+        for hook in backend.lifecycle_hooks.values():
+            if hook.auto_scaling_group_name == group_name and hook.lifecycle_transition == TERMINATING:
+                return hook
+        return None
+
+    def _hold(
+        self,
+        backend: AutoScalingBackend,
+        group: FakeAutoScalingGroup,
+        hook: LifecycleHook,
+        state: InstanceState,
+    ) -> LifecycleAction:
+        """Put an instance in Terminating:Wait, open its action and queue the event."""
+        now = self._clock.now()
+        token = self._next_token()
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "EC2 Instance-terminate Lifecycle Action",
+            "source": "aws.autoscaling",
+            "account": backend.account_id,
+            "time": _iso8601(now),
+            "region": backend.region_name,
+            "resources": [group.arn],
+            "detail": {
+                "LifecycleActionToken": token,
+                "AutoScalingGroupName": group.name,
+                "LifecycleHookName": hook.name,
+                "EC2InstanceId": state.instance.id,
+                "LifecycleTransition": TERMINATING,
+                "NotificationMetadata": getattr(hook, "notification_metadata", None) or "",
+                "Origin": "AutoScalingGroup",
+                "Destination": "EC2",
+            },
+        }
+        state.lifecycle_state = WAIT
+        action = self._log.start(
+            token=token,
+            group_name=group.name,
+            hook_name=hook.name,
+            instance_id=state.instance.id,
+            transition=TERMINATING,
+            heartbeat_timeout=int(hook.heartbeat_timeout),
+            default_result=_as_result(hook.default_result),
+            now=now,
+            event=event,
+        )
+        self._backends[token] = backend
+        self._outbox.append(event)
+        logger.info("lifecycle action started", extra=_log_keys(action))
+        return action
+
+    def _proceed(
+        self,
+        action: LifecycleAction,
+        ended_by: LifecycleActionEnd,
+        result: LifecycleActionResult | None,
+        at: float,
+    ) -> LifecycleAction:
+        """End the action; for a terminate hook every result terminates the instance."""
+        ended = self._log.end(action.token, ended_by=ended_by, at=at, result=result)
+        backend = self._backends.pop(action.token)
+        group = backend.autoscaling_groups.get(action.group_name)
+        self._log.set_state(action.instance_id, PROCEED)
+        if group is not None:
+            for state in group.instance_states:
+                if state.instance.id == action.instance_id:
+                    state.lifecycle_state = PROCEED
+            group.instance_states = [s for s in group.instance_states if s.instance.id != action.instance_id]
+        with contextlib.suppress(InvalidInstanceIdError):  # already gone from EC2
+            backend.ec2_backend.terminate_instances([action.instance_id])
+        self._log.set_state(action.instance_id, TERMINATED)
+        if group is not None:
+            backend.update_attached_elbs(group.name)
+        logger.info(
+            "lifecycle action ended",
+            extra={**_log_keys(ended), "endedBy": ended_by, "result": result},
+        )
+        return ended
+
+    # -- moto behaviours replaced ------------------------------------------------------------------
+
+    def _set_desired_capacity(
+        self,
+        group: FakeAutoScalingGroup,
+        new_capacity: int | None,
+        original: Callable[[FakeAutoScalingGroup, int | None], None],
+    ) -> None:
+        backend = group.autoscaling_backend
+        hook = self._terminate_hook(backend, group.name)
+        weighted = bool(
+            group.mixed_instances_policy
+            and group.mixed_instances_policy.get("LaunchTemplate", {}).get("Overrides")
+        )
+        if hook is None or weighted or group.name in self._force_deleting:
+            # Weighted mixed-instance groups keep moto's capacity arithmetic (and no hook).
+            original(group, new_capacity)
+            return
+        group.desired_capacity = group.min_size if new_capacity is None else new_capacity
+        # Only InService instances count: one held in Terminating:Wait is already leaving.
+        in_service = group.active_instances()
+        missing = (group.desired_capacity or 0) - len(in_service)
+        if missing > 0:
+            group.replace_autoscaling_group_instances(missing, group.get_propagated_tags())
+        elif missing < 0:
+            leaving = [s for s in in_service if not s.protected_from_scale_in][:-missing]
+            for state in leaving:
+                self._hold(backend, group, hook, state)
+        if group.name in backend.autoscaling_groups:
+            backend.update_attached_elbs(group.name)
+            backend.update_attached_target_groups(group.name)
+
+    def _terminate_instance(
+        self,
+        backend: AutoScalingBackend,
+        instance_id: str,
+        should_decrement: bool,
+        original: Callable[[AutoScalingBackend, str, bool], TerminateInstanceActivity],
+    ) -> TerminateInstanceActivity:
+        found = [
+            (group, state)
+            for group in backend.autoscaling_groups.values()
+            for state in group.instance_states
+            if state.instance.id == instance_id
+        ]
+        if not found:
+            raise ValidationError(
+                f"Instance Id not found - No managed instance found for instance ID: {instance_id}"
+            )
+        group, state = found[0]
+        hook = self._terminate_hook(backend, group.name)
+        if hook is None:
+            return original(backend, instance_id, should_decrement)
+        if state.lifecycle_state not in _TERMINABLE_STATES:
+            raise ValidationError(
+                f"The instance {instance_id} is in state {state.lifecycle_state} and cannot be terminated"
+            )
+        original_size = group.desired_capacity
+        if should_decrement:
+            if (original_size or 0) <= (group.min_size or 0):
+                raise ValidationError(
+                    f"Currently, desiredSize equals minSize ({group.min_size}). Terminating"
+                    " instance without replacement will violate group's min size constraint."
+                    " Either set shouldDecrementDesiredCapacity flag to false or lower"
+                    " group's min size."
+                )
+            group.desired_capacity = (original_size or 0) - 1
+        self._hold(backend, group, hook, state)
+        # Launches the replacement when the capacity was not decremented.
+        group.set_desired_capacity(group.desired_capacity)
+        return TerminateInstanceActivity(state.instance, original_size or 0)
+
+    def _delete_group(
+        self,
+        backend: AutoScalingBackend,
+        group_name: str,
+        original: Callable[[AutoScalingBackend, str], None],
+    ) -> None:
+        # Deleting a group ends its hooks' waits: the instances go with it.
+        now = self._clock.now()
+        for action in self._log.open_actions():
+            if action.group_name == group_name and self._backends.get(action.token) is backend:
+                self._proceed(action, "group_deleted", None, now)
+        self._force_deleting.add(group_name)
+        try:
+            original(backend, group_name)
+        finally:
+            self._force_deleting.discard(group_name)
+
+    # -- the two actions moto lacks ----------------------------------------------------------------
+
+    def _find_open(self, response: AutoScalingResponse) -> LifecycleAction:
+        try:
+            return self._log.find_open(
+                group_name=response._get_param("AutoScalingGroupName"),
+                hook_name=response._get_param("LifecycleHookName"),
+                token=response._get_param("LifecycleActionToken"),
+                instance_id=response._get_param("InstanceId"),
+            )
+        except NoActiveLifecycleActionError as error:
+            raise ValidationError(str(error)) from error
+
+    def _complete(self, response: AutoScalingResponse) -> ActionResult:
+        result = _as_result(str(response._get_param("LifecycleActionResult")))
+        action = self._find_open(response)
+        self._proceed(action, result, result, self._clock.now())
+        return EmptyResult()
+
+    def _heartbeat(self, response: AutoScalingResponse) -> ActionResult:
+        action = self._find_open(response)
+        updated = self._log.record_heartbeat(action.token, self._clock.now())
+        logger.info(
+            "lifecycle action heartbeat",
+            extra={**_log_keys(updated), "heartbeatDeadline": updated.heartbeat_deadline},
+        )
+        return EmptyResult()
+
+    def _put_hook(
+        self,
+        response: AutoScalingResponse,
+        original: Callable[[AutoScalingResponse], ActionResult],
+    ) -> ActionResult:
+        timeout = response._get_int_param("HeartbeatTimeout")
+        if timeout is not None and not 30 <= timeout <= 7200:
+            raise ValidationError(
+                f"Heartbeat timeout {timeout} is out of range: it must be between 30 and 7200"
+            )
+        default_result = response._get_param("DefaultResult")
+        if default_result is not None:
+            _as_result(default_result)
+        answer = original(response)
+        group_name = response._get_param("AutoScalingGroupName")
+        hook_name = response._get_param("LifecycleHookName")
+        hook = response.autoscaling_backend.lifecycle_hooks[f"{group_name}_{hook_name}"]
+        # moto keeps neither the metadata nor the real targets, and a fixed 48 h global timeout.
+        hook.notification_metadata = response._get_param("NotificationMetadata")  # type: ignore[attr-defined]
+        hook.notification_target_arn = response._get_param("NotificationTargetARN")
+        hook.role_arn = response._get_param("RoleARN")
+        hook.global_timeout = global_timeout_for(int(hook.heartbeat_timeout))
+        return answer
+
+    def _delete_hook(
+        self,
+        response: AutoScalingResponse,
+        original: Callable[[AutoScalingResponse], ActionResult],
+    ) -> ActionResult:
+        # AWS first completes the hook's open actions, with CONTINUE for a terminate hook.
+        group_name = response._get_param("AutoScalingGroupName")
+        hook_name = response._get_param("LifecycleHookName")
+        now = self._clock.now()
+        for action in self._log.open_actions():
+            if action.group_name == group_name and action.hook_name == hook_name:
+                self._proceed(action, "CONTINUE", "CONTINUE", now)
+        return original(response)
+
+
+class LocalAws:
+    """moto on 127.0.0.1 (ephemeral port) with lifecycle actions; one running per process."""
+
+    def __init__(self, clock: VirtualClock, on_event: EventSink | None = None) -> None:
+        self.clock = clock
+        self.lifecycle = LifecycleActionLog()
+        self._on_event = on_event
+        self._extension = _LifecycleExtension(clock, self.lifecycle, self._emit)
+        self._server: _MotoHttpServer | None = None
+        self._endpoint_url: str | None = None
+        self._clients: dict[str, Any] = {}
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._server is not None:
+            raise LocalAwsError("the local AWS is already running")
+        self._extension.install()
+        try:
+            self._server = _MotoHttpServer()
+            self._endpoint_url = self._server.url
+            # Another world may have run in this process before: start from nothing.
+            self._reset_moto()
+        except BaseException:
+            self._shut_down()
+            raise
+        logger.info("local aws started", extra={"endpointUrl": self._endpoint_url})
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        # moto's state stays until the next start resets it: resetting costs a tenth of a second.
+        self._shut_down()
+        logger.info("local aws stopped")
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _shut_down(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
+        self._endpoint_url = None
+        self._clients.clear()
+        self._extension.uninstall()
+
+    def _reset_moto(self) -> None:
+        url = f"{self.endpoint_url}/moto-api/reset"
+        request = urllib.request.Request(url, method="POST")  # noqa: S310 - always local http
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            if answer.status != 200:
+                raise LocalAwsError(f"moto reset answered {answer.status}")
+
+    # -- access ----------------------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._endpoint_url is None:
+            raise LocalAwsError("the local AWS is not running")
+        return self._endpoint_url
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of the local AWS (dummy credentials, us-east-1); one per service."""
+        endpoint_url = self.endpoint_url
+        if service not in self._clients:
+            self._clients[service] = _new_client(service, endpoint_url)
+        return self._clients[service]
+
+    def expire_due_actions(self) -> list[LifecycleAction]:
+        """Apply every heartbeat or global timeout that has run out at the clock's now."""
+        self._require_running()
+        return self._extension.expire_due()
+
+    # -- building a fleet ------------------------------------------------------------------------
+
+    def create_group_with_instances(
+        self,
+        group_name: str,
+        instance_ids: Sequence[str] | int,
+        *,
+        terminate_hook: TerminateHook | None = None,
+        min_size: int = 0,
+        max_size: int | None = None,
+        image_id: str = "ami-0abcdef1234567890",
+        instance_type: str = "c6i.xlarge",
+        availability_zone: str = "us-east-1a",
+        tags: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """A launch template and a group whose instances have exactly `instance_ids`.
+
+        With a count instead of ids, moto picks the ids. Returns the ids in launch order.
+        """
+        self._require_running()
+        chosen = None if isinstance(instance_ids, int) else list(instance_ids)
+        count = instance_ids if isinstance(instance_ids, int) else len(instance_ids)
+        if chosen is not None:
+            self._check_new_instance_ids(chosen)
+        if count < 0 or min_size > count:
+            raise LocalAwsError(f"cannot launch {count} instances with a minimum of {min_size}")
+        ec2 = self.client("ec2")
+        autoscaling = self.client("autoscaling")
+        template_name = f"{group_name}-template"
+        ec2.create_launch_template(
+            LaunchTemplateName=template_name,
+            LaunchTemplateData={"ImageId": image_id, "InstanceType": instance_type},
+        )
+        group_tags = [
+            {"Key": key, "Value": value, "PropagateAtLaunch": True} for key, value in (tags or {}).items()
+        ]
+        with self._extension.chosen_instance_ids(chosen or []):
+            autoscaling.create_auto_scaling_group(
+                AutoScalingGroupName=group_name,
+                LaunchTemplate={"LaunchTemplateName": template_name},
+                MinSize=min_size,
+                MaxSize=max(count, max_size or 0),
+                DesiredCapacity=count,
+                AvailabilityZones=[availability_zone],
+                Tags=group_tags,
+            )
+        if terminate_hook is not None:
+            metadata = terminate_hook.notification_metadata
+            autoscaling.put_lifecycle_hook(
+                LifecycleHookName=terminate_hook.name,
+                AutoScalingGroupName=group_name,
+                LifecycleTransition=TERMINATING,
+                HeartbeatTimeout=terminate_hook.heartbeat_timeout,
+                DefaultResult=terminate_hook.default_result,
+                # AWS refuses empty metadata; without any, events carry "".
+                **({"NotificationMetadata": metadata} if metadata else {}),
+            )
+        groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])
+        launched = [i["InstanceId"] for i in groups["AutoScalingGroups"][0]["Instances"]]
+        if chosen is None:
+            return launched
+        if sorted(launched) != sorted(chosen):
+            raise LocalAwsError(f"the group holds {launched}, not the chosen {chosen}")
+        return chosen
+
+    def terminate_instance(
+        self,
+        instance_id: str,
+        *,
+        should_decrement_desired_capacity: bool = True,
+        lifecycle_action_token: str | None = None,
+    ) -> LifecycleAction | None:
+        """`TerminateInstanceInAutoScalingGroup` over HTTP, as a scale-in would.
+
+        Returns the lifecycle action holding the instance, or None when its group has no
+        terminate hook and it went at once. `lifecycle_action_token` gives the action a known
+        token, so a replayed event's heartbeats and completion find it.
+        """
+        chosen = [] if lifecycle_action_token is None else [lifecycle_action_token]
+        with self._extension.chosen_tokens(chosen):
+            self.client("autoscaling").terminate_instance_in_auto_scaling_group(
+                InstanceId=instance_id,
+                ShouldDecrementDesiredCapacity=should_decrement_desired_capacity,
+            )
+        action = self.lifecycle.action_for(instance_id)
+        return action if action is not None and action.is_open else None
+
+    def _check_new_instance_ids(self, instance_ids: list[str]) -> None:
+        malformed = [i for i in instance_ids if not _INSTANCE_ID.match(i)]
+        if malformed:
+            raise LocalAwsError(f"not EC2 instance ids: {malformed}")
+        if len(set(instance_ids)) != len(instance_ids):
+            raise LocalAwsError(f"instance ids repeat: {instance_ids}")
+        reservations = self.client("ec2").describe_instances()["Reservations"]
+        existing = {i["InstanceId"] for r in reservations for i in r["Instances"]}
+        taken = sorted(existing.intersection(instance_ids))
+        if taken:
+            raise LocalAwsError(f"instance ids already in use: {taken}")
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _require_running(self) -> None:
+        if self._server is None:
+            raise LocalAwsError("the local AWS is not running")
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self._on_event is not None:
+            self._on_event(event)

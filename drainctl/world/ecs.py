@@ -1,0 +1,106 @@
+"""ECS in the local world: moto's ECS, driven the way the ECS agent and scheduler would drive it.
+
+moto serves the ECS API over HTTP (the coordinator reads it through boto3), but it does not run
+containers: it advances a task's status each time the task is described. The world pins that
+progression and moves tasks itself (RUNNING -> desired STOPPED on SIGTERM -> STOPPED), with the
+exit codes and stop reasons ECS documents.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from moto.backends import get_backend
+from moto.moto_api import state_manager
+
+from drainctl.world.aws import ACCOUNT_ID, REGION, LocalAws
+
+WORKER_CONTAINER = "agent"
+_PINNED = {"progression": "manual", "times": 10**12}
+
+
+class LocalEcs:
+    def __init__(self, aws: LocalAws, cluster: str) -> None:
+        self._aws = aws
+        self.cluster = cluster
+        # Tasks stay where the world puts them; moto would otherwise walk them to STOPPED.
+        state_manager.set_transition(model_name="ecs::task", transition=_PINNED)
+
+    def close(self) -> None:
+        state_manager.unset_transition(model_name="ecs::task")
+
+    @property
+    def _client(self) -> Any:
+        return self._aws.client("ecs")
+
+    @property
+    def _backend(self) -> Any:
+        return get_backend("ecs")[ACCOUNT_ID][REGION]
+
+    def create_cluster(self) -> None:
+        self._client.create_cluster(clusterName=self.cluster)
+
+    def register_worker_definition(
+        self, family: str, *, stop_timeout: int, drain_timeout: int, image: str = "livekit-drain-worker:local"
+    ) -> str:
+        answer = self._client.register_task_definition(
+            family=family,
+            requiresCompatibilities=["EC2"],
+            networkMode="bridge",
+            containerDefinitions=[
+                {
+                    "name": WORKER_CONTAINER,
+                    "image": image,
+                    "memory": 1024,
+                    "essential": True,
+                    "stopTimeout": stop_timeout,
+                    "linuxParameters": {"initProcessEnabled": True},
+                    "environment": [
+                        {"name": "LIVEKIT_DRAIN_TIMEOUT_SECONDS", "value": str(drain_timeout)},
+                    ],
+                }
+            ],
+        )
+        return str(answer["taskDefinition"]["taskDefinitionArn"])
+
+    def register_instance(self, ec2_instance_id: str) -> str:
+        document = json.dumps({"instanceId": ec2_instance_id, "region": REGION, "accountId": ACCOUNT_ID})
+        answer = self._client.register_container_instance(
+            cluster=self.cluster, instanceIdentityDocument=document
+        )
+        return str(answer["containerInstance"]["containerInstanceArn"])
+
+    def start_task(self, container_instance_arn: str, task_definition: str, started_by: str) -> str:
+        answer = self._client.start_task(
+            cluster=self.cluster,
+            taskDefinition=task_definition,
+            containerInstances=[container_instance_arn],
+            startedBy=started_by,
+        )
+        return str(answer["tasks"][0]["taskArn"])
+
+    def instance_status(self, container_instance_arn: str) -> str:
+        instance_id = container_instance_arn.rsplit("/", 1)[-1]
+        instance = self._backend.container_instances[self.cluster][instance_id]
+        return str(instance.status)
+
+    def signal_stop(self, task_arn: str, reason: str) -> None:
+        """ECS decided to stop the task: desired STOPPED, SIGTERM on its way; it still runs."""
+        task = self._task(task_arn)
+        task.desired_status = "STOPPED"
+        task.stopped_reason = reason
+
+    def stopped(self, task_arn: str, *, exit_code: int, reason: str | None = None) -> None:
+        """The container is gone (exit 0 on its own, 137 after SIGKILL)."""
+        task = self._task(task_arn)
+        task.desired_status = "STOPPED"
+        task.status = "STOPPED"
+        if reason:
+            task.stopped_reason = reason
+        for container in task.containers:
+            container.exit_code = exit_code
+            container.last_status = "STOPPED"
+
+    def _task(self, task_arn: str) -> Any:
+        return self._backend.tasks[self.cluster][task_arn]

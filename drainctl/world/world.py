@@ -1,0 +1,351 @@
+"""The local world: moto (Auto Scaling with lifecycle actions, ECS, DynamoDB, Secrets Manager),
+a LiveKit RoomService, a virtual clock and a fleet, wired to the real handlers by the template's
+own event routes.
+
+Resources are created from `template.yaml`'s definitions (the table's keys and index, the hook's
+timeouts, the functions' environment and event patterns), so the world cannot drift from what
+`sam deploy` would create.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters import base as parameters_base
+
+from drain_coordinator import wiring
+from drainctl.template import FunctionRoute, Template, load_template
+from drainctl.world.aws import LocalAws, TerminateHook
+from drainctl.world.clock import VirtualClock
+from drainctl.world.ecs import LocalEcs
+from drainctl.world.fleet import Fleet, Worker
+from drainctl.world.lambda_runtime import LocalLambda
+from drainctl.world.lifecycle_actions import TERMINATED
+from drainctl.world.livekit_server import LocalLiveKit
+
+STACK_NAME = "livekit-drain"
+WORKER_FAMILY = "livekit-agent"
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours)\)$")
+
+
+def default_template_path() -> Path:
+    here = Path.cwd() / "template.yaml"
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+@dataclass
+class WorldConfig:
+    template: Path = field(default_factory=default_template_path)
+    params: Mapping[str, str] = field(default_factory=dict)
+    group_name: str = "livekit-agents-asg"
+    hook_name: str | None = None  # None: the template's own name for the hook
+    cluster: str = "livekit-agents"
+    start: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One handler invocation: when, which function, what it reported."""
+
+    t: float
+    function: str
+    event: Mapping[str, Any]
+    result: Any
+
+
+class World:
+    def __init__(self, config: WorldConfig | None = None) -> None:
+        self.config = config or WorldConfig()
+        self.clock = VirtualClock(self.config.start)
+        self.rng = random.Random(self.config.seed)
+        self._pending: list[dict[str, Any]] = []
+        self.aws = LocalAws(self.clock, on_event=self._pending.append)
+        self.livekit = LocalLiveKit()
+        self.lambdas = LocalLambda(self.clock.now)
+        self.deliveries: list[Delivery] = []
+        self.unrouted: list[dict[str, Any]] = []
+        self._saved_env: dict[str, str | None] = {}
+        self._started = False
+        self._ecs: LocalEcs | None = None
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def __enter__(self) -> World:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.aws.start()
+        self.livekit.start()
+        self._started = True
+        try:
+            self._build()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        wiring.reset()
+        self._restore_env()
+        if self._ecs is not None:
+            self._ecs.close()
+        self.livekit.stop()
+        self.aws.stop()
+
+    # -- building --------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        cfg = self.config
+        secret_arn = self._create_secret()
+        base = load_template(cfg.template)
+        self.params = base.parameters(
+            {
+                **cfg.params,
+                "ClusterName": cfg.cluster,
+                "AutoScalingGroupName": cfg.group_name,
+                "LiveKitUrl": self.livekit.url,
+                "LiveKitSecretArn": secret_arn,
+            }
+        )
+        hook = base.with_context(params=self.params).resource("TerminateLifecycleHook")
+        self.hook_name = cfg.hook_name or str(hook["LifecycleHookName"])
+        self.hook_heartbeat_timeout = int(hook["HeartbeatTimeout"])
+        self.hook_default_result = str(hook["DefaultResult"])
+        self.table_name = f"{STACK_NAME}-DrainTable"
+        self.template: Template = base.with_context(
+            params=self.params,
+            resource_names={
+                "DrainTable": self.table_name,
+                "TerminateLifecycleHook": self.hook_name,
+                "DeadLetterQueue": f"{STACK_NAME}-DeadLetterQueue",
+            },
+            attributes={
+                "DeadLetterQueue.Arn": f"arn:aws:sqs:us-east-1:123456789012:{STACK_NAME}-DeadLetterQueue",
+                "ReconcileScheduleRole.Arn": "arn:aws:iam::123456789012:role/reconcile-schedule",
+            },
+            pseudo={"AWS::StackName": STACK_NAME},
+        )
+        self._create_table()
+        self.ecs = self._ecs = LocalEcs(self.aws, cfg.cluster)
+        self.ecs.create_cluster()
+        self.drain_timeout = int(self.params["WorkerDrainTimeout"])
+        self.stop_timeout = int(self.params["WorkerStopTimeout"])
+        self.task_definition = self.ecs.register_worker_definition(
+            WORKER_FAMILY, stop_timeout=self.stop_timeout, drain_timeout=self.drain_timeout
+        )
+        self.fleet = Fleet(self.ecs, self.livekit, self.rng)
+        self.routes: list[FunctionRoute] = self.template.function_routes()
+        self.schedule = next(r for r in self.routes if r.kind == "ScheduleV2")
+        self.period = _period_seconds(self.schedule.schedule_expression or "rate(1 minute)")
+        self._next_tick = self.clock.now() + self.period
+        self._set_lambda_env()
+
+    def _create_secret(self) -> str:
+        answer = self.aws.client("secretsmanager").create_secret(
+            Name=f"{STACK_NAME}/livekit",
+            SecretString=json.dumps({"api_key": self.livekit.api_key, "api_secret": self.livekit.api_secret}),
+        )
+        return str(answer["ARN"])
+
+    def _create_table(self) -> None:
+        props = self.template.resource("DrainTable")
+        dynamodb = self.aws.client("dynamodb")
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        }
+        if "GlobalSecondaryIndexes" in props:
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        if props.get("SSESpecification", {}).get("SSEEnabled"):
+            kwargs["SSESpecification"] = {"Enabled": True}
+        dynamodb.create_table(**kwargs)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(
+                TableName=self.table_name,
+                TimeToLiveSpecification={
+                    "AttributeName": ttl["AttributeName"],
+                    "Enabled": bool(ttl["Enabled"]),
+                },
+            )
+
+    def _set_lambda_env(self) -> None:
+        env = self.template.environment("LifecycleFunction")
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.aws.endpoint_url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_REGION": "us-east-1",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_DEV": "false",
+            }
+        )
+        for name, value in env.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        # A new cold start: settings, clients and the cached secret are read afresh.
+        _forget_cached_secrets()
+        wiring.reset(clock=self.clock.now)
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        _forget_cached_secrets()
+
+    # -- the fleet -------------------------------------------------------------------------------
+
+    def create_fleet(self, instances: Sequence[str] | int, workers_per_instance: int = 1) -> list[str]:
+        """The group's instances, each registered in the cluster and running worker tasks."""
+        instance_ids = self.aws.create_group_with_instances(
+            self.config.group_name,
+            instances,
+            terminate_hook=TerminateHook(
+                name=self.hook_name,
+                heartbeat_timeout=self.hook_heartbeat_timeout,
+                default_result="ABANDON" if self.hook_default_result == "ABANDON" else "CONTINUE",
+            ),
+        )
+        for instance_id in instance_ids:
+            container_instance = self.ecs.register_instance(instance_id)
+            for _ in range(workers_per_instance):
+                self.fleet.add_worker(
+                    instance_id,
+                    container_instance,
+                    self.task_definition,
+                    drain_timeout=self.drain_timeout,
+                    stop_timeout=self.stop_timeout,
+                )
+        return instance_ids
+
+    def workers_on(self, instance_id: str) -> list[Worker]:
+        return [w for w in self.fleet.workers.values() if w.instance_id == instance_id]
+
+    def terminated_instances(self) -> set[str]:
+        return {
+            a.instance_id
+            for a in self.aws.lifecycle.actions()
+            if self.aws.lifecycle.state_of(a.instance_id) == TERMINATED
+        }
+
+    def instance_state(self, instance_id: str) -> str:
+        state = self.aws.lifecycle.state_of(instance_id)
+        if state is not None:
+            return state
+        answer = self.aws.client("autoscaling").describe_auto_scaling_instances(InstanceIds=[instance_id])
+        found = answer.get("AutoScalingInstances", [])
+        return str(found[0]["LifecycleState"]) if found else "Terminated"
+
+    # -- events and handlers ---------------------------------------------------------------------
+
+    def take_pending_events(self) -> list[dict[str, Any]]:
+        events, self._pending[:] = list(self._pending), []
+        return events
+
+    def deliver(self, event: Mapping[str, Any]) -> list[Delivery]:
+        """Hand an event to every function whose EventBridge rule matches it, as EventBridge would."""
+        routes = [r for r in self.routes if r.matches(event)]
+        if not routes:
+            self.unrouted.append(dict(event))
+            return []
+        return [self._invoke(route, event) for route in routes]
+
+    def invoke_function(self, logical_id: str, event: Mapping[str, Any]) -> Delivery:
+        """Invoke a function directly (as `sam local invoke -e` would), whatever its rules say."""
+        route = next(r for r in self.routes if r.logical_id == logical_id)
+        return self._invoke(route, event)
+
+    def tick(self) -> Delivery:
+        """One run of the reconcile schedule."""
+        event = self.schedule.scheduled_event(
+            scheduled_time=datetime.fromtimestamp(self.clock.now(), tz=UTC),
+            execution_id=str(uuid.UUID(int=self.rng.getrandbits(128))),
+        )
+        return self._invoke(self.schedule, event)
+
+    def _invoke(self, route: FunctionRoute, event: Mapping[str, Any]) -> Delivery:
+        timeout = self._timeout_of(route.logical_id)
+        result = self.lambdas.invoke(route.logical_id, route.handler, event, timeout)
+        delivery = Delivery(self.clock.now(), route.logical_id, event, result)
+        self.deliveries.append(delivery)
+        return delivery
+
+    def _timeout_of(self, logical_id: str) -> float:
+        own = self.template.body["Resources"][logical_id].get("Properties", {}).get("Timeout")
+        shared = self.template.body.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+        return float(self.template.resolve(own if own is not None else shared, self.params))
+
+    # -- time ------------------------------------------------------------------------------------
+
+    def step(self, seconds: float = 1.0) -> list[Delivery]:
+        """Advance the clock; move the fleet; apply hook timeouts; deliver events; run the schedule."""
+        now = self.clock.advance(seconds)
+        self.aws.expire_due_actions()
+        self.fleet.step(now, self.terminated_instances())
+        out: list[Delivery] = []
+        for event in self.take_pending_events():
+            out += self.deliver(event)
+        if now >= self._next_tick:
+            self._next_tick += self.period
+            out.append(self.tick())
+        self.fleet.step(self.clock.now(), self.terminated_instances())
+        return out
+
+    def run(
+        self,
+        until: Callable[[], bool],
+        *,
+        limit_seconds: float,
+        step_seconds: float = 1.0,
+        on_delivery: Callable[[Delivery], None] | None = None,
+    ) -> bool:
+        """Step until `until()` holds or `limit_seconds` pass; True when it held."""
+        end = self.clock.now() + limit_seconds
+        while not until():
+            if self.clock.now() >= end:
+                return False
+            for delivery in self.step(step_seconds):
+                if on_delivery:
+                    on_delivery(delivery)
+        return True
+
+
+def _forget_cached_secrets() -> None:
+    """Powertools caches secrets and its providers' clients per process: a new world, a new cold start."""
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    parameters_base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]
+
+
+def _period_seconds(expression: str) -> int:
+    found = _RATE.match(expression.strip())
+    if not found:
+        raise ValueError(f"unsupported schedule expression {expression!r} (rate(N minutes|hours))")
+    amount, unit = int(found.group(1)), found.group(2)
+    return amount * (3600 if unit.startswith("hour") else 60)
