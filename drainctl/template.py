@@ -284,7 +284,7 @@ _NAME_PROPERTY: Final = {
 _SERVERLESS_PREFIX: Final = "AWS::Serverless::"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Template:
     """A parsed template, plus the values its intrinsic functions resolve against.
 

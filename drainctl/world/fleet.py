@@ -198,7 +198,14 @@ class Fleet:
         self._ecs.signal_stop(worker.task_arn, reason)
         worker.state = WorkerState.DRAINING
         worker.sigterm_at = now
-        self._event(now, "sigterm", task=worker.task_arn, calls=len(worker.calls), reason=reason)
+        self._event(
+            now,
+            "sigterm",
+            task=worker.task_arn,
+            calls=len(worker.calls),
+            reason=reason,
+            instance=worker.instance_id,
+        )
 
     def _maybe_sigterm(self, worker: Worker, now: float) -> None:
         if self._ecs.instance_status(worker.container_instance_arn) != "DRAINING":
@@ -216,8 +223,17 @@ class Fleet:
         del worker.calls[call.room]
         self._livekit.leave(call.room, call.room.replace("call-", "agent-"))
         self._livekit.leave(call.room, call.room.replace("call-", "caller-"))
-        if end is not CallEnd.HUNG_UP:
-            self._event(at, "call_dropped", room=call.room, task=worker.task_arn, cause=end.value)
+        if end is CallEnd.HUNG_UP:
+            self._event(at, "call_ended", room=call.room, task=worker.task_arn, instance=worker.instance_id)
+        else:
+            self._event(
+                at,
+                "call_dropped",
+                room=call.room,
+                task=worker.task_arn,
+                cause=end.value,
+                instance=worker.instance_id,
+            )
 
     def _stop(self, worker: Worker, now: float, *, exit_code: int, end: CallEnd | None, reason: str) -> None:
         dropped = len(worker.calls)
@@ -227,7 +243,14 @@ class Fleet:
         worker.stopped_at = now
         worker.exit_code = exit_code
         self._ecs.stopped(worker.task_arn, exit_code=exit_code, reason=reason)
-        self._event(now, "task_stopped", task=worker.task_arn, exit_code=exit_code, dropped_calls=dropped)
+        self._event(
+            now,
+            "task_stopped",
+            task=worker.task_arn,
+            exit_code=exit_code,
+            dropped_calls=dropped,
+            instance=worker.instance_id,
+        )
 
     def _event(self, t: float, what: str, **detail: object) -> None:
         self.events.append(FleetEvent(t, what, dict(detail)))

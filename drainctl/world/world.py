@@ -47,7 +47,7 @@ def default_template_path() -> Path:
 
 @dataclass
 class WorldConfig:
-    template: Path = field(default_factory=default_template_path)
+    template: Path | None = None  # None: ./template.yaml, else the project's own
     params: Mapping[str, str] = field(default_factory=dict)
     group_name: str = "livekit-agents-asg"
     hook_name: str | None = None  # None: the template's own name for the hook
@@ -116,7 +116,7 @@ class World:
     def _build(self) -> None:
         cfg = self.config
         secret_arn = self._create_secret()
-        base = load_template(cfg.template)
+        base = load_template(cfg.template or default_template_path())
         self.params = base.parameters(
             {
                 **cfg.params,

@@ -6,6 +6,7 @@ is one defined here.
 
 from __future__ import annotations
 
+import warnings
 from enum import StrEnum
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,6 +14,9 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 NAMESPACE = "LiveKitDrain"
 SERVICE = "livekit-drain"
+
+# A reconcile tick with no open drain has nothing to report: that is not worth a warning a minute.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

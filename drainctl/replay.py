@@ -1,0 +1,212 @@
+"""`drainctl replay EVENT.json`: a local world built to match the event's ids, the event delivered
+to the real handler, the coordinator run on the virtual clock until the drain ends.
+
+Prints one JSON line per action taken, then a summary line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from drainctl.world.world import Delivery, World, WorldConfig
+
+QUIET_ACTIONS = {"wait"}  # a look that sent nothing is not an action taken
+LIFECYCLE_FUNCTION = "LifecycleFunction"
+RECONCILE_FUNCTION = "ReconcileFunction"
+
+
+class ReplayInputError(ValueError):
+    """The event cannot be replayed: not JSON, not an object, or of a kind no handler takes."""
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    sessions: int = 3
+    call_seconds: tuple[float, float] = (180.0, 480.0)
+    seed: int = 7
+    template: Path | None = None
+    params: Mapping[str, str] | None = None
+
+
+def load_event(path: Path) -> dict[str, Any]:
+    try:
+        event = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ReplayInputError(f"{path}: no such file") from exc
+    except json.JSONDecodeError as exc:
+        raise ReplayInputError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(event, dict):
+        raise ReplayInputError(f"{path}: an EventBridge event is a JSON object")
+    return event
+
+
+def parse_call_seconds(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split("-", 1))
+    except ValueError as exc:
+        raise ReplayInputError(f"--call-seconds takes A-B (seconds), not {text!r}") from exc
+    if not 0 < low <= high:
+        raise ReplayInputError(f"--call-seconds needs 0 < A <= B, got {text!r}")
+    return low, high
+
+
+def replay(event: Mapping[str, Any], options: ReplayOptions, out: TextIO = sys.stdout) -> int:
+    """Exit status: 0 when replayed, 2 when the handler rejected the event."""
+    kind = _kind_of(event)
+    started_at = _event_time(event)
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    assert isinstance(detail, dict)
+    config = WorldConfig(
+        params=dict(options.params or {}),
+        start=started_at,
+        seed=options.seed,
+        template=options.template,
+        hook_name=str(detail["LifecycleHookName"]) if detail.get("LifecycleHookName") else None,
+    )
+    if detail.get("AutoScalingGroupName"):
+        config.group_name = str(detail["AutoScalingGroupName"])
+    with World(config) as world:
+        emit = _emitter(world, started_at, out)
+        if kind == "terminate":
+            return _replay_terminate(world, event, detail, options, emit, out)
+        function = RECONCILE_FUNCTION if kind == "schedule" else LIFECYCLE_FUNCTION
+        delivery = world.invoke_function(function, event)
+        emit(delivery)
+        rejected = any(s.get("action") == "reject" for s in _steps(delivery))
+        _summary(out, outcome=None, heartbeats=0, dropped=0, instance_state=None, calls=0, drain_seconds=None)
+        return 2 if rejected else 0
+
+
+def _replay_terminate(
+    world: World,
+    event: Mapping[str, Any],
+    detail: Mapping[str, Any],
+    options: ReplayOptions,
+    emit: Callable[[Delivery], None],
+    out: TextIO,
+) -> int:
+    instance_id = str(detail.get("EC2InstanceId", ""))
+    token = str(detail.get("LifecycleActionToken", ""))
+    try:
+        world.create_fleet([instance_id], workers_per_instance=1)
+    except Exception as exc:
+        raise ReplayInputError(f"cannot build a world for instance {instance_id!r}: {exc}") from exc
+    (worker,) = world.workers_on(instance_id)
+    low, high = options.call_seconds
+    for _ in range(options.sessions):
+        world.fleet.start_call(worker, world.clock.now(), world.rng.uniform(low, high))
+    # Auto Scaling holds the instance under the event's own token; the world's copy of the event
+    # is dropped: the one replayed is the file's.
+    world.aws.terminate_instance(instance_id, lifecycle_action_token=token)
+    world.take_pending_events()
+    first = world.invoke_function(LIFECYCLE_FUNCTION, event)
+    emit(first)
+    if any(s.get("action") == "reject" for s in _steps(first)):
+        _summary(
+            out,
+            outcome=None,
+            heartbeats=0,
+            dropped=0,
+            instance_state=world.instance_state(instance_id),
+            calls=options.sessions,
+            drain_seconds=None,
+        )
+        return 2
+
+    def ended() -> bool:
+        action = world.aws.lifecycle.action_for(instance_id)
+        return action is None or not action.is_open
+
+    limit = float(world.params["DrainDeadline"]) + 2 * world.period
+    world.run(ended, limit_seconds=limit, on_delivery=emit)
+    # One more second: the fleet sees the instance go, and any call still on it is dropped.
+    world.step(1.0)
+    action = world.aws.lifecycle.action_for(instance_id)
+    record = _record(world, instance_id)
+    _summary(
+        out,
+        outcome=record.get("outcome") if record else None,
+        heartbeats=action.heartbeats if action else 0,
+        dropped=len([c for c in world.fleet.calls_on(instance_id) if c.dropped]),
+        instance_state=world.instance_state(instance_id),
+        calls=options.sessions,
+        drain_seconds=(action.ended_at - action.started_at) if action and action.ended_at else None,
+    )
+    return 0
+
+
+def _record(world: World, instance_id: str) -> dict[str, Any] | None:
+    item = (
+        world.aws.client("dynamodb")
+        .get_item(TableName=world.table_name, Key={"pk": {"S": f"drain#{instance_id}"}})
+        .get("Item")
+    )
+    if not item:
+        return None
+    return {k: next(iter(v.values())) for k, v in item.items()}
+
+
+def _emitter(world: World, started_at: float, out: TextIO) -> Callable[[Delivery], None]:
+    def emit(delivery: Delivery) -> None:
+        for step in _steps(delivery):
+            if step.get("action") in QUIET_ACTIONS:
+                continue
+            line = {"t": round(delivery.t - started_at, 3), **step}
+            out.write(json.dumps(line) + "\n")
+
+    return emit
+
+
+def _steps(delivery: Delivery) -> list[dict[str, Any]]:
+    result = delivery.result if isinstance(delivery.result, dict) else {}
+    steps = result.get("steps", [])
+    return [s for s in steps if isinstance(s, dict)]
+
+
+def _summary(out: TextIO, **fields: Any) -> None:
+    summary = {
+        "outcome": fields["outcome"],
+        "heartbeats": fields["heartbeats"],
+        "dropped_sessions": fields["dropped"],
+        "instance_state": fields["instance_state"],
+        "calls": fields["calls"],
+        "drain_seconds": None if fields["drain_seconds"] is None else round(fields["drain_seconds"], 3),
+    }
+    out.write(json.dumps({"summary": summary}) + "\n")
+
+
+def _kind_of(event: Mapping[str, Any]) -> str:
+    source = event.get("source")
+    detail_type = event.get("detail-type")
+    if source == "aws.autoscaling":
+        detail = event.get("detail")
+        if (
+            detail_type == "EC2 Instance-terminate Lifecycle Action"
+            and isinstance(detail, dict)
+            and "LifecycleActionToken" in detail
+            and "EC2InstanceId" in detail
+        ):
+            return "terminate"
+        return "autoscaling"
+    if source == "aws.scheduler":
+        return "schedule"
+    raise ReplayInputError(
+        f"no handler takes events of source {source!r} and detail-type {detail_type!r} "
+        "(replayable: aws.autoscaling lifecycle actions, aws.scheduler ticks)"
+    )
+
+
+def _event_time(event: Mapping[str, Any]) -> float:
+    raw = event.get("time")
+    if not isinstance(raw, str):
+        raise ReplayInputError("the event has no 'time'")
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise ReplayInputError(f"the event's time {raw!r} is not ISO 8601") from exc
