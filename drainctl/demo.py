@@ -29,8 +29,9 @@ def run(
     instances: int = 3,
     workers_per_instance: int = 2,
     template: Path | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
+    out = out or sys.stdout
     config = WorldConfig(seed=seed, template=template)
     with World(config) as world:
         ids = world.create_fleet(instances, workers_per_instance=workers_per_instance)

@@ -56,8 +56,9 @@ def parse_call_seconds(text: str) -> tuple[float, float]:
     return low, high
 
 
-def replay(event: Mapping[str, Any], options: ReplayOptions, out: TextIO = sys.stdout) -> int:
+def replay(event: Mapping[str, Any], options: ReplayOptions, out: TextIO | None = None) -> int:
     """Exit status: 0 when replayed, 2 when the handler rejected the event."""
+    out = out or sys.stdout
     kind = _kind_of(event)
     started_at = _event_time(event)
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}

@@ -1,0 +1,114 @@
+"""`drainctl replay` on the event files: the whole coordinator, on the local world."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drainctl.cli import main
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+TERMINATE = str(EVENTS / "asg-terminate-lifecycle-action.json")
+
+
+def replay(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    status = main(["replay", *args])
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
+    return status, lines, captured.err
+
+
+def test_replay_heartbeats_while_calls_run_and_completes_once(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN three calls of 6-8 minutes: longer than the hook's 300 s heartbeat timeout
+    status, lines, _ = replay(capsys, TERMINATE, "--sessions", "3", "--call-seconds", "360-480")
+    actions = [line.get("action") for line in lines[:-1]]
+    summary = lines[-1]["summary"]
+    # THEN the drain starts, heartbeats while the calls run, and completes exactly once
+    assert status == 0
+    assert actions[0] == "drain_started"
+    assert actions.count("complete") == 1
+    assert actions[-1] == "complete"
+    heartbeats = [line for line in lines if line.get("action") == "heartbeat"]
+    assert heartbeats
+    assert all(line["sessions"] > 0 for line in heartbeats)
+    assert summary["outcome"] == "drained"
+    assert summary["dropped_sessions"] == 0
+    assert summary["instance_state"] == "Terminated"
+    assert summary["heartbeats"] == len(heartbeats)
+    # AND the completion came after the last call (calls end at 360-480 s)
+    assert lines[-2]["t"] >= 360
+
+
+def test_replay_without_sessions_completes_without_heartbeat(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = replay(capsys, TERMINATE, "--sessions", "0")
+    actions = [line.get("action") for line in lines[:-1]]
+    assert status == 0
+    assert actions == ["drain_started", "complete"]
+    assert lines[-1]["summary"]["outcome"] == "drained"
+    assert lines[-1]["summary"]["heartbeats"] == 0
+    assert lines[-2]["t"] <= 60
+
+
+def test_replay_calls_longer_than_the_worker_drain_timeout_are_dropped_by_the_worker(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN calls far longer than the worker's drain_timeout (600 s)
+    status, lines, _ = replay(capsys, TERMINATE, "--sessions", "2", "--call-seconds", "5000-5000")
+    complete = next(line for line in lines if line.get("action") == "complete")
+    # THEN the worker gives up its drain at 600 s, the instance empties, and is released before
+    # the deadline; the two calls the worker abandoned are counted as dropped
+    assert status == 0
+    assert 600 <= complete["t"] <= 1200
+    assert lines[-1]["summary"]["dropped_sessions"] == 2
+
+
+def test_replay_is_deterministic_for_a_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    _, first, _ = replay(capsys, TERMINATE, "--sessions", "4", "--seed", "11")
+    _, second, _ = replay(capsys, TERMINATE, "--sessions", "4", "--seed", "11")
+    assert first == second
+
+
+@pytest.mark.parametrize(
+    ("event_file", "reason"),
+    [
+        ("asg-test-notification.json", "test_notification"),
+        ("asg-launch-lifecycle-action.json", "launch_transition"),
+    ],
+)
+def test_replay_of_events_that_are_not_ours_skips(
+    capsys: pytest.CaptureFixture[str], event_file: str, reason: str
+) -> None:
+    status, lines, _ = replay(capsys, str(EVENTS / event_file))
+    assert status == 0
+    assert lines[0] == {"t": 0.0, "action": "skip", "reason": reason}
+
+
+def test_replay_refuses_a_file_that_is_not_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "event.json"
+    bad.write_text("{not json")
+    status, lines, err = replay(capsys, str(bad))
+    assert status == 2
+    assert lines == []
+    assert "not JSON" in err
+
+
+def test_replay_rejects_an_event_the_handler_rejects(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    event = json.loads(Path(TERMINATE).read_text())
+    event["detail"]["LifecycleHookName"] = ""
+    bad = tmp_path / "event.json"
+    bad.write_text(json.dumps(event))
+    status, lines, _ = replay(capsys, str(bad))
+    assert status == 2
+    assert lines[0]["action"] == "reject"
+
+
+@pytest.mark.parametrize("args", [["--sessions", "-1"], ["--call-seconds", "8-3"], ["--call-seconds", "x"]])
+def test_replay_refuses_bad_options(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    status, _, err = replay(capsys, TERMINATE, *args)
+    assert status == 2
+    assert err.startswith("drainctl: ")
