@@ -38,7 +38,8 @@ format: dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: dev lint ## lint, then the whole test suite (unit, functional, integration, scenarios, sam build)
+test: dev lint ## lint, the project's own timeout budget, then the whole test suite
+	$(VENV)/bin/drainctl check --template template.yaml --config samconfig.toml
 	$(VENV)/bin/pytest
 
 validate: dev ## sam validate --lint and cfn-lint on template.yaml

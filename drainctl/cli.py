@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from drainctl import check as check_command
 from drainctl import replay as replay_command
 
 
@@ -34,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="replay one event file against a local world built to match it")
     rep.add_argument("event", type=Path)
     rep.add_argument("--sessions", type=int, default=3, help="calls the instance's worker holds (default 3)")
-    rep.add_argument("--call-seconds", default="180-480", help="call lengths, uniform in A-B seconds")
+    rep.add_argument(
+        "--call-seconds",
+        default=None,
+        help="call lengths, uniform in A-B seconds (default 180-480; a recorded task stop "
+        "picks lengths that end before a clean exit and outlast a kill)",
+    )
     rep.add_argument("--seed", type=int, default=7)
     rep.add_argument("--template", type=Path, default=None)
     rep.add_argument(
@@ -44,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override a template parameter (repeatable)",
     )
+    check_command.add_parser(sub)
     return parser
 
 
@@ -56,12 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         world_log.addHandler(logging.StreamHandler(sys.stderr))
         world_log.setLevel(logging.WARNING)
     try:
+        if args.command == "check":
+            return check_command.run(args)
         if args.command == "replay":
             if args.sessions < 0:
                 raise replay_command.ReplayInputError("--sessions cannot be negative")
             options = replay_command.ReplayOptions(
                 sessions=args.sessions,
-                call_seconds=replay_command.parse_call_seconds(args.call_seconds),
+                call_seconds=replay_command.parse_call_seconds(args.call_seconds or "180-480"),
+                call_seconds_given=args.call_seconds is not None,
                 seed=args.seed,
                 template=args.template,
                 params=_params(args.param),

@@ -1,19 +1,31 @@
-"""`drainctl demo`: a fleet with live calls scales in; the coordinator holds the instance until its
-last call ends. A timeline, a summary; exit 0 when no call was dropped."""
+"""`drainctl demo`: the whole story on the local world.
+
+Act 1, scale-in: a fleet with live calls scales in; the coordinator holds the instance until its
+last call ends. Act 2, rolling deploy: two services are redeployed side by side, one configured
+right (stopTimeout 900 s over a 600 s drain) and one misconfigured (stopTimeout 120 s, as on
+Fargate): the first drains every call, the second is SIGKILLed with calls on it, and the
+coordinator judges each stop and sets off the alarms.
+
+Exit 0 when the correctly configured fleet dropped no call and every call the misconfigured
+service dropped was caught (forced kill judged, alarm fired).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from drainctl.world.fleet import FleetEvent
+from drainctl.world.fleet import DEFAULT_SERVICE, FleetEvent
 from drainctl.world.world import Delivery, World, WorldConfig
 
 WARM_UP_SECONDS = 600
 CALL_SECONDS = (180.0, 480.0)  # calls uniform in 3-8 minutes
 CALLS_PER_WORKER = 2.0  # steady load the arrival rate aims for
+MISCONFIGURED = "misconfigured-agents"
+MISCONFIGURED_STOP_TIMEOUT = 120
 
 
 @dataclass
@@ -32,104 +44,190 @@ def run(
     out: TextIO | None = None,
 ) -> int:
     out = out or sys.stdout
-    config = WorldConfig(seed=seed, template=template)
-    with World(config) as world:
-        ids = world.create_fleet(instances, workers_per_instance=workers_per_instance)
-        workers = instances * workers_per_instance
+    with World(WorldConfig(seed=seed, template=template)) as world:
+        ids = world.create_fleet(instances, workers_per_instance)
         mean_call = sum(CALL_SECONDS) / 2
-        rate = CALLS_PER_WORKER * workers / mean_call  # calls per second
 
         def arrivals() -> None:
+            rate = CALLS_PER_WORKER * len(world.fleet.accepting_workers()) / mean_call  # calls per second
             if world.rng.random() < rate:
                 world.fleet.place_call(world.clock.now(), world.rng.uniform(*CALL_SECONDS))
 
         out.write(
-            f"livekit-drain demo: {instances} instances x {workers_per_instance} LiveKit workers, calls "
-            f"{CALL_SECONDS[0] / 60:.0f}-{CALL_SECONDS[1] / 60:.0f} min, hook heartbeat "
-            f"{world.hook_heartbeat_timeout} s, worker drain {world.drain_timeout} s, stopTimeout "
-            f"{world.stop_timeout} s, deadline {world.params['DrainDeadline']} s\n"
+            f"livekit-drain demo: {instances} instances x {workers_per_instance} workers of "
+            f"'{DEFAULT_SERVICE}' (drain_timeout {world.drain_timeout} s, stopTimeout {world.stop_timeout} s), "
+            f"calls {CALL_SECONDS[0] / 60:.0f}-{CALL_SECONDS[1] / 60:.0f} min; hook heartbeat timeout "
+            f"{world.hook_heartbeat_timeout} s, drain deadline {world.params['DrainDeadline']} s\n"
         )
-        for _ in range(WARM_UP_SECONDS):
-            arrivals()
-            world.step(1.0)
-
-        # Scale-in: Auto Scaling picks the busiest instance (the worst case for calls).
-        victim = max(ids, key=lambda i: sum(len(w.calls) for w in world.workers_on(i)))
-        in_flight = sum(len(w.calls) for w in world.workers_on(victim))
-        scale_in_at = world.clock.now()
-        events_before = len(world.fleet.events)
-        deliveries_before = len(world.deliveries)
-        world.aws.terminate_instance(victim, should_decrement_desired_capacity=True)
-        lines = [
-            _Line(
-                scale_in_at,
-                "autoscaling",
-                f"scale-in: {victim} enters Terminating:Wait with {in_flight} calls in flight",
-            )
-        ]
-
-        def gone() -> bool:
-            return world.instance_state(victim) == "Terminated"
-
-        limit = float(world.params["DrainDeadline"]) + 3 * world.period
-        while not gone() and world.clock.now() < scale_in_at + limit:
-            arrivals()
-            world.step(1.0)
-        world.step(1.0)
-
-        lines += _coordinator_lines(world.deliveries[deliveries_before:], victim)
-        lines += _fleet_lines(world.fleet.events[events_before:], victim)
-        action = world.aws.lifecycle.action_for(victim)
-        if action is not None and action.ended_at is not None:
-            lines.append(_Line(action.ended_at, "autoscaling", f"{victim} terminated ({action.ended_by})"))
-        out.write("\ntimeline (minutes:seconds after the scale-in)\n")
-        for line in sorted(lines, key=lambda x: x.t):
-            out.write(f"  +{_mmss(line.t - scale_in_at)}  {line.who:<12} {line.text}\n")
-
-        dropped = world.fleet.dropped_calls
-        drain_seconds = (action.ended_at - action.started_at) if action and action.ended_at else None
-        out.write("\nsummary\n")
-        out.write(f"  calls in flight at scale-in   {in_flight}\n")
-        out.write(f"  calls dropped (whole fleet)   {len(dropped)}\n")
-        out.write(
-            f"  forced kills                  {sum(1 for e in world.fleet.events if e.detail.get('exit_code') == 137)}\n"
+        _idle(world, WARM_UP_SECONDS, arrivals)
+        scale_in_ok = _act_scale_in(world, ids, arrivals, out)
+        # Act 2's second service, beside the first on the remaining instances.
+        world.add_service(
+            MISCONFIGURED, drain_timeout=world.drain_timeout, stop_timeout=MISCONFIGURED_STOP_TIMEOUT
         )
+        remaining = [i for i in ids if world.instance_state(i) != "Terminated"]
+        world.start_workers(MISCONFIGURED, remaining, workers_per_instance)
         out.write(
-            f"  drain duration                {_mmss(drain_seconds) if drain_seconds is not None else 'unfinished'}\n"
+            f"\n'{MISCONFIGURED}' starts {workers_per_instance} workers on each remaining instance: "
+            f"drain_timeout {world.drain_timeout} s but stopTimeout {MISCONFIGURED_STOP_TIMEOUT} s "
+            "(WRONG: shorter than its calls, as on Fargate)\n"
         )
-        out.write(f"  heartbeats sent               {action.heartbeats if action else 0}\n")
-        out.write(f"  Lambda invocations            {world.lambdas.count()}\n")
-        ok = not dropped and gone()
+        _idle(world, WARM_UP_SECONDS, arrivals)
+        deploy_ok = _act_deploy(world, arrivals, out)
+        ok = scale_in_ok and deploy_ok
         out.write(
-            f"\n{'OK: the instance left only after its last call ended; no call dropped.' if ok else 'FAILED: calls were dropped or the instance was not released.'}\n"
+            "\nOK: no call dropped where the timers agree; every call the misconfigured service "
+            "dropped was judged and alarmed.\n"
+            if ok
+            else "\nFAILED: see above.\n"
         )
         return 0 if ok else 1
 
 
-def _coordinator_lines(deliveries: list[Delivery], instance_id: str) -> list[_Line]:
+def _idle(world: World, seconds: int, arrivals: Callable[[], None]) -> None:
+    for _ in range(seconds):
+        arrivals()
+        world.step(1.0)
+
+
+def _act_scale_in(world: World, ids: list[str], arrivals: Callable[[], None], out: TextIO) -> bool:
+    # Auto Scaling picks the busiest instance: the worst case for calls.
+    victim = max(ids, key=lambda i: sum(len(w.calls) for w in world.workers_on(i)))
+    in_flight = sum(len(w.calls) for w in world.workers_on(victim))
+    start = world.clock.now()
+    events_before, deliveries_before = len(world.fleet.events), len(world.deliveries)
+    world.aws.terminate_instance(victim, should_decrement_desired_capacity=True)
+    lines = [
+        _Line(
+            start,
+            "autoscaling",
+            f"scale-in: {victim} enters Terminating:Wait with {in_flight} calls in flight",
+        )
+    ]
+    limit = float(world.params["DrainDeadline"]) + 3 * world.period
+    while world.instance_state(victim) != "Terminated" and world.clock.now() < start + limit:
+        arrivals()
+        world.step(1.0)
+    world.step(1.0)
+    lines += _coordinator_lines(world.deliveries[deliveries_before:], instance_id=victim)
+    lines += _fleet_lines(world.fleet.events[events_before:], lambda e: e.detail.get("instance") == victim)
+    action = world.aws.lifecycle.action_for(victim)
+    if action is not None and action.ended_at is not None:
+        lines.append(_Line(action.ended_at, "autoscaling", f"{victim} terminated ({action.ended_by})"))
+    _timeline(out, "Act 1: scale-in of the busiest instance", start, lines)
+    dropped = [c for c in world.fleet.calls_on(victim) if c.dropped]
+    drain_seconds = (action.ended_at - action.started_at) if action and action.ended_at else None
+    out.write("  summary\n")
+    out.write(f"    calls in flight at scale-in   {in_flight}\n")
+    out.write(f"    calls dropped                 {len(dropped)}\n")
+    out.write(
+        f"    drain duration                {_mmss(drain_seconds) if drain_seconds is not None else 'unfinished'}\n"
+    )
+    out.write(f"    heartbeats sent               {action.heartbeats if action else 0}\n")
+    return not dropped and world.instance_state(victim) == "Terminated"
+
+
+def _act_deploy(world: World, arrivals: Callable[[], None], out: TextIO) -> bool:
+    start = world.clock.now()
+    events_before, deliveries_before = len(world.fleet.events), len(world.deliveries)
+    in_flight = {
+        name: sum(len(w.calls) for w in world.fleet.workers.values() if w.service == name and w.accepting)
+        for name in (DEFAULT_SERVICE, MISCONFIGURED)
+    }
+    old = world.deploy(DEFAULT_SERVICE) + world.deploy(MISCONFIGURED)
+    lines = [
+        _Line(
+            start,
+            "ecs",
+            f"rolling deploy of both services: {len(old)} old workers told to stop, "
+            f"{in_flight[DEFAULT_SERVICE]} + {in_flight[MISCONFIGURED]} calls in flight",
+        )
+    ]
+    limit = world.stop_timeout + 3 * world.period
+    while any(w.stopped_at is None for w in old) and world.clock.now() < start + limit:
+        arrivals()
+        world.step(1.0)
+    _idle(world, 2 * world.period, arrivals)  # let the alarms' periods close
+    lines += _coordinator_lines(world.deliveries[deliveries_before:], instance_id=None)
+    lines += _fleet_lines(
+        world.fleet.events[events_before:], lambda e: e.what in ("call_dropped",) or e.what == "task_stopped"
+    )
+    alarms = world.alarms_firing(since=start)
+    for fired in alarms:
+        lines.append(
+            _Line(fired.t, "cloudwatch", f"ALARM {fired.alarm.name} ({fired.alarm.metric} = {fired.value:g})")
+        )
+    _timeline(out, "Act 2: rolling deploy, one service right and one misconfigured", start, lines)
+    old_arns = {w.task_arn for w in old}
+    out.write("  summary\n")
+    ok = True
+    for name in (DEFAULT_SERVICE, MISCONFIGURED):
+        calls = [c for c in world.fleet.calls_of(name) if c.task_arn in old_arns]
+        dropped = [c for c in calls if c.dropped]
+        verdicts = _verdicts(world.deliveries[deliveries_before:], name)
+        out.write(
+            f"    {name:<22} calls on the old workers {len(calls):>3}, dropped {len(dropped):>3}; "
+            f"verdicts {dict(sorted(verdicts.items()))}\n"
+        )
+        if name == DEFAULT_SERVICE:
+            ok = ok and not dropped and set(verdicts) <= {"graceful"}
+        else:
+            judged = sum(n for v, n in verdicts.items() if v == "forced_kill")
+            ok = ok and (not dropped or (judged > 0 and any(f.alarm.metric == "ForcedKills" for f in alarms)))
+    for fired in alarms:
+        out.write(f"    alarm {fired.alarm.name}: {fired.alarm.description[:160]}...\n")
+    return ok
+
+
+def _verdicts(deliveries: list[Delivery], service: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for delivery in deliveries:
+        for step in _steps(delivery):
+            if step.get("action") == "task_stopped" and step.get("service") == service:
+                verdict = str(step.get("verdict"))
+                counts[verdict] = counts.get(verdict, 0) + 1
+    return counts
+
+
+def _steps(delivery: Delivery) -> list[dict[str, object]]:
+    result = delivery.result if isinstance(delivery.result, dict) else {}
+    return [s for s in result.get("steps", []) if isinstance(s, dict)]
+
+
+def _coordinator_lines(deliveries: list[Delivery], instance_id: str | None) -> list[_Line]:
     lines: list[_Line] = []
     for delivery in deliveries:
-        result = delivery.result if isinstance(delivery.result, dict) else {}
-        for step in result.get("steps", []):
-            if step.get("instance_id") != instance_id or step.get("action") == "wait":
+        for step in _steps(delivery):
+            action = step.get("action")
+            if action in ("wait", "task_sampled", "task_stopping", "skip"):
                 continue
-            action = step["action"]
+            if instance_id is not None and step.get("instance_id") != instance_id:
+                continue
+            if instance_id is None and action not in ("task_stopped", "at_risk"):
+                continue
             if action == "drain_started":
                 text = "drain started: container instance set to DRAINING"
             elif action == "complete":
                 text = f"complete ({step.get('outcome')}): CompleteLifecycleAction CONTINUE"
             elif action == "heartbeat":
                 text = f"heartbeat: {step.get('sessions')} calls on {step.get('tasks')} workers still running"
+            elif action == "task_stopped":
+                text = (
+                    f"worker of {step.get('service')} stopped: {step.get('verdict')}, "
+                    f"{step.get('dropped_sessions')} calls dropped"
+                )
+            elif action == "at_risk":
+                text = f"AT RISK: a worker of {step.get('service')} will be killed with {step.get('sessions')} calls up"
             else:
                 text = f"{action}: {step.get('error') or step.get('reason') or ''}"
             lines.append(_Line(delivery.t, "coordinator", text))
     return lines
 
 
-def _fleet_lines(events: list[FleetEvent], instance_id: str) -> list[_Line]:
+def _fleet_lines(events: list[FleetEvent], keep: Callable[[FleetEvent], bool]) -> list[_Line]:
     lines: list[_Line] = []
     for event in events:
-        if event.detail.get("instance") != instance_id:
+        if not keep(event):
             continue
         match event.what:
             case "sigterm":
@@ -144,13 +242,23 @@ def _fleet_lines(events: list[FleetEvent], instance_id: str) -> list[_Line]:
                 lines.append(_Line(event.t, "call", f"{event.detail['room']} hung up"))
             case "call_dropped":
                 lines.append(
-                    _Line(event.t, "call", f"{event.detail['room']} DROPPED ({event.detail['cause']})")
+                    _Line(
+                        event.t,
+                        "call",
+                        f"{event.detail['room']} DROPPED ({event.detail['cause']}, {event.detail.get('service')})",
+                    )
                 )
             case "task_stopped":
                 code = event.detail["exit_code"]
                 how = "exited cleanly" if code == 0 else f"killed (exit {code})"
-                lines.append(_Line(event.t, "ecs", f"worker task {how}"))
+                lines.append(_Line(event.t, "ecs", f"worker of {event.detail.get('service')} {how}"))
     return lines
+
+
+def _timeline(out: TextIO, title: str, start: float, lines: list[_Line]) -> None:
+    out.write(f"\n{title}\n  timeline (minutes:seconds from the start of the act)\n")
+    for line in sorted(lines, key=lambda x: x.t):
+        out.write(f"    +{_mmss(line.t - start)}  {line.who:<12} {line.text}\n")
 
 
 def _mmss(seconds: float) -> str:

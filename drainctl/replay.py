@@ -14,10 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from drainctl.world.fleet import CallEnd
 from drainctl.world.world import Delivery, World, WorldConfig
 
-QUIET_ACTIONS = {"wait"}  # a look that sent nothing is not an action taken
+QUIET_ACTIONS = {"wait", "task_sampled"}  # looks that changed nothing are not actions taken
 LIFECYCLE_FUNCTION = "LifecycleFunction"
+TASK_STATE_FUNCTION = "TaskStateFunction"
 RECONCILE_FUNCTION = "ReconcileFunction"
 
 
@@ -29,6 +31,7 @@ class ReplayInputError(ValueError):
 class ReplayOptions:
     sessions: int = 3
     call_seconds: tuple[float, float] = (180.0, 480.0)
+    call_seconds_given: bool = False  # task stops pick lengths that fit the event unless told
     seed: int = 7
     template: Path | None = None
     params: Mapping[str, str] | None = None
@@ -72,10 +75,16 @@ def replay(event: Mapping[str, Any], options: ReplayOptions, out: TextIO | None 
     )
     if detail.get("AutoScalingGroupName"):
         config.group_name = str(detail["AutoScalingGroupName"])
+    if kind == "task":
+        config.cluster = str(detail.get("clusterArn", "")).rsplit("/", 1)[-1] or config.cluster
+        stopping_at = _parse_time(detail.get("stoppingAt"), "detail.stoppingAt")
+        config.start = min(started_at, stopping_at or started_at) - 1
     with World(config) as world:
         emit = _emitter(world, started_at, out)
         if kind == "terminate":
             return _replay_terminate(world, event, detail, options, emit, out)
+        if kind == "task":
+            return _replay_task(world, event, detail, options, emit, out, started_at)
         function = RECONCILE_FUNCTION if kind == "schedule" else LIFECYCLE_FUNCTION
         delivery = world.invoke_function(function, event)
         emit(delivery)
@@ -142,6 +151,149 @@ def _replay_terminate(
     return 0
 
 
+def _replay_task(
+    world: World,
+    event: Mapping[str, Any],
+    detail: Mapping[str, Any],
+    options: ReplayOptions,
+    emit: Callable[[Delivery], None],
+    out: TextIO,
+    event_time: float,
+) -> int:
+    """A worker task holding N calls, told to stop and stopped as the event says."""
+    task_arn = str(detail.get("taskArn", ""))
+    service = str(detail.get("group", "")).removeprefix("service:") or "livekit-agents"
+    (instance_id,) = world.create_fleet(1, workers_per_instance=1)
+    (worker,) = world.workers_on(instance_id)
+    try:
+        world.ecs.rename_task(worker.task_arn, task_arn)
+    except ValueError as exc:
+        raise ReplayInputError(str(exc)) from exc
+    world.fleet.workers[task_arn] = world.fleet.workers.pop(worker.task_arn)
+    worker.task_arn = task_arn
+    worker.service = service
+    stopped = detail.get("lastStatus") == "STOPPED"
+    stopping_at = _parse_time(detail.get("stoppingAt"), "detail.stoppingAt") or event_time
+    stopped_at = _parse_time(detail.get("stoppedAt"), "detail.stoppedAt") or event_time
+    exit_code = _exit_code(detail)
+    asked_to_stop = detail.get("stopCode") in ("ServiceSchedulerInitiated", "UserInitiated", None)
+    low, high = (
+        options.call_seconds
+        if options.call_seconds_given or not stopped
+        else _lengths_for(exit_code, stopped_at - world.clock.now())
+    )
+    for _ in range(options.sessions):
+        world.fleet.start_call(worker, world.clock.now(), world.rng.uniform(low, high))
+    worker.scripted = stopped  # a recorded stop happens when and how the event says
+    if asked_to_stop or not stopped:
+        world.run(lambda: world.clock.now() >= stopping_at, limit_seconds=stopping_at - world.clock.now() + 1)
+        world.fleet.sigterm(worker, world.clock.now(), str(detail.get("stoppedReason", "")))
+        pending = world.take_pending_events()
+        if not stopped:
+            pending = [dict(event)]  # the file's own stopping event stands for the world's
+        for each in pending:
+            for delivery in world.deliver(each):
+                emit(delivery)
+    if not stopped:
+        world.run(
+            lambda: worker.stopped_at is not None,
+            limit_seconds=worker.stop_timeout + 2 * world.period,
+            on_delivery=emit,
+        )
+        world.step(1.0)
+    else:
+        world.run(
+            lambda: world.clock.now() >= stopped_at,
+            limit_seconds=stopped_at - world.clock.now() + 1,
+            on_delivery=emit,
+        )
+        containers = detail.get("containers") or [{}]
+        reason = str(containers[0].get("reason", "")) if isinstance(containers[0], dict) else ""
+        world.fleet.stop(
+            worker,
+            world.clock.now(),
+            exit_code=exit_code,
+            end=_call_end(exit_code, reason),
+            stop_code=str(detail.get("stopCode", "")),
+            reason=str(detail.get("stoppedReason", "")),
+            container_reason=reason,
+        )
+        world.take_pending_events()  # the file's STOPPED event stands for the world's
+        emit(world.invoke_function(TASK_STATE_FUNCTION, event))
+    for fired in world.alarms_firing():
+        out.write(
+            json.dumps(
+                {
+                    "t": round(fired.t - event_time, 3),
+                    "action": "alarm",
+                    "alarm": fired.alarm.name,
+                    "metric": fired.alarm.metric,
+                    "value": fired.value,
+                }
+            )
+            + "\n"
+        )
+    calls = [c for c in world.fleet.calls if c.task_arn == task_arn]
+    out.write(
+        json.dumps(
+            {
+                "summary": {
+                    "verdict": _verdict(world),
+                    "dropped_sessions": sum(1 for c in calls if c.dropped),
+                    "calls": len(calls),
+                    "alarms": [f.alarm.name for f in world.alarms_firing()],
+                }
+            }
+        )
+        + "\n"
+    )
+    return 0
+
+
+def _verdict(world: World) -> str | None:
+    for delivery in reversed(world.deliveries):
+        for step in _steps(delivery):
+            if step.get("action") == "task_stopped":
+                return str(step.get("verdict"))
+    return None
+
+
+def _exit_code(detail: Mapping[str, Any]) -> int | None:
+    containers = detail.get("containers") or []
+    for container in containers:
+        if isinstance(container, dict) and isinstance(container.get("exitCode"), int):
+            return int(container["exitCode"])
+    return None
+
+
+def _lengths_for(exit_code: int | None, seconds_to_stop: float) -> tuple[float, float]:
+    """Calls that end before a clean exit, and outlast a kill or crash (in flight when it dies)."""
+    if exit_code == 0:
+        return max(1.0, 0.3 * seconds_to_stop), max(1.0, 0.9 * seconds_to_stop)
+    return seconds_to_stop + 60, seconds_to_stop + 300
+
+
+def _call_end(exit_code: int | None, reason: str) -> CallEnd:
+    if "OutOfMemory" in reason:
+        return CallEnd.OOM
+    if exit_code == 137:
+        return CallEnd.SIGKILL
+    if exit_code is None:
+        return CallEnd.INSTANCE_TERMINATED
+    return CallEnd.DRAIN_TIMED_OUT
+
+
+def _parse_time(raw: Any, where: str) -> float | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ReplayInputError(f"{where} is not a time")
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise ReplayInputError(f"{where} {raw!r} is not ISO 8601") from exc
+
+
 def _record(world: World, instance_id: str) -> dict[str, Any] | None:
     item = (
         world.aws.client("dynamodb")
@@ -197,9 +349,14 @@ def _kind_of(event: Mapping[str, Any]) -> str:
         return "autoscaling"
     if source == "aws.scheduler":
         return "schedule"
+    if source == "aws.ecs" and detail_type == "ECS Task State Change":
+        detail = event.get("detail")
+        if isinstance(detail, dict) and isinstance(detail.get("taskArn"), str):
+            return "task"
+        raise ReplayInputError("an ECS Task State Change needs detail.taskArn")
     raise ReplayInputError(
         f"no handler takes events of source {source!r} and detail-type {detail_type!r} "
-        "(replayable: aws.autoscaling lifecycle actions, aws.scheduler ticks)"
+        "(replayable: aws.autoscaling lifecycle actions, aws.ecs task state changes, aws.scheduler ticks)"
     )
 
 

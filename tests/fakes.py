@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.domain.records import DrainRecord, LifecycleRef
+from drain_coordinator.domain.task_stops import TaskStopRecord
 from drain_coordinator.integrations.autoscaling import LifecycleActionGoneError
 from drain_coordinator.integrations.ecs import EcsError
 from drain_coordinator.integrations.livekit import LiveKitProbeError
@@ -38,6 +40,31 @@ class FakeStore:
         return saved
 
 
+class FakeTaskStopStore:
+    def __init__(self) -> None:
+        self.items: dict[str, TaskStopRecord] = {}
+
+    def get(self, task_arn: str) -> TaskStopRecord | None:
+        return self.items.get(task_arn)
+
+    def create(self, record: TaskStopRecord) -> bool:
+        if record.task_arn in self.items:
+            return False
+        self.items[record.task_arn] = record
+        return True
+
+    def save(self, record: TaskStopRecord) -> TaskStopRecord:
+        current = self.items.get(record.task_arn)
+        if current is None or current.version != record.version:
+            raise StaleDrainError(record.task_arn)
+        saved = replace(record, version=record.version + 1)
+        self.items[record.task_arn] = saved
+        return saved
+
+    def open_stops(self) -> Iterator[TaskStopRecord]:
+        yield from (r for r in list(self.items.values()) if r.is_open)
+
+
 @dataclass
 class FakeLifecycle:
     calls: list[tuple[str, str]] = field(default_factory=list)
@@ -62,6 +89,8 @@ class FakeEcs:
     tasks: dict[str, list[WorkerTask]] = field(default_factory=dict)  # ci arn -> tasks
     draining: list[str] = field(default_factory=list)
     failing: bool = False
+    stop_timeouts: dict[str, int] = field(default_factory=dict)
+    described: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def container_instance_of(self, ec2_instance_id: str) -> str | None:
         self._maybe_fail()
@@ -79,6 +108,17 @@ class FakeEcs:
         self._maybe_fail()
         return tuple(self.tasks.get(container_instance_arn, []))
 
+    def stop_timeout_of(self, task_definition_arn: str) -> int:
+        self._maybe_fail()
+        return self.stop_timeouts.get(task_definition_arn, 900)
+
+    def describe_task(self, task_arn: str) -> dict[str, Any] | None:
+        self._maybe_fail()
+        return self.described.get(task_arn)
+
+    def ec2_instance_of(self, container_instance_arn: str) -> str | None:
+        return next((i for i, ci in self.instances.items() if ci == container_instance_arn), None)
+
     def _maybe_fail(self) -> None:
         if self.failing:
             raise EcsError("ThrottlingException: Rate exceeded")
@@ -90,6 +130,7 @@ class FakeSessions:
     discover_calls: int = 0
     still_held_calls: int = 0
     failing: bool = False
+    callers: set[str] = field(default_factory=set)  # rooms whose caller is still on the line
 
     def discover(self, task_arns: Collection[str]) -> dict[str, str]:
         self._maybe_fail()
@@ -100,6 +141,10 @@ class FakeSessions:
         self._maybe_fail()
         self.still_held_calls += 1
         return {room: arn for room, arn in rooms.items() if self.rooms.get(room) == arn}
+
+    def callers_still_in(self, rooms: Mapping[str, str]) -> dict[str, str]:
+        self._maybe_fail()
+        return {room: arn for room, arn in rooms.items() if room in self.callers}
 
     def _maybe_fail(self) -> None:
         if self.failing:

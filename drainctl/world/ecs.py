@@ -102,5 +102,15 @@ class LocalEcs:
             container.exit_code = exit_code
             container.last_status = "STOPPED"
 
+    def rename_task(self, task_arn: str, new_arn: str) -> None:
+        """Give a task the ARN of a recorded event (replay), in moto's ECS as everywhere else."""
+        prefix, _, new_id = new_arn.rpartition("/")
+        if prefix != task_arn.rpartition("/")[0] or not new_id:
+            raise ValueError(f"cannot replay task {new_arn!r} in cluster {self.cluster!r}")
+        tasks = self._backend.tasks[self.cluster]
+        task = tasks.pop(task_arn)
+        task.id = new_id
+        tasks[task.task_arn] = task
+
     def _task(self, task_arn: str) -> Any:
         return self._backend.tasks[self.cluster][task_arn]

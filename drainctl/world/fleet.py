@@ -3,12 +3,17 @@
 This is the ground truth the coordinator is judged against. A worker drains the way livekit-agents
 does on SIGTERM (reports full, takes no new job, exits once its jobs end, gives up after
 drain_timeout); ECS SIGKILLs it at stopTimeout; Auto Scaling terminating the instance ends every
-call still on it. Every call that ends any other way than by itself is a dropped call.
+call still on it. Every call that ends any other way than by hanging up is a dropped call.
+
+When a worker dies its agent leaves its rooms at once, but the caller stays on the line a little
+while, hearing silence, before hanging up (`CALLER_PATIENCE_SECONDS`): that is what LiveKit shows
+for a dropped call, and what the coordinator counts.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -17,6 +22,8 @@ from drainctl.world.livekit_server import LocalLiveKit
 
 SESSION_TAG_ATTRIBUTE = "ecs.task_arn"
 SIGTERM_DELAY_SECONDS = 5  # the ECS scheduler stops tasks on a DRAINING instance within seconds
+CALLER_PATIENCE_SECONDS = 20  # a caller left in silence hangs up after this long
+DEFAULT_SERVICE = "livekit-agents"
 
 
 class WorkerState(StrEnum):
@@ -29,6 +36,7 @@ class CallEnd(StrEnum):
     HUNG_UP = "hung_up"  # the call ended by itself: not dropped
     DRAIN_TIMED_OUT = "drain_timed_out"  # the worker gave up its drain
     SIGKILL = "sigkill"  # ECS killed the worker at stopTimeout
+    OOM = "oom"  # the kernel killed the worker for memory
     INSTANCE_TERMINATED = "instance_terminated"  # the instance went away under the worker
 
 
@@ -53,10 +61,17 @@ class Worker:
     container_instance_arn: str
     drain_timeout: int
     stop_timeout: int
+    service: str = DEFAULT_SERVICE
+    task_definition: str = ""
     state: WorkerState = WorkerState.RUNNING
     sigterm_at: float | None = None
+    stop_reason: str = ""
     stopped_at: float | None = None
     exit_code: int | None = None
+    stop_code: str = ""
+    container_reason: str = ""
+    # True while the world plays a recorded stop: the worker then does only what it is told.
+    scripted: bool = False
     calls: dict[str, Call] = field(default_factory=dict)
 
     @property
@@ -71,6 +86,9 @@ class FleetEvent:
     detail: dict[str, object]
 
 
+TaskEventSink = Callable[[Worker, float], None]
+
+
 class Fleet:
     def __init__(self, ecs: LocalEcs, livekit: LocalLiveKit, rng: random.Random) -> None:
         self._ecs = ecs
@@ -79,8 +97,9 @@ class Fleet:
         self.workers: dict[str, Worker] = {}
         self.calls: list[Call] = []
         self.events: list[FleetEvent] = []
-        self._terminated_instances: set[str] = set()
+        self.on_task_change: TaskEventSink | None = None
         self._draining_seen: dict[str, float] = {}
+        self._hangups: list[tuple[float, str, str]] = []  # (when, room, caller identity)
         self._room_seq = 0
 
     # -- building ------------------------------------------------------------------------------
@@ -93,11 +112,12 @@ class Fleet:
         *,
         drain_timeout: int,
         stop_timeout: int,
+        service: str = DEFAULT_SERVICE,
     ) -> Worker:
-        arn = self._ecs.start_task(
-            container_instance_arn, task_definition, started_by="ecs-svc/livekit-agents"
+        arn = self._ecs.start_task(container_instance_arn, task_definition, started_by=f"ecs-svc/{service}")
+        worker = Worker(
+            arn, instance_id, container_instance_arn, drain_timeout, stop_timeout, service, task_definition
         )
-        worker = Worker(arn, instance_id, container_instance_arn, drain_timeout, stop_timeout)
         self.workers[arn] = worker
         return worker
 
@@ -107,28 +127,27 @@ class Fleet:
         self._room_seq += 1
         room = f"call-{self._room_seq:05d}"
         self._livekit.create_room(room)
-        self._livekit.join(room, f"caller-{self._room_seq:05d}", kind="SIP")
+        self._livekit.join(room, _caller(room), kind="SIP")
         self._livekit.join(
-            room,
-            f"agent-{self._room_seq:05d}",
-            kind="AGENT",
-            attributes={SESSION_TAG_ATTRIBUTE: worker.task_arn},
+            room, _agent(room), kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: worker.task_arn}
         )
         call = Call(room=room, task_arn=worker.task_arn, started_at=now, ends_at=now + length)
         worker.calls[room] = call
         self.calls.append(call)
         return call
 
-    def accepting_workers(self) -> list[Worker]:
+    def accepting_workers(self, service: str | None = None) -> list[Worker]:
         return [
             w
             for w in self.workers.values()
-            if w.accepting and self._ecs.instance_status(w.container_instance_arn) == "ACTIVE"
+            if w.accepting
+            and (service is None or w.service == service)
+            and self._ecs.instance_status(w.container_instance_arn) == "ACTIVE"
         ]
 
-    def place_call(self, now: float, length: float) -> Call | None:
+    def place_call(self, now: float, length: float, service: str | None = None) -> Call | None:
         """A new call goes to the least-loaded worker that takes calls (LiveKit's dispatch)."""
-        candidates = self.accepting_workers()
+        candidates = self.accepting_workers(service)
         if not candidates:
             return None
         least = min(len(w.calls) for w in candidates)
@@ -139,6 +158,9 @@ class Fleet:
 
     def step(self, now: float, terminated_instances: set[str]) -> None:
         """Move every call and worker to `now`."""
+        for when, room, identity in [h for h in self._hangups if h[0] <= now]:
+            self._hangups.remove((when, room, identity))
+            self._leave(room, identity)
         for worker in list(self.workers.values()):
             if worker.state is WorkerState.STOPPED:
                 continue
@@ -146,50 +168,27 @@ class Fleet:
                 if call.ends_at <= now:
                     self._end_call(worker, call, min(call.ends_at, now), CallEnd.HUNG_UP)
             if worker.instance_id in terminated_instances:
-                self._stop(
+                self.stop(
                     worker,
                     now,
-                    exit_code=137,
+                    exit_code=None,
                     end=CallEnd.INSTANCE_TERMINATED,
-                    reason="Instance terminated by Auto Scaling",
+                    stop_code="TerminationNotice",
+                    reason=f"Host EC2 (instance {worker.instance_id}) terminated.",
                 )
+                continue
+            if worker.scripted:
                 continue
             if worker.state is WorkerState.RUNNING:
                 self._maybe_sigterm(worker, now)
             if worker.state is WorkerState.DRAINING:
                 assert worker.sigterm_at is not None
                 if not worker.calls:
-                    self._stop(
-                        worker, now, exit_code=0, end=None, reason="Essential container in task exited"
-                    )
+                    self.stop(worker, now, exit_code=0, end=None)
                 elif now >= worker.sigterm_at + worker.stop_timeout:
-                    self._stop(
-                        worker,
-                        now,
-                        exit_code=137,
-                        end=CallEnd.SIGKILL,
-                        reason="Essential container in task exited",
-                    )
+                    self.stop(worker, now, exit_code=137, end=CallEnd.SIGKILL)
                 elif now >= worker.sigterm_at + worker.drain_timeout:
-                    self._stop(
-                        worker,
-                        now,
-                        exit_code=0,
-                        end=CallEnd.DRAIN_TIMED_OUT,
-                        reason="Essential container in task exited",
-                    )
-
-    def next_change_at(self, now: float) -> float | None:
-        """The next time anything in the fleet changes by itself (for skipping idle time)."""
-        times: list[float] = []
-        for worker in self.workers.values():
-            if worker.state is WorkerState.STOPPED:
-                continue
-            times.extend(call.ends_at for call in worker.calls.values())
-            if worker.sigterm_at is not None:
-                times.append(worker.sigterm_at + min(worker.drain_timeout, worker.stop_timeout))
-        ahead = [t for t in times if t > now]
-        return min(ahead) if ahead else None
+                    self.stop(worker, now, exit_code=0, end=CallEnd.DRAIN_TIMED_OUT)
 
     def sigterm(self, worker: Worker, now: float, reason: str) -> None:
         """ECS stops the task: desired STOPPED, SIGTERM; the worker drains."""
@@ -198,6 +197,7 @@ class Fleet:
         self._ecs.signal_stop(worker.task_arn, reason)
         worker.state = WorkerState.DRAINING
         worker.sigterm_at = now
+        worker.stop_reason = reason
         self._event(
             now,
             "sigterm",
@@ -205,44 +205,40 @@ class Fleet:
             calls=len(worker.calls),
             reason=reason,
             instance=worker.instance_id,
+            service=worker.service,
         )
+        if self.on_task_change:
+            self.on_task_change(worker, now)
 
-    def _maybe_sigterm(self, worker: Worker, now: float) -> None:
-        if self._ecs.instance_status(worker.container_instance_arn) != "DRAINING":
-            return
-        if worker.container_instance_arn not in self._draining_seen:
-            self._draining_seen[worker.container_instance_arn] = now
-            self._event(now, "instance_draining", instance=worker.instance_id)
-        seen = self._draining_seen[worker.container_instance_arn]
-        if now >= seen + SIGTERM_DELAY_SECONDS:
-            self.sigterm(worker, now, "Service livekit-agents: container instance is in DRAINING state")
-
-    def _end_call(self, worker: Worker, call: Call, at: float, end: CallEnd) -> None:
-        call.ended_at = at
-        call.end = end
-        del worker.calls[call.room]
-        self._livekit.leave(call.room, call.room.replace("call-", "agent-"))
-        self._livekit.leave(call.room, call.room.replace("call-", "caller-"))
-        if end is CallEnd.HUNG_UP:
-            self._event(at, "call_ended", room=call.room, task=worker.task_arn, instance=worker.instance_id)
-        else:
-            self._event(
-                at,
-                "call_dropped",
-                room=call.room,
-                task=worker.task_arn,
-                cause=end.value,
-                instance=worker.instance_id,
-            )
-
-    def _stop(self, worker: Worker, now: float, *, exit_code: int, end: CallEnd | None, reason: str) -> None:
+    def stop(
+        self,
+        worker: Worker,
+        now: float,
+        *,
+        exit_code: int | None,
+        end: CallEnd | None,
+        stop_code: str = "",
+        reason: str = "",
+        container_reason: str = "",
+    ) -> None:
+        """The worker's container is gone; calls still on it are dropped (`end`)."""
         dropped = len(worker.calls)
         for call in list(worker.calls.values()):
-            self._end_call(worker, call, now, end or CallEnd.HUNG_UP)
+            self._end_call(worker, call, now, end or CallEnd.DRAIN_TIMED_OUT)
         worker.state = WorkerState.STOPPED
         worker.stopped_at = now
         worker.exit_code = exit_code
-        self._ecs.stopped(worker.task_arn, exit_code=exit_code, reason=reason)
+        worker.stop_code = stop_code or (
+            "ServiceSchedulerInitiated" if worker.sigterm_at else "EssentialContainerExited"
+        )
+        worker.container_reason = container_reason
+        if reason:
+            worker.stop_reason = reason
+        elif not worker.stop_reason:
+            worker.stop_reason = "Essential container in task exited"
+        self._ecs.stopped(
+            worker.task_arn, exit_code=137 if exit_code is None else exit_code, reason=worker.stop_reason
+        )
         self._event(
             now,
             "task_stopped",
@@ -250,7 +246,43 @@ class Fleet:
             exit_code=exit_code,
             dropped_calls=dropped,
             instance=worker.instance_id,
+            service=worker.service,
         )
+        if self.on_task_change:
+            self.on_task_change(worker, now)
+
+    def _maybe_sigterm(self, worker: Worker, now: float) -> None:
+        if self._ecs.instance_status(worker.container_instance_arn) != "DRAINING":
+            return
+        if worker.container_instance_arn not in self._draining_seen:
+            self._draining_seen[worker.container_instance_arn] = now
+            self._event(now, "instance_draining", instance=worker.instance_id)
+        if now >= self._draining_seen[worker.container_instance_arn] + SIGTERM_DELAY_SECONDS:
+            self.sigterm(worker, now, f"Service {worker.service}: container instance is in DRAINING state")
+
+    def _end_call(self, worker: Worker, call: Call, at: float, end: CallEnd) -> None:
+        call.ended_at = at
+        call.end = end
+        del worker.calls[call.room]
+        self._leave(call.room, _agent(call.room))
+        if end is CallEnd.HUNG_UP:
+            self._leave(call.room, _caller(call.room))
+            self._event(at, "call_ended", room=call.room, task=worker.task_arn, instance=worker.instance_id)
+        else:
+            self._hangups.append((at + CALLER_PATIENCE_SECONDS, call.room, _caller(call.room)))
+            self._event(
+                at,
+                "call_dropped",
+                room=call.room,
+                task=worker.task_arn,
+                cause=end.value,
+                instance=worker.instance_id,
+                service=worker.service,
+            )
+
+    def _leave(self, room: str, identity: str) -> None:
+        if any(p.identity == identity for p in self._livekit.rooms().get(room, [])):
+            self._livekit.leave(room, identity)
 
     def _event(self, t: float, what: str, **detail: object) -> None:
         self.events.append(FleetEvent(t, what, dict(detail)))
@@ -263,3 +295,14 @@ class Fleet:
 
     def calls_on(self, instance_id: str) -> list[Call]:
         return [c for c in self.calls if self.workers[c.task_arn].instance_id == instance_id]
+
+    def calls_of(self, service: str) -> list[Call]:
+        return [c for c in self.calls if self.workers[c.task_arn].service == service]
+
+
+def _agent(room: str) -> str:
+    return room.replace("call-", "agent-")
+
+
+def _caller(room: str) -> str:
+    return room.replace("call-", "caller-")

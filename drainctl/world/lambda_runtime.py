@@ -68,6 +68,7 @@ class LocalLambdaContext:
 
 @dataclass
 class Invocation:
+    t: float  # virtual time of the invocation
     function: str
     event: Mapping[str, Any]
     result: Any
@@ -88,7 +89,7 @@ class LocalLambda:
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), coordinator_logs_follow_stdout():
             result = entry(dict(event), context)
-        self.invocations.append(Invocation(function, event, result, buffer.getvalue()))
+        self.invocations.append(Invocation(context.started_at, function, event, result, buffer.getvalue()))
         return result
 
     def count(self, function: str | None = None) -> int:

@@ -22,13 +22,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
+from moto.moto_api._internal import mock_random
 
 from drain_coordinator import wiring
 from drainctl.template import FunctionRoute, Template, load_template
-from drainctl.world.aws import LocalAws, TerminateHook
+from drainctl.world.alarms import Firing, alarm_specs, datapoints, firing
+from drainctl.world.aws import ACCOUNT_ID, REGION, LocalAws, TerminateHook
 from drainctl.world.clock import VirtualClock
-from drainctl.world.ecs import LocalEcs
-from drainctl.world.fleet import Fleet, Worker
+from drainctl.world.ecs import WORKER_CONTAINER, LocalEcs
+from drainctl.world.fleet import DEFAULT_SERVICE, Fleet, Worker, WorkerState
 from drainctl.world.lambda_runtime import LocalLambda
 from drainctl.world.lifecycle_actions import TERMINATED
 from drainctl.world.livekit_server import LocalLiveKit
@@ -54,6 +56,14 @@ class WorldConfig:
     cluster: str = "livekit-agents"
     start: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     seed: int = 7
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    task_definition: str
+    drain_timeout: int
+    stop_timeout: int
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,9 @@ class World:
 
     def _build(self) -> None:
         cfg = self.config
+        # moto's ids (task ARNs, container instances, tokens) come from its own generator:
+        # seeded, a replay prints the same lines every time.
+        mock_random.seed(cfg.seed)
         secret_arn = self._create_secret()
         base = load_template(cfg.template or default_template_path())
         self.params = base.parameters(
@@ -131,16 +144,19 @@ class World:
         self.hook_heartbeat_timeout = int(hook["HeartbeatTimeout"])
         self.hook_default_result = str(hook["DefaultResult"])
         self.table_name = f"{STACK_NAME}-DrainTable"
+        # Physical names the local world gives what it does not create itself.
+        names = {logical_id: f"{STACK_NAME}-{logical_id}" for logical_id in base.logical_ids()}
         self.template: Template = base.with_context(
             params=self.params,
             resource_names={
+                **names,
                 "DrainTable": self.table_name,
                 "TerminateLifecycleHook": self.hook_name,
-                "DeadLetterQueue": f"{STACK_NAME}-DeadLetterQueue",
             },
             attributes={
-                "DeadLetterQueue.Arn": f"arn:aws:sqs:us-east-1:123456789012:{STACK_NAME}-DeadLetterQueue",
-                "ReconcileScheduleRole.Arn": "arn:aws:iam::123456789012:role/reconcile-schedule",
+                "DeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{STACK_NAME}-DeadLetterQueue",
+                "DeadLetterQueue.QueueName": f"{STACK_NAME}-DeadLetterQueue",
+                "ReconcileScheduleRole.Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/reconcile-schedule",
             },
             pseudo={"AWS::StackName": STACK_NAME},
         )
@@ -153,6 +169,12 @@ class World:
             WORKER_FAMILY, stop_timeout=self.stop_timeout, drain_timeout=self.drain_timeout
         )
         self.fleet = Fleet(self.ecs, self.livekit, self.rng)
+        self.fleet.on_task_change = self._task_changed
+        self.services: dict[str, ServiceSpec] = {
+            DEFAULT_SERVICE: ServiceSpec(
+                DEFAULT_SERVICE, self.task_definition, self.drain_timeout, self.stop_timeout
+            )
+        }
         self.routes: list[FunctionRoute] = self.template.function_routes()
         self.schedule = next(r for r in self.routes if r.kind == "ScheduleV2")
         self.period = _period_seconds(self.schedule.schedule_expression or "rate(1 minute)")
@@ -222,8 +244,39 @@ class World:
 
     # -- the fleet -------------------------------------------------------------------------------
 
-    def create_fleet(self, instances: Sequence[str] | int, workers_per_instance: int = 1) -> list[str]:
-        """The group's instances, each registered in the cluster and running worker tasks."""
+    def add_service(self, name: str, *, drain_timeout: int, stop_timeout: int) -> ServiceSpec:
+        """Another ECS service of workers, with its own task definition and timers."""
+        definition = self.ecs.register_worker_definition(
+            f"{name}-worker", stop_timeout=stop_timeout, drain_timeout=drain_timeout
+        )
+        spec = ServiceSpec(name, definition, drain_timeout, stop_timeout)
+        self.services[name] = spec
+        return spec
+
+    def deploy(self, service: str, now: float | None = None) -> list[Worker]:
+        """A rolling deploy (minimum healthy 100 %, maximum 200 %): each old worker gets a
+        replacement on its instance first, then is told to stop. Returns the old workers."""
+        spec = self.services[service]
+        at = self.clock.now() if now is None else now
+        old = [w for w in self.fleet.workers.values() if w.service == service and w.accepting]
+        for worker in old:
+            self.fleet.add_worker(
+                worker.instance_id,
+                worker.container_instance_arn,
+                spec.task_definition,
+                drain_timeout=spec.drain_timeout,
+                stop_timeout=spec.stop_timeout,
+                service=service,
+            )
+        for worker in old:
+            self.fleet.sigterm(worker, at, f"Scaling activity initiated by (deployment ecs-svc/{service})")
+        return old
+
+    def create_fleet(
+        self, instances: Sequence[str] | int, workers_per_instance: int = 1, services: Sequence[str] = ()
+    ) -> list[str]:
+        """The group's instances, each registered in the cluster and running worker tasks
+        (`workers_per_instance` of each service; the default service when none is named)."""
         instance_ids = self.aws.create_group_with_instances(
             self.config.group_name,
             instances,
@@ -235,15 +288,85 @@ class World:
         )
         for instance_id in instance_ids:
             container_instance = self.ecs.register_instance(instance_id)
-            for _ in range(workers_per_instance):
-                self.fleet.add_worker(
-                    instance_id,
-                    container_instance,
-                    self.task_definition,
-                    drain_timeout=self.drain_timeout,
-                    stop_timeout=self.stop_timeout,
-                )
+            for name in services or [DEFAULT_SERVICE]:
+                spec = self.services[name]
+                for _ in range(workers_per_instance):
+                    self.fleet.add_worker(
+                        instance_id,
+                        container_instance,
+                        spec.task_definition,
+                        drain_timeout=spec.drain_timeout,
+                        stop_timeout=spec.stop_timeout,
+                        service=name,
+                    )
         return instance_ids
+
+    def start_workers(self, service: str, instance_ids: Sequence[str], per_instance: int) -> list[Worker]:
+        """More worker tasks of a service on running instances (the service scaling out)."""
+        spec = self.services[service]
+        started = []
+        for instance_id in instance_ids:
+            container_instance = next(w.container_instance_arn for w in self.workers_on(instance_id))
+            for _ in range(per_instance):
+                started.append(
+                    self.fleet.add_worker(
+                        instance_id,
+                        container_instance,
+                        spec.task_definition,
+                        drain_timeout=spec.drain_timeout,
+                        stop_timeout=spec.stop_timeout,
+                        service=service,
+                    )
+                )
+        return started
+
+    def _task_changed(self, worker: Worker, now: float) -> None:
+        self._pending.append(self.task_state_event(worker, now))
+
+    def task_state_event(self, worker: Worker, now: float) -> dict[str, Any]:
+        """The "ECS Task State Change" EventBridge would carry for this worker's task now."""
+        stopped = worker.state is WorkerState.STOPPED
+        container: dict[str, Any] = {
+            "containerArn": f"{worker.task_arn.replace(':task/', ':container/')}/{WORKER_CONTAINER}",
+            "lastStatus": "STOPPED" if stopped else "RUNNING",
+            "name": WORKER_CONTAINER,
+            "taskArn": worker.task_arn,
+        }
+        if stopped and worker.exit_code is not None:
+            container["exitCode"] = worker.exit_code
+        if worker.container_reason:
+            container["reason"] = worker.container_reason
+        detail: dict[str, Any] = {
+            "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT_ID}:cluster/{self.config.cluster}",
+            "containerInstanceArn": worker.container_instance_arn,
+            "containers": [container],
+            "desiredStatus": "STOPPED",
+            "group": f"service:{worker.service}",
+            "launchType": "EC2",
+            "lastStatus": "STOPPED" if stopped else "RUNNING",
+            "stoppedReason": worker.stop_reason,
+            "stopCode": worker.stop_code or "ServiceSchedulerInitiated",
+            "taskArn": worker.task_arn,
+            "taskDefinitionArn": worker.task_definition,
+            "version": 3 if stopped else 2,
+        }
+        stopping_at = worker.sigterm_at if worker.sigterm_at is not None else worker.stopped_at
+        if stopping_at is not None:
+            detail["stoppingAt"] = _iso(stopping_at)
+        if stopped and worker.stopped_at is not None:
+            detail["stoppedAt"] = _iso(worker.stopped_at)
+            detail["executionStoppedAt"] = _iso(worker.stopped_at)
+        return {
+            "version": "0",
+            "id": str(uuid.UUID(int=self.rng.getrandbits(128))),
+            "detail-type": "ECS Task State Change",
+            "source": "aws.ecs",
+            "account": ACCOUNT_ID,
+            "time": _iso(now, millis=False),
+            "region": REGION,
+            "resources": [worker.task_arn],
+            "detail": detail,
+        }
 
     def workers_on(self, instance_id: str) -> list[Worker]:
         return [w for w in self.fleet.workers.values() if w.instance_id == instance_id]
@@ -297,6 +420,11 @@ class World:
         self.deliveries.append(delivery)
         return delivery
 
+    def alarms_firing(self, since: float | None = None) -> list[Firing]:
+        """The template's alarms that the handlers' metrics (since `since`) would set off."""
+        invocations = [i for i in self.lambdas.invocations if since is None or i.t >= since]
+        return firing(alarm_specs(self.template), datapoints(invocations))
+
     def _timeout_of(self, logical_id: str) -> float:
         own = self.template.body["Resources"][logical_id].get("Properties", {}).get("Timeout")
         shared = self.template.body.get("Globals", {}).get("Function", {}).get("Timeout", 3)
@@ -335,6 +463,13 @@ class World:
                 if on_delivery:
                     on_delivery(delivery)
         return True
+
+
+def _iso(epoch: float, *, millis: bool = True) -> str:
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    if millis:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _forget_cached_secrets() -> None:

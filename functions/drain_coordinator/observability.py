@@ -54,3 +54,20 @@ def put_metric_by(name: MetricName, dimension: str, dimension_value: str, value:
     ) as metric:
         metric.add_dimension(name="service", value=SERVICE)
         metric.add_dimension(name=dimension, value=dimension_value)
+
+
+def put_metric_for_service(name: MetricName, cluster: str, service: str, value: float = 1) -> None:
+    """The same metric again, by cluster and ECS service, to tell which service lost calls.
+
+    The alarms watch the service-wide metric (one alarm for every service); this copy is for
+    the dashboard and for drilling down.
+    """
+    with single_metric(
+        name=name.value,
+        unit=UNITS.get(name, MetricUnit.Count),
+        value=value,
+        namespace=NAMESPACE,
+    ) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        metric.add_dimension(name="ClusterName", value=cluster)
+        metric.add_dimension(name="ServiceName", value=service or "standalone")

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from drain_coordinator.domain.decide import DrainPolicy
 
+# The worker needs this much time after its drain for its last job to shut down before SIGKILL.
+STOP_MARGIN_SECONDS = 60
 # AWS Auto Scaling: a lifecycle action waits at most min(48 h, 100 x HeartbeatTimeout).
 HOOK_GLOBAL_TIMEOUT_CAP_SECONDS = 48 * 3600
 HOOK_GLOBAL_TIMEOUT_FACTOR = 100
@@ -34,6 +36,8 @@ class Settings(BaseModel):
     worker_task_family: str = Field(alias="WORKER_TASK_FAMILY", default="", max_length=255)
     livekit_timeout: float = Field(alias="LIVEKIT_TIMEOUT_SECONDS", default=5.0, gt=0, le=60)
     record_ttl_days: int = Field(alias="DRAIN_RECORD_TTL_DAYS", default=30, ge=1, le=3650)
+    # A stopping task with calls still up this close to its SIGKILL is logged as at risk.
+    at_risk_seconds: int = Field(alias="AT_RISK_SECONDS", default=120, ge=0, le=86400)
 
     @model_validator(mode="after")
     def _timers_agree(self) -> Settings:
@@ -42,6 +46,12 @@ class Settings(BaseModel):
             raise ValueError(
                 f"DRAIN_DEADLINE_SECONDS={self.drain_deadline} exceeds the lifecycle hook's own "
                 f"limit min(48 h, 100 x HOOK_HEARTBEAT_TIMEOUT_SECONDS)={cap}"
+            )
+        if self.worker_stop_timeout < self.worker_drain_timeout + STOP_MARGIN_SECONDS:
+            raise ValueError(
+                f"WORKER_STOP_TIMEOUT_SECONDS={self.worker_stop_timeout} is shorter than "
+                f"WORKER_DRAIN_TIMEOUT_SECONDS={self.worker_drain_timeout} + {STOP_MARGIN_SECONDS}: ECS "
+                "would SIGKILL workers still finishing their calls"
             )
         if self.drain_deadline < self.worker_stop_timeout:
             raise ValueError(

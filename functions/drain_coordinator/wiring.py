@@ -13,11 +13,13 @@ from drain_coordinator.integrations.autoscaling import LifecycleActions
 from drain_coordinator.integrations.ecs import EcsCluster
 from drain_coordinator.integrations.livekit import LiveKitSessions
 from drain_coordinator.integrations.secrets import livekit_credentials
-from drain_coordinator.integrations.store import DrainStore
+from drain_coordinator.integrations.store import DrainStore, TaskStopStore
 from drain_coordinator.settings import Settings
+from drain_coordinator.task_tracker import TaskStopTracker
 
 _settings: Settings | None = None
 _coordinator: Coordinator | None = None
+_task_tracker: TaskStopTracker | None = None
 _clock: Callable[[], float] = time.time
 
 
@@ -35,6 +37,37 @@ def coordinator() -> Coordinator:
     return _coordinator
 
 
+def task_tracker() -> TaskStopTracker:
+    global _task_tracker
+    if _task_tracker is None:
+        _task_tracker = build_task_tracker(settings(), coordinator())
+    return _task_tracker
+
+
+def build_task_tracker(
+    config: Settings, drains: Coordinator, clock: Callable[[], float] | None = None
+) -> TaskStopTracker:
+    return TaskStopTracker(
+        store=TaskStopStore(
+            aws_clients.resource("dynamodb").Table(config.table_name), ttl_days=config.record_ttl_days
+        ),
+        ecs=EcsCluster(aws_clients.client("ecs"), config.cluster, config.worker_task_family),
+        sessions=_sessions(config),
+        drains=drains,
+        clock=clock or _clock,
+        cluster=config.cluster,
+        at_risk_seconds=config.at_risk_seconds,
+    )
+
+
+def _sessions(config: Settings) -> LiveKitSessions:
+    return LiveKitSessions(
+        config.livekit_url,
+        partial(livekit_credentials, config.livekit_secret_arn),
+        timeout_seconds=config.livekit_timeout,
+    )
+
+
 def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordinator:
     return Coordinator(
         policy=config.policy,
@@ -47,25 +80,23 @@ def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordin
         ),
         lifecycle=LifecycleActions(aws_clients.client("autoscaling")),
         ecs=EcsCluster(aws_clients.client("ecs"), config.cluster, config.worker_task_family),
-        sessions=LiveKitSessions(
-            config.livekit_url,
-            partial(livekit_credentials, config.livekit_secret_arn),
-            timeout_seconds=config.livekit_timeout,
-        ),
+        sessions=_sessions(config),
         clock=clock or _clock,
     )
 
 
 def reset(clock: Callable[[], float] | None = None) -> None:
     """Forget the cached settings and coordinator (a new cold start); optionally use another clock."""
-    global _settings, _coordinator, _clock
+    global _settings, _coordinator, _task_tracker, _clock
     _settings = None
     _coordinator = None
+    _task_tracker = None
     _clock = clock or time.time
 
 
-def install(config: Settings, built: Coordinator) -> None:
+def install(config: Settings, built: Coordinator, tracker: TaskStopTracker | None = None) -> None:
     """Use these settings and this coordinator from now on (the local world and tests)."""
-    global _settings, _coordinator
+    global _settings, _coordinator, _task_tracker
     _settings = config
     _coordinator = built
+    _task_tracker = tracker

@@ -15,8 +15,9 @@ from drain_coordinator.coordinator import Coordinator
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.observability import logger
 from drain_coordinator.settings import Settings
+from drain_coordinator.task_tracker import TaskStopTracker
 from tests.factories import T0, TASK_A, TASK_B
-from tests.fakes import FakeClock, FakeEcs, FakeLifecycle, FakeSessions, FakeStore
+from tests.fakes import FakeClock, FakeEcs, FakeLifecycle, FakeSessions, FakeStore, FakeTaskStopStore
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 INSTANCE = "i-0598c7d356eba48d7"
@@ -24,7 +25,7 @@ CI_ARN = "arn:aws:ecs:us-east-1:123456789012:container-instance/agents/0f1e2d3c"
 
 SETTINGS_ENV = {
     "DRAIN_TABLE_NAME": "livekit-drain",
-    "ECS_CLUSTER_NAME": "agents",
+    "ECS_CLUSTER_NAME": "livekit-agents",
     "ASG_NAME": "livekit-agents-asg",
     "LIFECYCLE_HOOK_NAME": "livekit-drain-terminate",
     "LIVEKIT_URL": "http://127.0.0.1:7880",
@@ -44,6 +45,8 @@ class Harness:
     ecs: FakeEcs
     sessions: FakeSessions
     clock: FakeClock
+    stops: FakeTaskStopStore
+    tracker: TaskStopTracker
 
     def busy(self, calls: int) -> None:
         """The instance runs two worker tasks; `calls` rooms held by the first."""
@@ -99,6 +102,16 @@ def harness() -> Iterator[Harness]:
         sessions=sessions,
         clock=clock,
     )
-    wiring.install(settings, coordinator)
-    yield Harness(coordinator, store, lifecycle, ecs, sessions, clock)
+    stops = FakeTaskStopStore()
+    tracker = TaskStopTracker(
+        store=stops,
+        ecs=ecs,
+        sessions=sessions,
+        drains=coordinator,
+        clock=clock,
+        cluster=settings.cluster,
+        at_risk_seconds=settings.at_risk_seconds,
+    )
+    wiring.install(settings, coordinator, tracker)
+    yield Harness(coordinator, store, lifecycle, ecs, sessions, clock, stops, tracker)
     wiring.reset()

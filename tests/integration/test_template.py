@@ -67,7 +67,7 @@ CONTRACT_ENVIRONMENT = {
 }
 
 # Actions IAM cannot scope to a resource: "*" is the only form they take.
-NO_RESOURCE_LEVEL_ACTIONS = {"autoscaling:DescribeAutoScalingInstances"}
+NO_RESOURCE_LEVEL_ACTIONS = {"autoscaling:DescribeAutoScalingInstances", "ecs:DescribeTaskDefinition"}
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,7 @@ def test_parameters_without_values_are_the_defaults(template: Template) -> None:
         "DrainDeadline": "1200",
         "WorkerTaskFamily": "",
         "LogRetentionDays": "30",
+        "AlarmEmail": "",
         "LogLevel": "INFO",
     }
 

@@ -44,12 +44,18 @@ def test_replay_heartbeats_while_calls_run_and_completes_once(capsys: pytest.Cap
 
 def test_replay_without_sessions_completes_without_heartbeat(capsys: pytest.CaptureFixture[str]) -> None:
     status, lines, _ = replay(capsys, TERMINATE, "--sessions", "0")
-    actions = [line.get("action") for line in lines[:-1]]
+    instance_actions = [
+        line["action"] for line in lines[:-1] if "instance_id" in line and "task_arn" not in line
+    ]
+    (stopped,) = [line for line in lines if line.get("action") == "task_stopped"]
     assert status == 0
-    assert actions == ["drain_started", "complete"]
+    assert instance_actions == ["drain_started", "complete"]
+    assert stopped["verdict"] == "graceful"
     assert lines[-1]["summary"]["outcome"] == "drained"
     assert lines[-1]["summary"]["heartbeats"] == 0
-    assert lines[-2]["t"] <= 60
+    assert (
+        lines[-2]["t"] <= 10
+    )  # the worker exits seconds after SIGTERM; its STOPPED event releases the instance
 
 
 def test_replay_calls_longer_than_the_worker_drain_timeout_are_dropped_by_the_worker(
@@ -112,3 +118,55 @@ def test_replay_refuses_bad_options(capsys: pytest.CaptureFixture[str], args: li
     status, _, err = replay(capsys, TERMINATE, *args)
     assert status == 2
     assert err.startswith("drainctl: ")
+
+
+def test_replay_forced_kill_prints_the_verdict_the_dropped_calls_and_the_alarms(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, lines, _ = replay(capsys, str(EVENTS / "ecs-task-stopped-forced-kill.json"), "--sessions", "3")
+    (stopped,) = [line for line in lines if line.get("action") == "task_stopped"]
+    alarms = {line["alarm"]: line for line in lines if line.get("action") == "alarm"}
+    summary = lines[-1]["summary"]
+    assert status == 0
+    assert stopped["verdict"] == "forced_kill"
+    assert stopped["dropped_sessions"] == 3
+    assert stopped["t"] == 0.0
+    assert alarms["livekit-drain-forced-kills"]["metric"] == "ForcedKills"
+    assert alarms["livekit-drain-dropped-sessions"]["value"] == 3.0
+    assert summary["dropped_sessions"] == 3
+    # and the coordinator warned before the kill
+    assert any(line.get("action") == "at_risk" and line["t"] < 0 for line in lines)
+
+
+def test_replay_graceful_stop_prints_graceful_and_no_alarm(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines, _ = replay(capsys, str(EVENTS / "ecs-task-stopped-graceful.json"), "--sessions", "3")
+    (stopped,) = [line for line in lines if line.get("action") == "task_stopped"]
+    assert status == 0
+    assert stopped["verdict"] == "graceful"
+    assert stopped["dropped_sessions"] == 0
+    assert not [line for line in lines if line.get("action") == "alarm"]
+    assert lines[-1]["summary"]["alarms"] == []
+
+
+@pytest.mark.parametrize(
+    ("event_file", "verdict"),
+    [("ecs-task-stopped-oom.json", "oom"), ("ecs-task-stopped-crash.json", "crashed")],
+)
+def test_replay_of_a_worker_dying_on_its_own(
+    capsys: pytest.CaptureFixture[str], event_file: str, verdict: str
+) -> None:
+    status, lines, _ = replay(capsys, str(EVENTS / event_file), "--sessions", "2")
+    (stopped,) = [line for line in lines if line.get("action") == "task_stopped"]
+    assert status == 0
+    assert stopped["verdict"] == verdict
+
+
+def test_replay_of_the_stopping_transition_follows_the_stop_to_its_end(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, lines, _ = replay(capsys, str(EVENTS / "ecs-task-stopping-deploy.json"), "--sessions", "2")
+    actions = [line.get("action") for line in lines[:-1]]
+    assert status == 0
+    assert actions[0] == "task_stopping"
+    assert actions[-1] == "task_stopped"
+    assert lines[-1]["summary"]["verdict"] == "graceful"

@@ -1,4 +1,5 @@
-"""Every minute (EventBridge Scheduler): advance every open drain, most urgent deadline first."""
+"""Every minute (EventBridge Scheduler): advance every open drain, most urgent deadline first,
+then follow every stopping worker task (sample its calls, warn before a kill, catch a lost STOPPED)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             steps.append({"action": "error", "instance_id": record.instance_id, "error": str(exc)})
         finally:
             logger.remove_keys(["asgName", "lifecycleHookName", "lifecycleActionToken", "instanceID"])
+    tracker = wiring.task_tracker()
+    for stop in tracker.open_stops():
+        if context.get_remaining_time_in_millis() < _RESERVE_MILLIS:
+            deferred += 1
+            continue
+        try:
+            steps.append(tracker.follow(stop))
+        except StoreError as exc:
+            logger.exception("task stop not followed this tick", extra={"taskArn": stop.task_arn})
+            steps.append({"action": "error", "task_arn": stop.task_arn, "error": str(exc)})
+        finally:
+            logger.remove_keys(["taskArn", "containerInstanceArn"])
     if deferred:
         logger.warning(
             "reconcile ran out of time: drains deferred to the next tick",

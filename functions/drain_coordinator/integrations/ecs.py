@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from drain_coordinator.domain.probe import WorkerTask
 
+DEFAULT_STOP_TIMEOUT = 30  # ECS_CONTAINER_STOP_TIMEOUT's default on the EC2 launch type
 _DESCRIBE_BATCH = 100  # DescribeTasks / DescribeContainerInstances take at most 100 ids
 
 
@@ -21,6 +22,7 @@ class EcsCluster:
         self._client = client
         self.cluster = cluster
         self._family = worker_task_family
+        self._stop_timeouts: dict[str, int] = {}
 
     def container_instance_of(self, ec2_instance_id: str) -> str | None:
         """The container instance ARN registered for this EC2 instance, if any."""
@@ -82,6 +84,40 @@ class EcsCluster:
         except ClientError as exc:
             raise EcsError(_describe(exc, "list the instance's tasks")) from exc
         return tuple(sorted(tasks, key=lambda t: t.arn))
+
+    def stop_timeout_of(self, task_definition_arn: str) -> int:
+        """The task's stopTimeout: the largest of its containers' (ECS's EC2 default is 30 s)."""
+        if task_definition_arn in self._stop_timeouts:
+            return self._stop_timeouts[task_definition_arn]
+        try:
+            answer = self._client.describe_task_definition(taskDefinition=task_definition_arn)
+        except ClientError as exc:
+            raise EcsError(_describe(exc, "read the task definition")) from exc
+        containers = answer["taskDefinition"].get("containerDefinitions", [])
+        timeout = max(
+            (int(c.get("stopTimeout", DEFAULT_STOP_TIMEOUT)) for c in containers),
+            default=DEFAULT_STOP_TIMEOUT,
+        )
+        self._stop_timeouts[task_definition_arn] = timeout  # a task definition revision never changes
+        return timeout
+
+    def describe_task(self, task_arn: str) -> dict[str, Any] | None:
+        try:
+            answer = self._client.describe_tasks(cluster=self.cluster, tasks=[task_arn])
+        except ClientError as exc:
+            raise EcsError(_describe(exc, "describe a task")) from exc
+        tasks = answer.get("tasks", [])
+        return dict(tasks[0]) if tasks else None
+
+    def ec2_instance_of(self, container_instance_arn: str) -> str | None:
+        try:
+            answer = self._client.describe_container_instances(
+                cluster=self.cluster, containerInstances=[container_instance_arn]
+            )
+        except ClientError as exc:
+            raise EcsError(_describe(exc, "describe a container instance")) from exc
+        found = answer.get("containerInstances", [])
+        return str(found[0]["ec2InstanceId"]) if found else None
 
     def _list_container_instances(self, query: str) -> Iterator[str]:
         paginator = self._client.get_paginator("list_container_instances")

@@ -58,6 +58,16 @@ class LiveKitSessions:
             return {}
         return self._run(self._still_held(dict(rooms)))
 
+    def callers_still_in(self, rooms: Mapping[str, str]) -> dict[str, str]:
+        """The subset of `rooms` that still exist with a caller (a participant who is no agent).
+
+        When a worker dies its agent drops out of the room at once, but the caller stays on the
+        line until they give up: these are the calls the stop dropped.
+        """
+        if not rooms:
+            return {}
+        return self._run(self._callers_still_in(dict(rooms)))
+
     def _run(self, coro: object) -> dict[str, str]:
         try:
             return asyncio.run(coro)  # type: ignore[arg-type]
@@ -99,6 +109,22 @@ class LiveKitSessions:
             held = await self._held_in(lk, names, lambda arn: arn in rooms.values())
             # A room only counts for the task that held it when it was discovered.
             return {room: arn for room, arn in held.items() if rooms.get(room) == arn}
+
+    async def _callers_still_in(self, rooms: dict[str, str]) -> dict[str, str]:
+        async with self._client() as lk:
+            existing = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms))))
+            gate = asyncio.Semaphore(_CONCURRENCY)
+
+            async def has_caller(room: str) -> bool:
+                async with gate:
+                    resp = await self._bounded(
+                        lk.room.list_participants(api.ListParticipantsRequest(room=room))
+                    )
+                return any(p.kind != ParticipantInfo.Kind.AGENT for p in resp.participants)
+
+            names = [room.name for room in existing.rooms]
+            flags = await asyncio.gather(*(has_caller(name) for name in names))
+            return {name: rooms[name] for name, up in zip(names, flags, strict=True) if up}
 
     async def _held_in(
         self, lk: api.LiveKitAPI, names: list[str], is_ours: Callable[[str], bool]

@@ -24,9 +24,11 @@ from drain_coordinator.domain.records import (
     DrainStatus,
     LifecycleRef,
 )
+from drain_coordinator.domain.task_stops import TaskStopRecord, TaskStopStatus, Verdict
 
 OPEN_INDEX = "open-items"
 DRAIN_KIND = "drain"
+TASK_STOP_KIND = "task_stop"
 
 
 class StaleDrainError(Exception):
@@ -196,3 +198,122 @@ def _code(exc: ClientError) -> str:
 def _describe(exc: ClientError, what: str) -> str:
     error = exc.response.get("Error", {})
     return f"could not {what}: {error.get('Code')}: {error.get('Message')}"
+
+
+class TaskStopStore:
+    """Task-stop records in the same table: pk "task#<task arn>", open ones in the sparse index."""
+
+    def __init__(self, table: Any, ttl_days: int = 30) -> None:
+        self._table = table
+        self._ttl_seconds = ttl_days * 86400
+
+    def get(self, task_arn: str) -> TaskStopRecord | None:
+        try:
+            item = self._table.get_item(Key={"pk": _task_pk(task_arn)}, ConsistentRead=True).get("Item")
+        except ClientError as exc:
+            raise StoreError(_describe(exc, "read a task stop")) from exc
+        return None if item is None else _task_from_item(item)
+
+    def create(self, record: TaskStopRecord) -> bool:
+        """Save a new record; False when one exists already (a duplicate or late event)."""
+        try:
+            self._table.put_item(
+                Item=_task_to_item(record, self._ttl_seconds), ConditionExpression=Attr("pk").not_exists()
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise StoreError(_describe(exc, "open a task stop")) from exc
+        return True
+
+    def save(self, record: TaskStopRecord) -> TaskStopRecord:
+        saved = replace(record, version=record.version + 1)
+        try:
+            self._table.put_item(
+                Item=_task_to_item(saved, self._ttl_seconds),
+                ConditionExpression=Attr("version").eq(record.version),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise StaleDrainError(f"task stop {record.task_arn} changed since it was read") from exc
+            raise StoreError(_describe(exc, "save a task stop")) from exc
+        return saved
+
+    def open_stops(self) -> Iterator[TaskStopRecord]:
+        kwargs: dict[str, Any] = {
+            "IndexName": OPEN_INDEX,
+            "KeyConditionExpression": Key("open_kind").eq(TASK_STOP_KIND),
+        }
+        try:
+            while True:
+                page = self._table.query(**kwargs)
+                for item in page.get("Items", []):
+                    yield _task_from_item(item)
+                if "LastEvaluatedKey" not in page:
+                    return
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise StoreError(_describe(exc, "list open task stops")) from exc
+
+
+def _task_pk(task_arn: str) -> str:
+    return f"task#{task_arn}"
+
+
+def _task_to_item(record: TaskStopRecord, ttl_seconds: int) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": _task_pk(record.task_arn),
+        "kind": TASK_STOP_KIND,
+        "task_arn": record.task_arn,
+        "cluster_arn": record.cluster_arn,
+        "service": record.service,
+        "family": record.family,
+        "stopping_at": _num(record.stopping_at),
+        "stop_timeout": record.stop_timeout,
+        "deadline_at": _num(record.kill_at),
+        "opened_at": _num(record.opened_at),
+        "watched_rooms": dict(record.watched_rooms),
+        "at_risk_warned": record.at_risk_warned,
+        "status": record.status.value,
+        "dropped_sessions": record.dropped_sessions,
+        "reason": record.reason,
+        "version": record.version,
+    }
+    if record.container_instance_arn:
+        item["container_instance_arn"] = record.container_instance_arn
+    if record.sessions_remaining is not None:
+        item["sessions_remaining"] = record.sessions_remaining
+    if record.exit_code is not None:
+        item["exit_code"] = record.exit_code
+    if record.is_open:
+        item["open_kind"] = TASK_STOP_KIND
+    else:
+        item["verdict"] = record.verdict.value if record.verdict else None
+        stopped_at = record.stopped_at or record.opened_at
+        item["stopped_at"] = _num(stopped_at)
+        item["expires_at"] = int(stopped_at + ttl_seconds)
+    return item
+
+
+def _task_from_item(item: dict[str, Any]) -> TaskStopRecord:
+    verdict = item.get("verdict")
+    return TaskStopRecord(
+        task_arn=str(item["task_arn"]),
+        cluster_arn=str(item["cluster_arn"]),
+        container_instance_arn=_opt_str(item.get("container_instance_arn")),
+        service=str(item.get("service", "")),
+        family=str(item.get("family", "")),
+        stopping_at=float(item["stopping_at"]),
+        stop_timeout=int(item["stop_timeout"]),
+        opened_at=float(item["opened_at"]),
+        watched_rooms={str(k): str(v) for k, v in item.get("watched_rooms", {}).items()},
+        sessions_remaining=_opt_int(item.get("sessions_remaining")),
+        at_risk_warned=bool(item.get("at_risk_warned", False)),
+        status=TaskStopStatus(item["status"]),
+        verdict=Verdict(verdict) if verdict else None,
+        dropped_sessions=int(item.get("dropped_sessions", 0)),
+        stopped_at=float(item["stopped_at"]) if "stopped_at" in item else None,
+        exit_code=_opt_int(item.get("exit_code")),
+        reason=str(item.get("reason", "")),
+        version=int(item.get("version", 0)),
+    )

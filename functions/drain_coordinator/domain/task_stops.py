@@ -1,0 +1,274 @@
+"""Task stops: one worker task followed from "told to stop" to STOPPED, and its end judged.
+
+`judge()` is a pure function of the stop as ECS reported it and what the coordinator saw of the
+task's calls. ECS keeps a deploy green whatever happened to the calls; this verdict is how the
+user learns that a worker was killed with calls on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from drain_coordinator.domain.events import EventRejectedError, Skip
+
+TASK_STATE_DETAIL_TYPE = "ECS Task State Change"
+SIGKILL_EXIT_CODE = 137  # 128 + 9
+# ECS delivers SIGKILL at stoppingAt + stopTimeout; its own bookkeeping adds a few seconds.
+KILL_TOLERANCE_SECONDS = 5.0
+
+
+class Verdict(StrEnum):
+    GRACEFUL = "graceful"  # exited by itself, with no call left, before stopTimeout
+    FORCED_KILL = "forced_kill"  # SIGKILLed (exit 137) at or past stopTimeout, or its host went away
+    OOM = "oom"  # killed by the kernel for memory
+    CRASHED = "crashed"  # exited non-zero on its own
+    DRAIN_TIMED_OUT = "drain_timed_out"  # exited with calls still up: the worker gave up its drain
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerExit:
+    name: str
+    exit_code: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStateChange:
+    """An ECS Task State Change (or a DescribeTasks task: same fields), reduced to what counts."""
+
+    task_arn: str
+    cluster_arn: str
+    container_instance_arn: str | None
+    task_definition_arn: str
+    group: str
+    last_status: str
+    desired_status: str
+    stop_code: str
+    stopped_reason: str
+    stopping_at: float | None
+    stopped_at: float | None
+    observed_at: float
+    version: int
+    containers: tuple[ContainerExit, ...] = ()
+
+    @property
+    def stopped(self) -> bool:
+        return self.last_status == "STOPPED"
+
+    @property
+    def service(self) -> str:
+        return self.group.removeprefix("service:") if self.group.startswith("service:") else ""
+
+    @property
+    def family(self) -> str:
+        return self.task_definition_arn.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+class TaskStopStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStopRecord:
+    """A stopping worker task, as stored (pk "task#<arn>")."""
+
+    task_arn: str
+    cluster_arn: str
+    container_instance_arn: str | None
+    service: str
+    family: str
+    stopping_at: float
+    stop_timeout: int
+    opened_at: float
+    # room -> this task's ARN, for the calls the task held when it was told to stop (and since)
+    watched_rooms: dict[str, str] = field(default_factory=dict)
+    sessions_remaining: int | None = None
+    at_risk_warned: bool = False
+    status: TaskStopStatus = TaskStopStatus.OPEN
+    verdict: Verdict | None = None
+    dropped_sessions: int = 0
+    stopped_at: float | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    version: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is TaskStopStatus.OPEN
+
+    @property
+    def kill_at(self) -> float:
+        return self.stopping_at + self.stop_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    dropped_sessions: int
+    exit_code: int | None
+    reason: str
+    stop_seconds: float | None
+
+
+def judge(change: TaskStateChange, stop_timeout: int | None, calls_still_up: int) -> Judgement:
+    """The verdict on a STOPPED task.
+
+    `calls_still_up`: calls the task held that were still connected (a caller in the room) when
+    it stopped; they are the calls its stop dropped, whatever the verdict.
+    """
+    essential = _deciding_container(change.containers)
+    exit_code = essential.exit_code if essential else None
+    reason = (essential.reason if essential and essential.reason else change.stopped_reason) or ""
+    stop_seconds = (
+        change.stopped_at - change.stopping_at
+        if change.stopped_at is not None and change.stopping_at is not None
+        else None
+    )
+    if any("OutOfMemory" in c.reason for c in change.containers):
+        verdict = Verdict.OOM
+    elif exit_code == SIGKILL_EXIT_CODE or (exit_code is None and _host_went_away(change)):
+        verdict = Verdict.FORCED_KILL
+    elif exit_code is not None and exit_code != 0 and change.stop_code == "EssentialContainerExited":
+        verdict = Verdict.CRASHED
+    elif (
+        stop_timeout is not None
+        and stop_seconds is not None
+        and stop_seconds >= stop_timeout - KILL_TOLERANCE_SECONDS
+        and exit_code != 0
+    ):
+        verdict = Verdict.FORCED_KILL
+    elif calls_still_up > 0:
+        verdict = Verdict.DRAIN_TIMED_OUT
+    elif exit_code not in (None, 0, 143):  # 143: ended by SIGTERM's default action, after its drain
+        verdict = Verdict.CRASHED
+    else:
+        verdict = Verdict.GRACEFUL
+    return Judgement(verdict, calls_still_up, exit_code, reason, stop_seconds)
+
+
+def close_with(record: TaskStopRecord, judgement: Judgement, change: TaskStateChange) -> TaskStopRecord:
+    return replace(
+        record,
+        status=TaskStopStatus.CLOSED,
+        verdict=judgement.verdict,
+        dropped_sessions=judgement.dropped_sessions,
+        stopped_at=change.stopped_at or change.observed_at,
+        exit_code=judgement.exit_code,
+        reason=judgement.reason,
+    )
+
+
+def at_risk(record: TaskStopRecord, now: float, warn_before_seconds: float) -> bool:
+    """Calls still up this close to the kill: say so before it happens."""
+    return bool(record.sessions_remaining) and now >= record.kill_at - warn_before_seconds
+
+
+def _deciding_container(containers: tuple[ContainerExit, ...]) -> ContainerExit | None:
+    # The first container with an exit code decides (the worker image runs one container).
+    with_codes = [c for c in containers if c.exit_code is not None]
+    return with_codes[0] if with_codes else (containers[0] if containers else None)
+
+
+def _host_went_away(change: TaskStateChange) -> bool:
+    text = change.stopped_reason.lower()
+    return change.stop_code in {"TerminationNotice", "SpotInterruption"} or (
+        "host ec2" in text and "terminated" in text
+    )
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+class _Container(BaseModel):
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
+    name: str = Field(default="", max_length=255)
+    exit_code: int | None = None
+    reason: str = Field(default="", max_length=4096)
+
+
+# Sample (EventBridge, aws.ecs): {"detail-type": "ECS Task State Change", "source": "aws.ecs",
+#  "detail": {"taskArn": "arn:aws:ecs:...:task/livekit-agents/5f1c...", "clusterArn": "...",
+#   "lastStatus": "STOPPED", "desiredStatus": "STOPPED", "stopCode": "ServiceSchedulerInitiated",
+#   "stoppingAt": "2026-01-01T01:00:00.000Z", "stoppedAt": "2026-01-01T01:15:00.000Z",
+#   "containers": [{"name": "agent", "exitCode": 137}], "group": "service:livekit-agents", ...}}
+class _TaskDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
+    task_arn: str = Field(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/\S{1,512}$")
+    cluster_arn: str = Field(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/\S{1,255}$")
+    container_instance_arn: str | None = Field(default=None, max_length=1024)
+    task_definition_arn: str = Field(min_length=1, max_length=1024)
+    group: str = Field(default="", max_length=1024)
+    last_status: str = Field(min_length=1, max_length=32)
+    desired_status: str = Field(min_length=1, max_length=32)
+    stop_code: str = Field(default="", max_length=64)
+    stopped_reason: str = Field(default="", max_length=4096)
+    stopping_at: datetime | None = None
+    stopped_at: datetime | None = None
+    version: int = 0
+    containers: list[_Container] = Field(default_factory=list, max_length=10)
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    id: str = Field(min_length=1, max_length=128)
+    detail_type: str = Field(alias="detail-type", max_length=256)
+    source: str = Field(max_length=256)
+    time: datetime
+    detail: dict[str, Any]
+
+
+def parse_task_state_event(
+    raw: Mapping[str, Any], *, cluster: str, family: str = ""
+) -> TaskStateChange | Skip:
+    try:
+        envelope = _Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise EventRejectedError(_first_error(exc)) from exc
+    if envelope.source != "aws.ecs" or envelope.detail_type != TASK_STATE_DETAIL_TYPE:
+        raise EventRejectedError(f"unexpected {envelope.source!r} / {envelope.detail_type!r}")
+    change = task_change_from(envelope.detail, observed_at=envelope.time.timestamp())
+    if change.cluster_arn.rsplit("/", 1)[-1] != cluster:
+        return Skip(reason="other_cluster", event_id=envelope.id)
+    if family and change.family != family:
+        return Skip(reason="not_a_worker_task", event_id=envelope.id)
+    if change.desired_status != "STOPPED":
+        return Skip(reason="not_stopping", event_id=envelope.id)
+    return change
+
+
+def task_change_from(detail: Mapping[str, Any], *, observed_at: float) -> TaskStateChange:
+    """From an event's detail or a DescribeTasks task (boto3 gives datetimes, events give text)."""
+    try:
+        task = _TaskDetail.model_validate(dict(detail))
+    except ValidationError as exc:
+        raise EventRejectedError(_first_error(exc)) from exc
+    return TaskStateChange(
+        task_arn=task.task_arn,
+        cluster_arn=task.cluster_arn,
+        container_instance_arn=task.container_instance_arn,
+        task_definition_arn=task.task_definition_arn,
+        group=task.group,
+        last_status=task.last_status,
+        desired_status=task.desired_status,
+        stop_code=task.stop_code,
+        stopped_reason=task.stopped_reason,
+        stopping_at=task.stopping_at.timestamp() if task.stopping_at else None,
+        stopped_at=task.stopped_at.timestamp() if task.stopped_at else None,
+        observed_at=observed_at,
+        version=task.version,
+        containers=tuple(ContainerExit(c.name, c.exit_code, c.reason) for c in task.containers),
+    )
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"]) or "event"
+    return f"{where}: {err['msg']}"

@@ -1,0 +1,281 @@
+"""Task stops followed from SIGTERM to STOPPED: open a record, sample the calls, judge the end.
+
+The companion of coordinator.py for ECS Task State Change events. When a stopped task sat on an
+instance that is draining, that drain is looked at at once: the instance is released in seconds
+after its last worker exits, not at the next tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from drain_coordinator.coordinator import Coordinator, DrainStep
+from drain_coordinator.domain.events import EventRejectedError
+from drain_coordinator.domain.task_stops import (
+    Judgement,
+    TaskStateChange,
+    TaskStopRecord,
+    Verdict,
+    at_risk,
+    close_with,
+    judge,
+    task_change_from,
+)
+from drain_coordinator.integrations.ecs import EcsError
+from drain_coordinator.integrations.livekit import LiveKitProbeError
+from drain_coordinator.integrations.secrets import CredentialsError
+from drain_coordinator.integrations.store import StaleDrainError
+from drain_coordinator.observability import (
+    MetricName,
+    logger,
+    put_metric,
+    put_metric_by,
+    put_metric_for_service,
+)
+
+KILLING_VERDICTS = frozenset({Verdict.FORCED_KILL, Verdict.OOM})
+_PROBE_ERRORS = (LiveKitProbeError, CredentialsError, EcsError)
+
+
+class TaskStopStorePort(Protocol):
+    def get(self, task_arn: str) -> TaskStopRecord | None: ...
+    def create(self, record: TaskStopRecord) -> bool: ...
+    def save(self, record: TaskStopRecord) -> TaskStopRecord: ...
+    def open_stops(self) -> Iterator[TaskStopRecord]: ...
+
+
+class TaskEcsPort(Protocol):
+    def stop_timeout_of(self, task_definition_arn: str) -> int: ...
+    def describe_task(self, task_arn: str) -> dict[str, Any] | None: ...
+    def ec2_instance_of(self, container_instance_arn: str) -> str | None: ...
+
+
+class TaskSessionsPort(Protocol):
+    def discover(self, task_arns: Any) -> dict[str, str]: ...
+    def still_held(self, rooms: Any) -> dict[str, str]: ...
+    def callers_still_in(self, rooms: Any) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStep:
+    action: str  # task_stopping | task_stopped | task_sampled | at_risk | skip | stale
+    task_arn: str
+    verdict: str | None = None
+    dropped_sessions: int | None = None
+    sessions: int | None = None
+    reason: str | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    instance_id: str | None = None
+    service: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in _fields(self).items() if v is not None}
+
+
+def _fields(step: TaskStep) -> dict[str, Any]:
+    return {name: getattr(step, name) for name in TaskStep.__slots__}
+
+
+@dataclass
+class TaskStopTracker:
+    store: TaskStopStorePort
+    ecs: TaskEcsPort
+    sessions: TaskSessionsPort
+    drains: Coordinator
+    clock: Callable[[], float]
+    cluster: str
+    at_risk_seconds: float = 60.0
+
+    def on_change(self, change: TaskStateChange) -> list[dict[str, Any]]:
+        logger.append_keys(taskArn=change.task_arn, containerInstanceArn=change.container_instance_arn)
+        existing = self.store.get(change.task_arn)
+        if existing is not None and not existing.is_open:
+            logger.info("task stop already judged: duplicate or late event ignored")
+            return [TaskStep("skip", change.task_arn, reason="already_judged").as_dict()]
+        if not change.stopped:
+            if existing is not None:
+                return [TaskStep("skip", change.task_arn, reason="duplicate").as_dict()]
+            return [self._open(change).as_dict()]
+        steps = [self._judge(existing, change).as_dict()]
+        steps += [s.as_dict() for s in self._release_drain_of(change)]
+        return steps
+
+    def follow(self, record: TaskStopRecord) -> dict[str, Any]:
+        """Reconcile's look at an open task stop: STOPPED already (a lost event)? else sample."""
+        logger.append_keys(taskArn=record.task_arn, containerInstanceArn=record.container_instance_arn)
+        now = self.clock()
+        try:
+            described = self.ecs.describe_task(record.task_arn)
+        except EcsError as exc:
+            return TaskStep("task_sampled", record.task_arn, error=str(exc)).as_dict()
+        if described is not None and described.get("lastStatus") == "STOPPED":
+            change = task_change_from(described, observed_at=now)
+            return self._judge(record, change).as_dict()
+        try:
+            held = self.sessions.still_held(record.watched_rooms)
+        except _PROBE_ERRORS as exc:
+            put_metric(MetricName.PROBE_ERRORS)
+            return TaskStep("task_sampled", record.task_arn, error=str(exc)).as_dict()
+        put_metric(MetricName.SESSIONS_REMAINING, len(held))
+        updated = replace(record, watched_rooms=held, sessions_remaining=len(held))
+        step = TaskStep("task_sampled", record.task_arn, sessions=len(held), service=record.service or None)
+        if at_risk(updated, now, self.at_risk_seconds) and not record.at_risk_warned:
+            updated = replace(updated, at_risk_warned=True)
+            logger.warning(
+                "calls at risk: the task will be SIGKILLed with calls still up",
+                extra={
+                    "sessions": len(held),
+                    "secondsToKill": round(record.kill_at - now, 1),
+                    "stopTimeout": record.stop_timeout,
+                    "ecsService": record.service,
+                },
+            )
+            step = replace(step, action="at_risk")
+        try:
+            self.store.save(updated)
+        except StaleDrainError:
+            return replace(step, action="stale").as_dict()
+        return step.as_dict()
+
+    def open_stops(self) -> Iterator[TaskStopRecord]:
+        return self.store.open_stops()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _open(self, change: TaskStateChange) -> TaskStep:
+        now = self.clock()
+        record = self._new_record(change, now)
+        try:
+            rooms = self.sessions.discover([change.task_arn])
+            record = replace(record, watched_rooms=rooms, sessions_remaining=len(rooms))
+        except _PROBE_ERRORS as exc:
+            put_metric(MetricName.PROBE_ERRORS)
+            logger.warning("could not see the stopping task's calls", extra={"error": str(exc)})
+        if not self.store.create(record):
+            return TaskStep("skip", change.task_arn, reason="duplicate")
+        logger.info(
+            "task stopping",
+            extra={
+                "sessions": record.sessions_remaining,
+                "stopTimeout": record.stop_timeout,
+                "reason": change.stopped_reason,
+                "ecsService": record.service,
+            },
+        )
+        return TaskStep(
+            "task_stopping",
+            change.task_arn,
+            sessions=record.sessions_remaining,
+            reason=change.stopped_reason or None,
+            service=record.service or None,
+        )
+
+    def _judge(self, record: TaskStopRecord | None, change: TaskStateChange) -> TaskStep:
+        now = self.clock()
+        created = record is None
+        if record is None:
+            # STOPPED with no stopping record (that event was lost or comes later): judge from
+            # what is still visible; the agent of a killed worker may already have left its rooms.
+            record = self._new_record(change, now)
+            try:
+                record = replace(record, watched_rooms=self.sessions.discover([change.task_arn]))
+            except _PROBE_ERRORS as exc:
+                put_metric(MetricName.PROBE_ERRORS)
+                logger.warning("could not see the stopped task's calls", extra={"error": str(exc)})
+        try:
+            calls_up = len(self.sessions.callers_still_in(record.watched_rooms))
+        except _PROBE_ERRORS as exc:
+            put_metric(MetricName.PROBE_ERRORS)
+            calls_up = record.sessions_remaining or 0  # the last count seen is the best we know
+            logger.warning("could not check the stopped task's calls", extra={"error": str(exc)})
+        judgement = judge(change, record.stop_timeout, calls_up)
+        closed = close_with(record, judgement, change)
+        try:
+            if created:
+                if not self.store.create(closed):
+                    return TaskStep("skip", change.task_arn, reason="already_judged")
+            else:
+                self.store.save(closed)
+        except StaleDrainError:
+            return TaskStep("stale", change.task_arn)
+        instance_id = self._instance_of(change)
+        self._emit(closed, judgement, instance_id)
+        return TaskStep(
+            "task_stopped",
+            change.task_arn,
+            verdict=judgement.verdict.value,
+            dropped_sessions=judgement.dropped_sessions,
+            exit_code=judgement.exit_code,
+            reason=judgement.reason or None,
+            instance_id=instance_id,
+            service=closed.service or None,
+        )
+
+    def _new_record(self, change: TaskStateChange, now: float) -> TaskStopRecord:
+        try:
+            stop_timeout = self.ecs.stop_timeout_of(change.task_definition_arn)
+        except EcsError as exc:
+            logger.warning("stopTimeout unknown: the ECS default is assumed", extra={"error": str(exc)})
+            stop_timeout = 30
+        return TaskStopRecord(
+            task_arn=change.task_arn,
+            cluster_arn=change.cluster_arn,
+            container_instance_arn=change.container_instance_arn,
+            service=change.service,
+            family=change.family,
+            stopping_at=change.stopping_at or change.observed_at,
+            stop_timeout=stop_timeout,
+            opened_at=now,
+        )
+
+    def _instance_of(self, change: TaskStateChange) -> str | None:
+        if not change.container_instance_arn:
+            return None
+        try:
+            return self.ecs.ec2_instance_of(change.container_instance_arn)
+        except EcsError:
+            return None
+
+    def _emit(self, record: TaskStopRecord, judgement: Judgement, instance_id: str | None) -> None:
+        put_metric_by(MetricName.DRAIN_COMPLETED, "Outcome", judgement.verdict.value)
+        if judgement.stop_seconds is not None:
+            put_metric(MetricName.DRAIN_SECONDS, judgement.stop_seconds)
+        killed = judgement.verdict in KILLING_VERDICTS
+        if killed:
+            put_metric(MetricName.FORCED_KILLS)
+            put_metric_for_service(MetricName.FORCED_KILLS, self.cluster, record.service)
+        if judgement.dropped_sessions:
+            put_metric(MetricName.DROPPED_SESSIONS, judgement.dropped_sessions)
+            put_metric_for_service(
+                MetricName.DROPPED_SESSIONS, self.cluster, record.service, judgement.dropped_sessions
+            )
+        log = logger.warning if killed or judgement.dropped_sessions else logger.info
+        log(
+            "task stopped",
+            extra={
+                "verdict": judgement.verdict.value,
+                "droppedSessions": judgement.dropped_sessions,
+                "exitCode": judgement.exit_code,
+                "reason": judgement.reason,
+                "stopSeconds": judgement.stop_seconds,
+                "stopTimeout": record.stop_timeout,
+                "ecsService": record.service,
+                "instanceID": instance_id,
+            },
+        )
+
+    def _release_drain_of(self, change: TaskStateChange) -> list[DrainStep]:
+        """A worker left a draining instance: look at that drain now, not at the next tick."""
+        if not change.container_instance_arn:
+            return []
+        steps = []
+        for drain in self.drains.store_open_drains():
+            if drain.container_instance_arn == change.container_instance_arn:
+                steps.append(self.drains.advance(drain))
+        return steps
+
+
+__all__ = ["EventRejectedError", "TaskStep", "TaskStopTracker"]
