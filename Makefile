@@ -9,6 +9,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$(PATH)
 # Lambda-side tracing needs no X-Ray daemon locally.
 export POWERTOOLS_TRACE_DISABLED := true
 
+# Parameters that turn on the packaged worker service, so `make test` checks its timers too.
+WORKER_SERVICE_EXAMPLE := WorkerImageUri=123456789012.dkr.ecr.us-east-1.amazonaws.com/livekit-drain-worker:1 \
+	WorkerSubnetIds=subnet-0123456789abcdef0 LiveKitUrl=wss://livekit.example.com \
+	LiveKitSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:livekit-AbCdEf
+
 .PHONY: dev demo test lint format build validate bench clean
 
 dev: $(VENV)/.installed $(SAM_VENV)/.installed ## create .venv (project + dev tools) and .venv-sam (SAM CLI); idempotent
@@ -40,6 +45,7 @@ format: dev
 
 test: dev lint ## lint, the project's own timeout budget, then the whole test suite
 	$(VENV)/bin/drainctl check --template template.yaml --config samconfig.toml
+	$(VENV)/bin/drainctl check --template template.yaml --params $(WORKER_SERVICE_EXAMPLE)
 	$(VENV)/bin/pytest
 
 validate: dev ## sam validate --lint and cfn-lint on template.yaml

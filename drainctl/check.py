@@ -413,14 +413,20 @@ def rule_heartbeat_cadence(budget: Budget) -> RuleResult:
 def rule_deadline_outlasts_stop(budget: Budget) -> RuleResult:
     result = _result(
         "deadline-outlasts-stop",
-        "drain deadline >= stopTimeout",
-        "the hook must hold the instance until ECS has stopped its tasks; a shorter deadline "
+        "drain deadline >= stopTimeout + one schedule period",
+        "the hook must hold the instance until ECS has stopped its tasks, and the deadline "
+        "completes at the last look before it (up to one period early); a shorter deadline "
         "terminates the instance under workers still draining",
     )
     deadline = budget.coordinator.drain_deadline
     stop = budget.effective_stop_timeout
-    sign = ">=" if deadline >= stop else "<"
-    return result(deadline >= stop, f"DrainDeadline {deadline} s {sign} stopTimeout {_n(stop)} s")
+    period = budget.schedule_period or 0
+    needed = stop + period
+    sign = ">=" if deadline >= needed else "<"
+    return result(
+        deadline >= needed,
+        f"DrainDeadline {deadline} s {sign} stopTimeout {_n(stop)} s + period {_n(period)} s = {_n(needed)} s",
+    )
 
 
 def rule_deadline_within_hook_cap(budget: Budget) -> RuleResult:

@@ -182,7 +182,7 @@ def _new_client(service: str, endpoint_url: str) -> Any:
                 aws_access_key_id=_DUMMY_KEY, aws_secret_access_key=_DUMMY_KEY, region_name=REGION
             )
         # One attempt: a local error is a bug to see at once, not a blip to retry.
-        config = Config(retries={"mode": "standard", "max_attempts": 1})
+        config = Config(retries={"mode": "standard", "total_max_attempts": 1})
         return _session.client(service, endpoint_url=endpoint_url, config=config)
 
 

@@ -61,7 +61,7 @@ class Worker:
     container_instance_arn: str
     drain_timeout: int
     stop_timeout: int
-    service: str = DEFAULT_SERVICE
+    service: str = DEFAULT_SERVICE  # "" for a standalone task, which DRAINING does not stop
     task_definition: str = ""
     state: WorkerState = WorkerState.RUNNING
     sigterm_at: float | None = None
@@ -252,7 +252,9 @@ class Fleet:
             self.on_task_change(worker, now)
 
     def _maybe_sigterm(self, worker: Worker, now: float) -> None:
-        if self._ecs.instance_status(worker.container_instance_arn) != "DRAINING":
+        # A standalone task (RunTask, no service) keeps running on a DRAINING instance: ECS only
+        # stops service tasks there.
+        if not worker.service or self._ecs.instance_status(worker.container_instance_arn) != "DRAINING":
             return
         if worker.container_instance_arn not in self._draining_seen:
             self._draining_seen[worker.container_instance_arn] = now

@@ -341,7 +341,7 @@ class World:
             "containerInstanceArn": worker.container_instance_arn,
             "containers": [container],
             "desiredStatus": "STOPPED",
-            "group": f"service:{worker.service}",
+            "group": f"service:{worker.service}" if worker.service else f"family:{WORKER_FAMILY}",
             "launchType": "EC2",
             "lastStatus": "STOPPED" if stopped else "RUNNING",
             "stoppedReason": worker.stop_reason,

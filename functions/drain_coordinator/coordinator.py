@@ -6,7 +6,7 @@ Handlers parse and wire; this module is the one place that sequences I/O around 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from drain_coordinator.domain.decide import (
@@ -22,6 +22,7 @@ from drain_coordinator.domain.decide import (
 from drain_coordinator.domain.events import TerminateRequested
 from drain_coordinator.domain.probe import Probe, WorkerTask
 from drain_coordinator.domain.records import DrainOutcome, DrainRecord, LifecycleRef
+from drain_coordinator.domain.task_stops import TaskStopRecord
 from drain_coordinator.integrations.autoscaling import LifecycleActionGoneError
 from drain_coordinator.integrations.ecs import EcsError
 from drain_coordinator.integrations.livekit import LiveKitProbeError
@@ -47,6 +48,13 @@ class EcsPort(Protocol):
 class SessionsPort(Protocol):
     def discover(self, task_arns: Any) -> dict[str, str]: ...
     def still_held(self, rooms: Any) -> dict[str, str]: ...
+
+
+class TaskStopStorePort(Protocol):
+    def get(self, task_arn: str) -> TaskStopRecord | None: ...
+    def create(self, record: TaskStopRecord) -> bool: ...
+    def save(self, record: TaskStopRecord) -> TaskStopRecord: ...
+    def open_stops(self) -> Iterator[TaskStopRecord]: ...
 
 
 class StorePort(Protocol):
@@ -97,7 +105,10 @@ class Coordinator:
     ecs: EcsPort
     sessions: SessionsPort
     clock: Callable[[], float]
-    _log_keys: dict[str, str] = field(default_factory=dict)
+    # With a task-stop store, calls still up when a drain ends early are handed to the stops
+    # of their tasks and counted once, when those stop (see _hand_over).
+    task_stops: TaskStopStorePort | None = None
+    worker_stop_timeout_seconds: int = 900
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -180,6 +191,10 @@ class Coordinator:
             record = record.closed(DrainOutcome.GONE, now, record.sessions_remaining or 0)
             step = self._closed_step(record, probe)
 
+        handed = 0
+        if not record.is_open and record.dropped_sessions:
+            handed = self._hand_over(record, probe, now)
+            record = replace(record, extra={**record.extra, "handed_over": str(handed)})
         try:
             self.store.save(record)
         except StaleDrainError:
@@ -187,8 +202,51 @@ class Coordinator:
             logger.warning("drain saved concurrently by another look: this look's record discarded")
             return replace(step, action="stale")
         if not record.is_open:
-            self._emit_closed(record)
+            self._emit_closed(record, handed)
         return step
+
+    def _hand_over(self, record: DrainRecord, probe: Probe, now: float) -> int:
+        """Calls still up on running workers when the drain ends early (deadline, gone) die when
+        the instance goes, with their tasks. Each task's stop record takes its rooms, so the
+        task-state judgement counts them once, with the task, the instance and the cause.
+        Returns how many were handed over; the drain counts the rest itself."""
+        if self.task_stops is None or not probe.ok:
+            return 0
+        live = {task.arn for task in probe.tasks}
+        by_task: dict[str, dict[str, str]] = {}
+        for room, arn in probe.sessions.items():
+            if arn in live:
+                by_task.setdefault(arn, {})[room] = arn
+        handed = 0
+        for arn, rooms in by_task.items():
+            existing = self.task_stops.get(arn)
+            if existing is None:
+                opened = TaskStopRecord(
+                    task_arn=arn,
+                    cluster_arn=_cluster_arn(arn, self.cluster),
+                    container_instance_arn=record.container_instance_arn,
+                    service="",
+                    family="",
+                    stopping_at=now,
+                    stop_timeout=self.worker_stop_timeout_seconds,
+                    opened_at=now,
+                    watched_rooms=rooms,
+                    sessions_remaining=len(rooms),
+                )
+                if self.task_stops.create(opened):
+                    handed += len(rooms)
+                    continue
+                existing = self.task_stops.get(arn)
+            if existing is not None and existing.is_open:
+                merged = {**existing.watched_rooms, **rooms}
+                try:
+                    self.task_stops.save(
+                        replace(existing, watched_rooms=merged, sessions_remaining=len(merged))
+                    )
+                except StaleDrainError:
+                    continue
+                handed += len(rooms)
+        return handed
 
     def _probe(self, record: DrainRecord) -> tuple[DrainRecord, Probe]:
         try:
@@ -251,20 +309,28 @@ class Coordinator:
             dropped_sessions=record.dropped_sessions,
         )
 
-    def _emit_closed(self, record: DrainRecord) -> None:
+    def _emit_closed(self, record: DrainRecord, handed_over: int = 0) -> None:
         outcome = record.outcome.value if record.outcome else "unknown"
         put_metric_by(MetricName.DRAIN_COMPLETED, "Outcome", outcome)
         if record.drain_seconds is not None:
             put_metric(MetricName.DRAIN_SECONDS, record.drain_seconds)
-        if record.dropped_sessions:
+        counted_here = record.dropped_sessions - handed_over
+        if counted_here > 0:
             put_metric(MetricName.FORCED_KILLS)
-            put_metric(MetricName.DROPPED_SESSIONS, record.dropped_sessions)
+            put_metric(MetricName.DROPPED_SESSIONS, counted_here)
         logger.info(
             "drain completed",
             extra={
                 "outcome": outcome,
                 "drainSeconds": record.drain_seconds,
                 "droppedSessions": record.dropped_sessions,
+                "handedToTaskStops": handed_over,
                 "heartbeats": record.heartbeats,
             },
         )
+
+
+def _cluster_arn(task_arn: str, cluster: str) -> str:
+    """arn:aws:ecs:<region>:<account>:task/... -> the same partition, region and account's cluster."""
+    prefix = task_arn.split(":task/", 1)[0]
+    return f"{prefix}:cluster/{cluster}"

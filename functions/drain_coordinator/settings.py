@@ -53,11 +53,13 @@ class Settings(BaseModel):
                 f"WORKER_DRAIN_TIMEOUT_SECONDS={self.worker_drain_timeout} + {STOP_MARGIN_SECONDS}: ECS "
                 "would SIGKILL workers still finishing their calls"
             )
-        if self.drain_deadline < self.worker_stop_timeout:
+        # The deadline completes at the last look before it, up to one period early: it must
+        # still come after ECS has stopped (or killed) every worker.
+        if self.drain_deadline < self.worker_stop_timeout + self.reconcile_period:
             raise ValueError(
                 f"DRAIN_DEADLINE_SECONDS={self.drain_deadline} is shorter than "
-                f"WORKER_STOP_TIMEOUT_SECONDS={self.worker_stop_timeout}: the instance would be "
-                "terminated under tasks still draining"
+                f"WORKER_STOP_TIMEOUT_SECONDS={self.worker_stop_timeout} + RECONCILE_PERIOD_SECONDS="
+                f"{self.reconcile_period}: the instance would be terminated under tasks still draining"
             )
         if self.heartbeat_timeout < 3 * self.reconcile_period:
             raise ValueError(

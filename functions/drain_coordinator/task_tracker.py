@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from drain_coordinator.coordinator import Coordinator, DrainStep
+from drain_coordinator.coordinator import Coordinator, DrainStep, TaskStopStorePort
 from drain_coordinator.domain.events import EventRejectedError
 from drain_coordinator.domain.task_stops import (
     Judgement,
@@ -37,13 +37,6 @@ from drain_coordinator.observability import (
 
 KILLING_VERDICTS = frozenset({Verdict.FORCED_KILL, Verdict.OOM})
 _PROBE_ERRORS = (LiveKitProbeError, CredentialsError, EcsError)
-
-
-class TaskStopStorePort(Protocol):
-    def get(self, task_arn: str) -> TaskStopRecord | None: ...
-    def create(self, record: TaskStopRecord) -> bool: ...
-    def save(self, record: TaskStopRecord) -> TaskStopRecord: ...
-    def open_stops(self) -> Iterator[TaskStopRecord]: ...
 
 
 class TaskEcsPort(Protocol):

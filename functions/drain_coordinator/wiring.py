@@ -82,6 +82,10 @@ def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordin
         ecs=EcsCluster(aws_clients.client("ecs"), config.cluster, config.worker_task_family),
         sessions=_sessions(config),
         clock=clock or _clock,
+        task_stops=TaskStopStore(
+            aws_clients.resource("dynamodb").Table(config.table_name), ttl_days=config.record_ttl_days
+        ),
+        worker_stop_timeout_seconds=config.worker_stop_timeout,
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from drain_coordinator.domain.records import DrainOutcome
 from drain_coordinator.handlers import lifecycle, reconcile
+from tests.factories import TASK_A
 from tests.fakes import FakeLambdaContext
 from tests.functional.conftest import CI_ARN, INSTANCE, Harness, load_event
 
@@ -185,3 +186,27 @@ def test_ecs_failure_at_open_still_opens_the_drain_and_retries_draining(harness:
     assert harness.ecs.draining == [CI_ARN]
     record = harness.store.get(INSTANCE)
     assert record is not None and record.container_instance_arn == CI_ARN
+
+
+def test_calls_left_at_the_deadline_are_handed_to_their_task_stops_and_counted_once(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a coordinator that hands calls over to task-stop records, and two calls that never end
+    harness.coordinator.task_stops = harness.stops
+    harness.busy(calls=2)
+    lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    for _ in range(25):
+        harness.clock.t += 60
+        reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())
+    record = harness.store.get(INSTANCE)
+    # THEN the drain ended at the deadline with the two calls noted, but did not count them itself
+    assert record is not None
+    assert record.outcome is DrainOutcome.DEADLINE
+    assert record.dropped_sessions == 2
+    assert record.extra["handed_over"] == "2"
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert "DroppedSessions" not in metrics
+    # AND the task that held them has a stop record watching exactly those rooms
+    stop = harness.stops.get(TASK_A)
+    assert stop is not None
+    assert set(stop.watched_rooms) == {"call-0", "call-1"}

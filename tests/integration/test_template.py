@@ -150,6 +150,12 @@ def test_parameters_without_values_are_the_defaults(template: Template) -> None:
         "WorkerTaskFamily": "",
         "LogRetentionDays": "30",
         "AlarmEmail": "",
+        **{
+            name: str(spec["Default"])
+            for name, spec in template.body["Parameters"].items()
+            if name.startswith("Worker")
+            and name not in ("WorkerDrainTimeout", "WorkerStopTimeout", "WorkerTaskFamily")
+        },
         "LogLevel": "INFO",
     }
 
@@ -566,13 +572,21 @@ def _statements(template: Template) -> Iterator[tuple[str, Mapping[str, Any]]]:
         if kind == "AWS::IAM::ManagedPolicy":
             documents.append(properties["PolicyDocument"])
         elif kind == "AWS::IAM::Role":
-            documents.extend(p["PolicyDocument"] for p in properties.get("Policies", []))
+            documents.extend(p["PolicyDocument"] for p in _either_branch(properties.get("Policies", [])))
         elif kind == "AWS::Serverless::Function":
             policies = properties.get("Policies", [])
             documents.extend(p for p in policies if isinstance(p, Mapping) and "Statement" in p)
         for document in documents:
             for statement in document["Statement"]:
                 yield logical_id, statement
+
+
+def _either_branch(policies: Any) -> list[Mapping[str, Any]]:
+    """A role's inline policies, both branches of an Fn::If (a condition may turn them on)."""
+    if isinstance(policies, Mapping) and "Fn::If" in policies:
+        _, when_true, when_false = policies["Fn::If"]
+        return [*_either_branch(when_true), *_either_branch(when_false)]
+    return [p for p in _as_list(policies) if isinstance(p, Mapping) and "PolicyDocument" in p]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -622,7 +636,9 @@ def test_secret_read_is_granted_on_the_secret_parameter_only(
 ) -> None:
     # GIVEN the statement granting secret reads
     (statement,) = (
-        s for _, s in _statements(template) if "secretsmanager:GetSecretValue" in _as_list(s["Action"])
+        s
+        for where, s in _statements(template)
+        if where == "DrainCoordinatorPolicy" and "secretsmanager:GetSecretValue" in _as_list(s["Action"])
     )
 
     # WHEN / THEN it names exactly the LiveKit secret

@@ -299,10 +299,14 @@ def test_heartbeat_cadence_fails_on_a_schedule_with_no_fixed_period() -> None:
 # -- the drain deadline -------------------------------------------------------------------------
 
 
-def test_deadline_at_least_stop_timeout_passes() -> None:
-    result = rule_deadline_outlasts_stop(with_coordinator(drain_deadline=900))
+def test_deadline_at_least_stop_timeout_and_a_period_passes() -> None:
+    result = rule_deadline_outlasts_stop(with_coordinator(drain_deadline=960))
     assert result.status == "PASS"
-    assert result.detail == "DrainDeadline 900 s >= stopTimeout 900 s"
+    assert result.detail == "DrainDeadline 960 s >= stopTimeout 900 s + period 60 s = 960 s"
+
+
+def test_deadline_within_a_period_of_the_stop_timeout_fails() -> None:
+    assert_fails(rule_deadline_outlasts_stop(with_coordinator(drain_deadline=930)), "930 s <", "= 960 s")
 
 
 def test_deadline_shorter_than_stop_timeout_fails() -> None:

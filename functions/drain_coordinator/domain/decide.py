@@ -74,13 +74,13 @@ def deadline_reached(record: DrainRecord, now: float, policy: DrainPolicy) -> bo
 def decide(record: DrainRecord, probe: Probe, now: float, policy: DrainPolicy) -> Action:
     if not record.is_open:
         return Wait(reason="closed")
+    if probe.empty:
+        return Complete(outcome=DrainOutcome.DRAINED)
     if deadline_reached(record, now, policy):
         dropped = probe.session_count if probe.ok else (record.sessions_remaining or 0)
         return Complete(outcome=DrainOutcome.DEADLINE, dropped_sessions=dropped)
     if not probe.ok:
         return Hold(error=probe.error or "probe failed", heartbeat=heartbeat_due(record, now, policy))
-    if probe.empty:
-        return Complete(outcome=DrainOutcome.DRAINED)
     if heartbeat_due(record, now, policy):
         return Heartbeat()
     return Wait(reason="calls in progress")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from drain_coordinator.domain.records import LifecycleRef
 
@@ -39,12 +39,16 @@ class LifecycleActions:
                 InstanceId=ref.instance_id,
                 **extra,
             )
+        except BotoCoreError as exc:  # no answer at all: unreachable, timed out
+            raise AutoScalingError(f"{operation} failed: {type(exc).__name__}: {exc}") from exc
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            # AWS answers ValidationError for an action that no longer exists ("No active
-            # Lifecycle Action found"): the drain is over, whoever ended it.
-            if error.get("Code") == "ValidationError":
-                raise LifecycleActionGoneError(error.get("Message", "lifecycle action gone")) from exc
+            message = str(error.get("Message", ""))
+            # AWS answers ValidationError "No active Lifecycle Action found with token/instance
+            # ID ..." for an action that has ended: the drain is over, whoever ended it. Any
+            # other ValidationError (a wrong hook or group name) is a real failure.
+            if error.get("Code") == "ValidationError" and "No active Lifecycle Action" in message:
+                raise LifecycleActionGoneError(message) from exc
             raise AutoScalingError(
                 f"{operation} failed: {error.get('Code')}: {error.get('Message')}"
             ) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from drain_coordinator.domain.probe import WorkerTask
 
@@ -36,7 +36,7 @@ class EcsCluster:
                     # Checked here too: the filter narrows the list on AWS, the match decides.
                     if ci.get("ec2InstanceId") == ec2_instance_id:
                         return str(ci["containerInstanceArn"])
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise EcsError(_describe(exc, "find the container instance")) from exc
         return None
 
@@ -46,7 +46,7 @@ class EcsCluster:
             response = self._client.update_container_instances_state(
                 cluster=self.cluster, containerInstances=[container_instance_arn], status="DRAINING"
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise EcsError(_describe(exc, "set DRAINING")) from exc
         failures = response.get("failures", [])
         if failures:
@@ -81,7 +81,7 @@ class EcsCluster:
                             desired_status=str(task.get("desiredStatus", "UNKNOWN")),
                         )
                     )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise EcsError(_describe(exc, "list the instance's tasks")) from exc
         return tuple(sorted(tasks, key=lambda t: t.arn))
 
@@ -91,7 +91,7 @@ class EcsCluster:
             return self._stop_timeouts[task_definition_arn]
         try:
             answer = self._client.describe_task_definition(taskDefinition=task_definition_arn)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise EcsError(_describe(exc, "read the task definition")) from exc
         containers = answer["taskDefinition"].get("containerDefinitions", [])
         timeout = max(
@@ -104,7 +104,7 @@ class EcsCluster:
     def describe_task(self, task_arn: str) -> dict[str, Any] | None:
         try:
             answer = self._client.describe_tasks(cluster=self.cluster, tasks=[task_arn])
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise EcsError(_describe(exc, "describe a task")) from exc
         tasks = answer.get("tasks", [])
         return dict(tasks[0]) if tasks else None
@@ -114,7 +114,7 @@ class EcsCluster:
             answer = self._client.describe_container_instances(
                 cluster=self.cluster, containerInstances=[container_instance_arn]
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise EcsError(_describe(exc, "describe a container instance")) from exc
         found = answer.get("containerInstances", [])
         return str(found[0]["ec2InstanceId"]) if found else None
@@ -130,6 +130,8 @@ def _batches(items: list[str]) -> Iterator[list[str]]:
         yield items[start : start + _DESCRIBE_BATCH]
 
 
-def _describe(exc: ClientError, what: str) -> str:
+def _describe(exc: ClientError | BotoCoreError, what: str) -> str:
+    if isinstance(exc, BotoCoreError):  # no answer at all: unreachable, timed out
+        return f"could not {what}: {type(exc).__name__}: {exc}"
     error = exc.response.get("Error", {})
     return f"could not {what}: {error.get('Code')}: {error.get('Message')}"

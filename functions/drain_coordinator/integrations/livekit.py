@@ -100,15 +100,14 @@ class LiveKitSessions:
         async with self._client() as lk:
             rooms = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest()))
             names = [room.name for room in rooms.rooms]
-            return await self._held_in(lk, names, lambda arn: arn in task_arns)
+            return await self._held_in(lk, names, lambda arn, _room: arn in task_arns)
 
     async def _still_held(self, rooms: dict[str, str]) -> dict[str, str]:
         async with self._client() as lk:
             existing = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms))))
             names = [room.name for room in existing.rooms]
-            held = await self._held_in(lk, names, lambda arn: arn in rooms.values())
             # A room only counts for the task that held it when it was discovered.
-            return {room: arn for room, arn in held.items() if rooms.get(room) == arn}
+            return await self._held_in(lk, names, lambda arn, room: rooms.get(room) == arn)
 
     async def _callers_still_in(self, rooms: dict[str, str]) -> dict[str, str]:
         async with self._client() as lk:
@@ -127,7 +126,7 @@ class LiveKitSessions:
             return {name: rooms[name] for name, up in zip(names, flags, strict=True) if up}
 
     async def _held_in(
-        self, lk: api.LiveKitAPI, names: list[str], is_ours: Callable[[str], bool]
+        self, lk: api.LiveKitAPI, names: list[str], is_ours: Callable[[str, str], bool]
     ) -> dict[str, str]:
         gate = asyncio.Semaphore(_CONCURRENCY)
 
@@ -145,7 +144,7 @@ class LiveKitSessions:
                 if participant.kind != ParticipantInfo.Kind.AGENT:
                     continue
                 arn = participant.attributes.get(SESSION_TAG_ATTRIBUTE)
-                if arn and is_ours(arn):
+                if arn and is_ours(arn, room):
                     return room, arn
             return room, None
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from drain_coordinator.domain.records import (
     DrainOutcome,
@@ -51,6 +51,8 @@ class DrainStore:
                 Item=_to_item(record, self._ttl_seconds),
                 ConditionExpression=Attr("pk").not_exists(),
             )
+        except BotoCoreError as exc:
+            raise StoreError(_describe(exc, "write")) from exc
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 return False
@@ -60,7 +62,7 @@ class DrainStore:
     def get(self, instance_id: str) -> DrainRecord | None:
         try:
             item = self._table.get_item(Key={"pk": _pk(instance_id)}, ConsistentRead=True).get("Item")
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreError(_describe(exc, "read a drain")) from exc
         return None if item is None else _from_item(item)
 
@@ -78,7 +80,7 @@ class DrainStore:
                 if "LastEvaluatedKey" not in page:
                     return
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreError(_describe(exc, "list open drains")) from exc
 
     def save(self, record: DrainRecord) -> DrainRecord:
@@ -89,6 +91,8 @@ class DrainStore:
                 Item=_to_item(saved, self._ttl_seconds),
                 ConditionExpression=Attr("version").eq(record.version),
             )
+        except BotoCoreError as exc:
+            raise StoreError(_describe(exc, "write")) from exc
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 raise StaleDrainError(f"drain for {record.instance_id} changed since it was read") from exc
@@ -195,7 +199,9 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _describe(exc: ClientError, what: str) -> str:
+def _describe(exc: ClientError | BotoCoreError, what: str) -> str:
+    if isinstance(exc, BotoCoreError):  # no answer at all: unreachable, timed out
+        return f"could not {what}: {type(exc).__name__}: {exc}"
     error = exc.response.get("Error", {})
     return f"could not {what}: {error.get('Code')}: {error.get('Message')}"
 
@@ -210,7 +216,7 @@ class TaskStopStore:
     def get(self, task_arn: str) -> TaskStopRecord | None:
         try:
             item = self._table.get_item(Key={"pk": _task_pk(task_arn)}, ConsistentRead=True).get("Item")
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreError(_describe(exc, "read a task stop")) from exc
         return None if item is None else _task_from_item(item)
 
@@ -220,6 +226,8 @@ class TaskStopStore:
             self._table.put_item(
                 Item=_task_to_item(record, self._ttl_seconds), ConditionExpression=Attr("pk").not_exists()
             )
+        except BotoCoreError as exc:
+            raise StoreError(_describe(exc, "write")) from exc
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 return False
@@ -233,6 +241,8 @@ class TaskStopStore:
                 Item=_task_to_item(saved, self._ttl_seconds),
                 ConditionExpression=Attr("version").eq(record.version),
             )
+        except BotoCoreError as exc:
+            raise StoreError(_describe(exc, "write")) from exc
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 raise StaleDrainError(f"task stop {record.task_arn} changed since it was read") from exc
@@ -252,7 +262,7 @@ class TaskStopStore:
                 if "LastEvaluatedKey" not in page:
                     return
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreError(_describe(exc, "list open task stops")) from exc
 
 
