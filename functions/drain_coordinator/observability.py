@@ -33,6 +33,7 @@ class MetricName(StrEnum):
     DROPPED_SESSIONS = "DroppedSessions"
     PROBE_ERRORS = "ProbeErrors"
     EVENTS_REJECTED = "EventsRejected"
+    WEBHOOK_REFUSED = "WebhookRefused"  # unsigned, badly signed, other key, or replayed
 
 
 UNITS: dict[MetricName, MetricUnit] = {
@@ -46,14 +47,7 @@ def put_metric(name: MetricName, value: float = 1) -> None:
 
 def put_metric_by(name: MetricName, dimension: str, dimension_value: str, value: float = 1) -> None:
     """A metric with a dimension of its own, flushed alone so it does not leak onto the others."""
-    with single_metric(
-        name=name.value,
-        unit=UNITS.get(name, MetricUnit.Count),
-        value=value,
-        namespace=NAMESPACE,
-    ) as metric:
-        metric.add_dimension(name="service", value=SERVICE)
-        metric.add_dimension(name=dimension, value=dimension_value)
+    _put_single(name, value, {dimension: dimension_value})
 
 
 def put_metric_for_service(name: MetricName, cluster: str, service: str, value: float = 1) -> None:
@@ -62,6 +56,10 @@ def put_metric_for_service(name: MetricName, cluster: str, service: str, value: 
     The alarms watch the service-wide metric (one alarm for every service); this copy is for
     the dashboard and for drilling down.
     """
+    _put_single(name, value, {"ClusterName": cluster, "ServiceName": service or "standalone"})
+
+
+def _put_single(name: MetricName, value: float, dimensions: dict[str, str]) -> None:
     with single_metric(
         name=name.value,
         unit=UNITS.get(name, MetricUnit.Count),
@@ -69,5 +67,5 @@ def put_metric_for_service(name: MetricName, cluster: str, service: str, value: 
         namespace=NAMESPACE,
     ) as metric:
         metric.add_dimension(name="service", value=SERVICE)
-        metric.add_dimension(name="ClusterName", value=cluster)
-        metric.add_dimension(name="ServiceName", value=service or "standalone")
+        for dimension, dimension_value in dimensions.items():
+            metric.add_dimension(name=dimension, value=dimension_value)

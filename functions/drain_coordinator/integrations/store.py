@@ -68,20 +68,8 @@ class DrainStore:
 
     def open_drains(self) -> Iterator[DrainRecord]:
         """Open drains only, most urgent deadline first (the sparse index holds nothing else)."""
-        kwargs: dict[str, Any] = {
-            "IndexName": OPEN_INDEX,
-            "KeyConditionExpression": Key("open_kind").eq(DRAIN_KIND),
-        }
-        try:
-            while True:
-                page = self._table.query(**kwargs)
-                for item in page.get("Items", []):
-                    yield _from_item(item)
-                if "LastEvaluatedKey" not in page:
-                    return
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(_describe(exc, "list open drains")) from exc
+        for item in _open_items(self._table, DRAIN_KIND):
+            yield _from_item(item)
 
     def save(self, record: DrainRecord) -> DrainRecord:
         """Write `record` if nobody saved the drain since it was read; returns it with version + 1."""
@@ -250,20 +238,22 @@ class TaskStopStore:
         return saved
 
     def open_stops(self) -> Iterator[TaskStopRecord]:
-        kwargs: dict[str, Any] = {
-            "IndexName": OPEN_INDEX,
-            "KeyConditionExpression": Key("open_kind").eq(TASK_STOP_KIND),
-        }
-        try:
-            while True:
-                page = self._table.query(**kwargs)
-                for item in page.get("Items", []):
-                    yield _task_from_item(item)
-                if "LastEvaluatedKey" not in page:
-                    return
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(_describe(exc, "list open task stops")) from exc
+        for item in _open_items(self._table, TASK_STOP_KIND):
+            yield _task_from_item(item)
+
+
+def _open_items(table: Any, kind: str) -> Iterator[dict[str, Any]]:
+    """Every item of one kind in the sparse open-items index, page by page, by deadline."""
+    kwargs: dict[str, Any] = {"IndexName": OPEN_INDEX, "KeyConditionExpression": Key("open_kind").eq(kind)}
+    try:
+        while True:
+            page = table.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    except (ClientError, BotoCoreError) as exc:
+        raise StoreError(_describe(exc, f"list open {kind} items")) from exc
 
 
 def _task_pk(task_arn: str) -> str:
