@@ -33,7 +33,12 @@ def own_alarms(template: Template) -> list[dict[str, object]]:
 
 def test_every_alarm_on_our_namespace_names_an_emitted_metric_and_dimension_set(template: Template) -> None:
     alarms = own_alarms(template)
-    assert {a["MetricName"] for a in alarms} >= {"ForcedKills", "DroppedSessions", "DrainCompleted", "ProbeErrors"}
+    assert {a["MetricName"] for a in alarms} >= {
+        "ForcedKills",
+        "DroppedSessions",
+        "DrainCompleted",
+        "ProbeErrors",
+    }
     for alarm in alarms:
         assert alarm["MetricName"] in {m.value for m in MetricName}
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}  # type: ignore[attr-defined]
@@ -65,7 +70,9 @@ def test_the_alarms_the_issue_asks_for_exist_with_actions_and_descriptions(templ
 
 def test_the_dashboard_only_names_emitted_metrics(template: Template) -> None:
     body = template.body["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    names = set(re.findall(r'"LiveKitDrain", "(\w+)"', body)) | set(re.findall(r'MetricName=\\"(\w+)\\"', body))
+    names = set(re.findall(r'"LiveKitDrain", "(\w+)"', body)) | set(
+        re.findall(r'MetricName=\\"(\w+)\\"', body)
+    )
     assert names
     assert names <= {m.value for m in MetricName}
     # the body is JSON once CloudFormation substitutes it
