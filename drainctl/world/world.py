@@ -34,6 +34,7 @@ from drainctl.world.fleet import DEFAULT_SERVICE, Fleet, Worker, WorkerState
 from drainctl.world.lambda_runtime import LocalLambda
 from drainctl.world.lifecycle_actions import TERMINATED
 from drainctl.world.livekit_server import LocalLiveKit
+from drainctl.world.webhooks import WEBHOOK_FUNCTION, LiveKitWebhookSender, decoded_response
 
 STACK_NAME = "livekit-drain"
 WORKER_FAMILY = "livekit-agent"
@@ -56,6 +57,8 @@ class WorldConfig:
     cluster: str = "livekit-agents"
     start: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     seed: int = 7
+    # LiveKit sends signed webhooks to the template's WebhookFunction (when it has one).
+    livekit_webhooks: bool = True
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class World:
         self._saved_env: dict[str, str | None] = {}
         self._started = False
         self._ecs: LocalEcs | None = None
+        self.webhooks: LiveKitWebhookSender[Delivery] | None = None
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -180,6 +184,15 @@ class World:
         self.period = _period_seconds(self.schedule.schedule_expression or "rate(1 minute)")
         self._next_tick = self.clock.now() + self.period
         self._set_lambda_env()
+        if cfg.livekit_webhooks and WEBHOOK_FUNCTION in base.logical_ids():
+            self.webhooks = LiveKitWebhookSender(
+                api_key=self.livekit.api_key,
+                api_secret=self.livekit.api_secret,
+                clock=self.clock.now,
+                send=lambda request: self.invoke_url(WEBHOOK_FUNCTION, request),
+                seed=cfg.seed,
+            )
+            self.livekit.on_room_event = self.webhooks.on_room_event
 
     def _create_secret(self) -> str:
         answer = self.aws.client("secretsmanager").create_secret(
@@ -405,6 +418,14 @@ class World:
         route = next(r for r in self.routes if r.logical_id == logical_id)
         return self._invoke(route, event)
 
+    def invoke_url(self, logical_id: str, request: Mapping[str, Any]) -> Delivery:
+        """Invoke a function through its Function URL; the result is the response, body decoded."""
+        handler = str(self.template.body["Resources"][logical_id]["Properties"]["Handler"])
+        response = self.lambdas.invoke(logical_id, handler, request, self._timeout_of(logical_id))
+        delivery = Delivery(self.clock.now(), logical_id, request, decoded_response(response))
+        self.deliveries.append(delivery)
+        return delivery
+
     def tick(self) -> Delivery:
         """One run of the reconcile schedule."""
         event = self.schedule.scheduled_event(
@@ -440,6 +461,8 @@ class World:
         out: list[Delivery] = []
         for event in self.take_pending_events():
             out += self.deliver(event)
+        if self.webhooks is not None:
+            out += self.webhooks.send_queued()
         if now >= self._next_tick:
             self._next_tick += self.period
             out.append(self.tick())

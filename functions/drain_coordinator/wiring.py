@@ -12,14 +12,17 @@ from drain_coordinator.integrations import aws_clients
 from drain_coordinator.integrations.autoscaling import LifecycleActions
 from drain_coordinator.integrations.ecs import EcsCluster
 from drain_coordinator.integrations.livekit import LiveKitSessions
+from drain_coordinator.integrations.room_index import RoomIndex, WebhookLedger
 from drain_coordinator.integrations.secrets import livekit_credentials
 from drain_coordinator.integrations.store import DrainStore, TaskStopStore
 from drain_coordinator.settings import Settings
 from drain_coordinator.task_tracker import TaskStopTracker
+from drain_coordinator.webhooks import WebhookService
 
 _settings: Settings | None = None
 _coordinator: Coordinator | None = None
 _task_tracker: TaskStopTracker | None = None
+_webhook_service: WebhookService | None = None
 _clock: Callable[[], float] = time.time
 
 
@@ -42,6 +45,27 @@ def task_tracker() -> TaskStopTracker:
     if _task_tracker is None:
         _task_tracker = build_task_tracker(settings(), coordinator())
     return _task_tracker
+
+
+def webhook_service() -> WebhookService:
+    global _webhook_service
+    if _webhook_service is None:
+        _webhook_service = build_webhook_service(settings(), coordinator())
+    return _webhook_service
+
+
+def build_webhook_service(
+    config: Settings, drains: Coordinator, clock: Callable[[], float] | None = None
+) -> WebhookService:
+    table = aws_clients.resource("dynamodb").Table(config.table_name)
+    now = clock or _clock
+    return WebhookService(
+        credentials=partial(livekit_credentials, config.livekit_secret_arn),
+        drains=drains,
+        index=RoomIndex(table, clock=now),
+        ledger=WebhookLedger(table),
+        clock=now,
+    )
 
 
 def build_task_tracker(
@@ -91,16 +115,23 @@ def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordin
 
 def reset(clock: Callable[[], float] | None = None) -> None:
     """Forget the cached settings and coordinator (a new cold start); optionally use another clock."""
-    global _settings, _coordinator, _task_tracker, _clock
+    global _settings, _coordinator, _task_tracker, _webhook_service, _clock
     _settings = None
     _coordinator = None
     _task_tracker = None
+    _webhook_service = None
     _clock = clock or time.time
 
 
-def install(config: Settings, built: Coordinator, tracker: TaskStopTracker | None = None) -> None:
+def install(
+    config: Settings,
+    built: Coordinator,
+    tracker: TaskStopTracker | None = None,
+    webhooks: WebhookService | None = None,
+) -> None:
     """Use these settings and this coordinator from now on (the local world and tests)."""
-    global _settings, _coordinator, _task_tracker
+    global _settings, _coordinator, _task_tracker, _webhook_service
     _settings = config
     _coordinator = built
     _task_tracker = tracker
+    _webhook_service = webhooks

@@ -78,3 +78,13 @@ def test_the_dashboard_only_names_emitted_metrics(template: Template) -> None:
     # the body is JSON once CloudFormation substitutes it
     widgets = json.loads(re.sub(r"\$\{[A-Za-z0-9:.]+\}", "substituted", body))["widgets"]
     assert len(widgets) >= 5
+
+
+def test_refused_webhooks_have_their_alarm(template: Template) -> None:
+    # GIVEN the alarm on the webhook function's refusals
+    props = template.body["Resources"]["WebhookRefusedAlarm"]["Properties"]
+
+    # WHEN / THEN it watches the metric the handler emits, notifies, and says what to do
+    assert props["MetricName"] == MetricName.WEBHOOK_REFUSED
+    assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert "webhook.api_key" in " ".join(props["AlarmDescription"].split())

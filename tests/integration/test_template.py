@@ -394,7 +394,8 @@ def test_reconcile_schedule_rate_is_the_reconcile_period(template: Template, par
 def test_every_event_source_has_a_dead_letter_queue_and_retry_policy(template: Template) -> None:
     # GIVEN every function's event sources
     for logical_id in template.logical_ids("AWS::Serverless::Function"):
-        events = template.body["Resources"][logical_id]["Properties"]["Events"]
+        # (a function behind a Function URL has none: its caller gets the answer and retries)
+        events = template.body["Resources"][logical_id]["Properties"].get("Events", {})
         for event in events.values():
             # WHEN / THEN undeliverable events go to the stack's DLQ after bounded retries
             properties = event["Properties"]
@@ -403,6 +404,22 @@ def test_every_event_source_has_a_dead_letter_queue_and_retry_policy(template: T
                 "MaximumEventAgeInSeconds",
                 "MaximumRetryAttempts",
             }
+
+
+def test_webhook_function_is_reached_by_its_url_only(template: Template, params: dict[str, str]) -> None:
+    # GIVEN the webhook function
+    own = template.body["Resources"]["WebhookFunction"]["Properties"]
+
+    # WHEN its properties and the stack's outputs are read
+    outputs = template.body["Outputs"]
+
+    # THEN it has a public URL (the signature is checked in code), no event rule, a handler
+    # module of its own, and the URL is an output to paste into livekit.yaml
+    assert own["FunctionUrlConfig"] == {"AuthType": "NONE"}
+    assert "Events" not in own
+    assert own["Handler"] == "drain_coordinator.handlers.webhook.handler"
+    assert (ROOT / "functions" / "drain_coordinator" / "handlers" / "webhook.py").is_file()
+    assert outputs["WebhookUrl"]["Value"] == {"Fn::GetAtt": ["WebhookFunctionUrl", "FunctionUrl"]}
 
 
 # --- environment -----------------------------------------------------------------------------

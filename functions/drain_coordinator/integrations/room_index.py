@@ -1,0 +1,176 @@
+"""Webhook state in the drain table (DynamoDB): the room -> task index, and the webhooks taken.
+
+Room index items:
+  pk          "room#<room name>"
+  task_arn    the worker task whose agent joined the room (the agent's `ecs.task_arn`)
+  identity    that agent's participant identity (a leave only removes the entry it made)
+  open_kind   "rooms#<task arn>": the sparse `open-items` index then answers "which rooms does
+              this task hold?" with one query per task, beside open drains and task stops
+  deadline_at the entry's expiry (the index's range key)
+  expires_at  TTL: an entry whose leave webhook was lost goes by itself
+
+Webhook ledger items:
+  pk          "webhook#<event id>", written once (conditional): a second delivery is a replay
+  expires_at  TTL, well past the window in which a webhook's token is valid
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from botocore.exceptions import BotoCoreError, ClientError
+
+from drain_coordinator.integrations.store import OPEN_INDEX, StoreError
+
+ROOM_KIND = "room"
+WEBHOOK_KIND = "webhook"
+ROOMS_OF_TASK_PREFIX = "rooms#"
+DEFAULT_ROOM_TTL_SECONDS = 24 * 3600  # calls last minutes: a day outlives any of them
+DEFAULT_LEDGER_TTL_SECONDS = 3600  # tokens live 5 minutes (+1 of leeway); an hour is ample
+
+
+class RoomIndex:
+    def __init__(
+        self,
+        table: Any,
+        ttl_seconds: int = DEFAULT_ROOM_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._table = table
+        self._ttl_seconds = ttl_seconds
+        self._clock = clock
+
+    def record_agent(self, room: str, task_arn: str, identity: str, at: float) -> None:
+        """The agent `identity` of `task_arn` is in `room` (the last agent to join wins)."""
+        expires_at = int(at + self._ttl_seconds)
+        item = {
+            "pk": _room_pk(room),
+            "kind": ROOM_KIND,
+            "room": room,
+            "task_arn": task_arn,
+            "identity": identity,
+            "joined_at": _num(at),
+            "open_kind": ROOMS_OF_TASK_PREFIX + task_arn,
+            "deadline_at": expires_at,
+            "expires_at": expires_at,
+        }
+        try:
+            self._table.put_item(Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(_describe(exc, "index a room")) from exc
+
+    def forget(self, room: str, identity: str = "") -> bool:
+        """Drop the room's entry; with `identity`, only if that agent made it. False if none went."""
+        condition: ConditionBase = Attr("pk").exists()
+        if identity:
+            condition = condition & Attr("identity").eq(identity)
+        try:
+            self._table.delete_item(Key={"pk": _room_pk(room)}, ConditionExpression=condition)
+        except BotoCoreError as exc:
+            raise StoreError(_describe(exc, "drop a room from the index")) from exc
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise StoreError(_describe(exc, "drop a room from the index")) from exc
+        return True
+
+    def task_of(self, room: str) -> str | None:
+        """The task whose agent holds `room`, as the webhooks last told it; None if unknown."""
+        try:
+            item = self._table.get_item(Key={"pk": _room_pk(room)}, ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(_describe(exc, "read the room index")) from exc
+        if item is None or self._expired(item):
+            return None
+        return str(item["task_arn"])
+
+    def rooms_held_by(self, task_arns: Collection[str]) -> dict[str, str]:
+        """room -> task ARN for every indexed room of these tasks (one index query per task).
+
+        The index only knows what webhooks told it: a room whose join webhook was lost is
+        missing, so a caller that must not miss a room still scans LiveKit to be sure.
+        """
+        held: dict[str, str] = {}
+        for task_arn in sorted(set(task_arns)):
+            kwargs: dict[str, Any] = {
+                "IndexName": OPEN_INDEX,
+                "KeyConditionExpression": Key("open_kind").eq(ROOMS_OF_TASK_PREFIX + task_arn),
+            }
+            try:
+                while True:
+                    page = self._table.query(**kwargs)
+                    for item in page.get("Items", []):
+                        if not self._expired(item):
+                            held[str(item["room"])] = task_arn
+                    if "LastEvaluatedKey" not in page:
+                        break
+                    kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreError(_describe(exc, "query the room index")) from exc
+        return held
+
+    def _expired(self, item: dict[str, Any]) -> bool:
+        # DynamoDB's TTL deletes late (up to days): an item past its time is gone in all but fact.
+        return int(item.get("expires_at", 0)) <= self._clock()
+
+
+class WebhookLedger:
+    """Which webhook events were already taken, so a replayed one is refused."""
+
+    def __init__(self, table: Any, ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS) -> None:
+        self._table = table
+        self._ttl_seconds = ttl_seconds
+
+    def first_sighting(self, event_id: str, created_at: float) -> bool:
+        """Record the event; False when it was recorded before (a duplicate delivery)."""
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": _webhook_pk(event_id),
+                    "kind": WEBHOOK_KIND,
+                    "created_at": _num(created_at),
+                    "expires_at": int(created_at + self._ttl_seconds),
+                },
+                ConditionExpression=Attr("pk").not_exists(),
+            )
+        except BotoCoreError as exc:
+            raise StoreError(_describe(exc, "record a webhook")) from exc
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise StoreError(_describe(exc, "record a webhook")) from exc
+        return True
+
+    def release(self, event_id: str) -> None:
+        """Forget the event: its handling failed and LiveKit's retry must be taken, not refused."""
+        try:
+            self._table.delete_item(Key={"pk": _webhook_pk(event_id)})
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(_describe(exc, "release a webhook")) from exc
+
+
+def _room_pk(room: str) -> str:
+    return f"room#{room}"
+
+
+def _webhook_pk(event_id: str) -> str:
+    return f"webhook#{event_id}"
+
+
+def _num(value: float) -> Decimal:
+    return Decimal(str(round(value, 3)))
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _describe(exc: ClientError | BotoCoreError, what: str) -> str:
+    if isinstance(exc, BotoCoreError):  # no answer at all: unreachable, timed out
+        return f"could not {what}: {type(exc).__name__}: {exc}"
+    error = exc.response.get("Error", {})
+    return f"could not {what}: {error.get('Code')}: {error.get('Message')}"
