@@ -85,6 +85,8 @@ def replay(event: Mapping[str, Any], options: ReplayOptions, out: TextIO | None 
             return _replay_terminate(world, event, detail, options, emit, out)
         if kind == "task":
             return _replay_task(world, event, detail, options, emit, out, started_at)
+        if kind == "ec2":
+            return _replay_ec2(world, event, detail, options, emit, out)
         function = RECONCILE_FUNCTION if kind == "schedule" else LIFECYCLE_FUNCTION
         delivery = world.invoke_function(function, event)
         emit(delivery)
@@ -149,6 +151,59 @@ def _replay_terminate(
         drain_seconds=(action.ended_at - action.started_at) if action and action.ended_at else None,
     )
     return 0
+
+
+def _replay_ec2(
+    world: World,
+    event: Mapping[str, Any],
+    detail: Mapping[str, Any],
+    options: ReplayOptions,
+    emit: Callable[[Delivery], None],
+    out: TextIO,
+) -> int:
+    """A Spot interruption warning (the reclaim follows two minutes later, whatever happens) or a
+    rebalance recommendation (a normal drain starts early when RebalanceDrain=true)."""
+    instance_id = str(detail.get("instance-id", ""))
+    try:
+        world.create_fleet([instance_id], workers_per_instance=1)
+    except Exception as exc:
+        raise ReplayInputError(f"cannot build a world for instance {instance_id!r}: {exc}") from exc
+    (worker,) = world.workers_on(instance_id)
+    low, high = options.call_seconds
+    for _ in range(options.sessions):
+        world.fleet.start_call(worker, world.clock.now(), world.rng.uniform(low, high))
+    spot = event.get("detail-type") == "EC2 Spot Instance Interruption Warning"
+    if spot:
+        world.spot.interrupt(instance_id)  # schedules the reclaim; its event is the file's
+        world.take_pending_events()
+    first = world.invoke_function(LIFECYCLE_FUNCTION, event)
+    emit(first)
+    rejected = any(s.get("action") == "reject" for s in _steps(first))
+    if not rejected:
+
+        def settled() -> bool:
+            gone = world.instance_state(instance_id) == "Terminated" or instance_id in world.spot.reclaimed
+            return gone and worker.stopped_at is not None
+
+        started = spot or any(s.get("action") in ("drain_started", "rebalance") for s in _steps(first))
+        limit = float(world.params["DrainDeadline"]) + 2 * world.period if started else 0.0
+        world.run(settled, limit_seconds=limit, on_delivery=emit)
+        world.run(lambda: False, limit_seconds=2 * world.period, on_delivery=emit)  # late verdicts
+    calls = world.fleet.calls_on(instance_id)
+    out.write(
+        json.dumps(
+            {
+                "summary": {
+                    "instance_state": world.instance_state(instance_id),
+                    "dropped_sessions": sum(1 for c in calls if c.dropped),
+                    "calls": len(calls),
+                    "alarms": [f.alarm.name for f in world.alarms_firing()],
+                }
+            }
+        )
+        + "\n"
+    )
+    return 2 if rejected else 0
 
 
 def _replay_task(
@@ -349,6 +404,14 @@ def _kind_of(event: Mapping[str, Any]) -> str:
         return "autoscaling"
     if source == "aws.scheduler":
         return "schedule"
+    if source == "aws.ec2" and detail_type in (
+        "EC2 Spot Instance Interruption Warning",
+        "EC2 Instance Rebalance Recommendation",
+    ):
+        detail = event.get("detail")
+        if isinstance(detail, dict) and isinstance(detail.get("instance-id"), str):
+            return "ec2"
+        raise ReplayInputError("an EC2 interruption event needs detail.instance-id")
     if source == "aws.ecs" and detail_type == "ECS Task State Change":
         detail = event.get("detail")
         if isinstance(detail, dict) and isinstance(detail.get("taskArn"), str):
@@ -356,7 +419,8 @@ def _kind_of(event: Mapping[str, Any]) -> str:
         raise ReplayInputError("an ECS Task State Change needs detail.taskArn")
     raise ReplayInputError(
         f"no handler takes events of source {source!r} and detail-type {detail_type!r} "
-        "(replayable: aws.autoscaling lifecycle actions, aws.ecs task state changes, aws.scheduler ticks)"
+        "(replayable: aws.autoscaling lifecycle actions, aws.ecs task state changes, aws.ec2 Spot "
+        "interruptions and rebalance recommendations, aws.scheduler ticks)"
     )
 
 

@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -70,6 +71,8 @@ _IN_SERVICE: Final = "InService"
 _TERMINABLE_STATES: Final = (_IN_SERVICE, "Standby")
 
 EventSink = Callable[[dict[str, Any]], None]
+# Wraps the serving of each request (the world's virtual latency); None: served as is.
+RequestHook = Callable[[], AbstractContextManager[None]]
 
 
 class LocalAwsError(Exception):
@@ -145,8 +148,16 @@ class _MotoHttpServer:
 
     _POLL_SECONDS: Final = 0.05
 
-    def __init__(self) -> None:
-        app = DomainDispatcherApplication(create_backend_app)
+    def __init__(self, request_hook: Callable[[], RequestHook | None] = lambda: None) -> None:
+        moto_app = DomainDispatcherApplication(create_backend_app)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            hook = request_hook()
+            if hook is None:
+                return moto_app(environ, start_response)
+            with hook():
+                return list(moto_app(environ, start_response))
+
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, app, threaded=True, request_handler=_RequestHandler
         )
@@ -603,6 +614,7 @@ class LocalAws:
         self._server: _MotoHttpServer | None = None
         self._endpoint_url: str | None = None
         self._clients: dict[str, Any] = {}
+        self.request_hook: RequestHook | None = None
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -611,7 +623,7 @@ class LocalAws:
             raise LocalAwsError("the local AWS is already running")
         self._extension.install()
         try:
-            self._server = _MotoHttpServer()
+            self._server = _MotoHttpServer(lambda: self.request_hook)
             self._endpoint_url = self._server.url
             # Another world may have run in this process before: start from nothing.
             self._reset_moto()

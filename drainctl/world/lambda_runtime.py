@@ -73,6 +73,8 @@ class Invocation:
     event: Mapping[str, Any]
     result: Any
     output: str  # log lines and EMF metric blobs, one JSON document a line
+    # Virtual time left when the handler returned; below zero it ran past its timeout.
+    remaining_millis: int | None = None
 
 
 class LocalLambda:
@@ -89,7 +91,10 @@ class LocalLambda:
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), coordinator_logs_follow_stdout():
             result = entry(dict(event), context)
-        self.invocations.append(Invocation(context.started_at, function, event, result, buffer.getvalue()))
+        left = int((timeout_seconds - (self._clock() - context.started_at)) * 1000)
+        self.invocations.append(
+            Invocation(context.started_at, function, event, result, buffer.getvalue(), remaining_millis=left)
+        )
         return result
 
     def count(self, function: str | None = None) -> int:

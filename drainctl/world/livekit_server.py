@@ -32,6 +32,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -356,6 +357,8 @@ class LocalLiveKit:
         self.delete_room_when_empty = delete_room_when_empty
         self.faults = LiveKitFaults()
         self.on_room_event: RoomEventHook | None = None
+        # Wraps the serving of each request (the world's virtual latency); None: served as is.
+        self.request_hook: Callable[[], AbstractContextManager[None]] | None = None
         self._clock = clock
         self._lock = threading.Lock()
         self._rooms: dict[str, _Room] = {}
@@ -698,6 +701,9 @@ class LocalLiveKit:
 
 class _RoomServiceHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # The coordinator opens up to 16 connections at once; the default backlog of 5 would make
+    # bursts wait for the kernel's retry (about a second each).
+    request_queue_size = 128
 
     def __init__(self, world: LocalLiveKit) -> None:
         self.world = world
@@ -711,6 +717,9 @@ class _RoomServiceHTTPServer(ThreadingHTTPServer):
 class _RoomServiceHandler(BaseHTTPRequestHandler):
     # HTTP/1.1 keep-alive, as aiohttp's pooled connections expect from livekit-server.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY the body would wait for the
+    # client's delayed ACK (tens of milliseconds a request).
+    disable_nagle_algorithm = True
     # Idle keep-alive connections end on their own.
     timeout = 30
 
@@ -731,6 +740,11 @@ class _RoomServiceHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         world = cast(_RoomServiceHTTPServer, self.server).world
+        hook = world.request_hook
+        with hook() if hook is not None else nullcontext():
+            self._answer(world)
+
+    def _answer(self, world: LocalLiveKit) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         path = urlsplit(self.path).path

@@ -32,8 +32,10 @@ from drainctl.world.clock import VirtualClock
 from drainctl.world.ecs import WORKER_CONTAINER, LocalEcs
 from drainctl.world.fleet import DEFAULT_SERVICE, Fleet, Worker, WorkerState
 from drainctl.world.lambda_runtime import LocalLambda
+from drainctl.world.latency import VirtualLatency
 from drainctl.world.lifecycle_actions import TERMINATED
 from drainctl.world.livekit_server import LocalLiveKit
+from drainctl.world.spot import SpotInterruptions
 from drainctl.world.webhooks import WEBHOOK_FUNCTION, LiveKitWebhookSender, decoded_response
 
 STACK_NAME = "livekit-drain"
@@ -87,6 +89,17 @@ class World:
         self._pending: list[dict[str, Any]] = []
         self.aws = LocalAws(self.clock, on_event=self._pending.append)
         self.livekit = LocalLiveKit()
+        # Requests cost virtual time only when a test sets `latency.seconds_per_request`.
+        self.latency = VirtualLatency(self.clock)
+        self.aws.request_hook = self.latency.request
+        self.livekit.request_hook = self.latency.request
+        self.spot = SpotInterruptions(
+            self.clock.now,
+            self._pending.append,
+            lambda: str(uuid.UUID(int=self.rng.getrandbits(128))),
+            region=REGION,
+            account=ACCOUNT_ID,
+        )
         self.lambdas = LocalLambda(self.clock.now)
         self.deliveries: list[Delivery] = []
         self.unrouted: list[dict[str, Any]] = []
@@ -389,9 +402,11 @@ class World:
             a.instance_id
             for a in self.aws.lifecycle.actions()
             if self.aws.lifecycle.state_of(a.instance_id) == TERMINATED
-        }
+        } | self.spot.reclaimed
 
     def instance_state(self, instance_id: str) -> str:
+        if instance_id in self.spot.reclaimed:
+            return TERMINATED
         state = self.aws.lifecycle.state_of(instance_id)
         if state is not None:
             return state
@@ -457,6 +472,7 @@ class World:
         """Advance the clock; move the fleet; apply hook timeouts; deliver events; run the schedule."""
         now = self.clock.advance(seconds)
         self.aws.expire_due_actions()
+        self.spot.reclaim_due(now)
         self.fleet.step(now, self.terminated_instances())
         out: list[Delivery] = []
         for event in self.take_pending_events():

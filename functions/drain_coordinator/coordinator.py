@@ -1,13 +1,24 @@
 """The drain coordinator: look (probe), decide (pure), act (Auto Scaling), remember (store), emit.
 
 Handlers parse and wire; this module is the one place that sequences I/O around `decide()`.
+
+A drain starts four ways: the terminate lifecycle action's event (`start_drain`); reconcile
+finding an instance in `Terminating:Wait` whose event was never handled (`adopt`); a Spot
+interruption warning (`spot_interruption`); an opted-in rebalance recommendation, which only
+terminates the instance in its group so that the lifecycle action starts the drain (`rebalance`).
+
+Reconcile advances many drains at once, one per worker thread: in a worker thread (`worker_mode`)
+log keys are the thread's own and metrics are held for the caller to emit from one thread
+(Powertools Metrics is not thread-safe).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from drain_coordinator.domain.decide import (
     Action,
@@ -19,11 +30,15 @@ from drain_coordinator.domain.decide import (
     apply,
     decide,
 )
-from drain_coordinator.domain.events import TerminateRequested
+from drain_coordinator.domain.events import RebalanceRecommended, SpotInterruption, TerminateRequested
 from drain_coordinator.domain.probe import Probe, WorkerTask
 from drain_coordinator.domain.records import DrainOutcome, DrainRecord, LifecycleRef
 from drain_coordinator.domain.task_stops import TaskStopRecord
-from drain_coordinator.integrations.autoscaling import LifecycleActionGoneError
+from drain_coordinator.integrations.autoscaling import (
+    AutoScalingError,
+    InstanceNotTerminableError,
+    LifecycleActionGoneError,
+)
 from drain_coordinator.integrations.ecs import EcsError
 from drain_coordinator.integrations.livekit import LiveKitProbeError
 from drain_coordinator.integrations.secrets import CredentialsError
@@ -33,10 +48,24 @@ from drain_coordinator.observability import MetricName, logger, put_metric, put_
 ECS_PENDING = "pending"  # the container instance lookup failed at open: retried on each look
 ECS_NOT_REGISTERED = "not_registered"  # the EC2 instance is no ECS container instance
 
+# record.extra["trigger"]: what opened a drain other than its lifecycle action's event
+TRIGGER_ADOPTED = "adopted"
+TRIGGER_SPOT = "spot"
+
 
 class LifecycleActionsPort(Protocol):
     def record_heartbeat(self, ref: LifecycleRef) -> None: ...
     def complete(self, ref: LifecycleRef, result: str = "CONTINUE") -> None: ...
+
+
+@runtime_checkable
+class GroupPort(Protocol):
+    """What the lifecycle adapter can also tell about the group; without it (an in-memory fake)
+    there is no orphan sweep and no rebalance drain."""
+
+    def waiting_instances(self, asg_name: str) -> list[str]: ...
+    def group_of(self, instance_id: str) -> str | None: ...
+    def terminate_keeping_capacity(self, instance_id: str) -> None: ...
 
 
 class EcsPort(Protocol):
@@ -68,7 +97,8 @@ class StorePort(Protocol):
 class DrainStep:
     """What one look did to one drain: a log line, a replay line, a handler's return value."""
 
-    action: str  # drain_started | heartbeat | hold | wait | complete | skip | stale
+    # drain_started | heartbeat | hold | wait | complete | skip | stale | rebalance
+    action: str
     instance_id: str
     sessions: int | None = None
     tasks: int | None = None
@@ -94,6 +124,64 @@ class DrainStep:
         }
 
 
+# -- emission: the calling thread's, or held for the caller in a worker thread -----------------
+
+HeldMetric = tuple[MetricName, float, tuple[str, str] | None]
+_worker = threading.local()
+
+
+@contextmanager
+def worker_mode() -> Iterator[list[HeldMetric]]:
+    """Run drains in this (worker) thread: log keys are the thread's own, cleared after each
+    use; metrics are held in the yielded list for `emit_held` in one thread."""
+    held: list[HeldMetric] = []
+    _worker.held = held
+    try:
+        yield held
+    finally:
+        _worker.held = None
+        logger.thread_safe_clear_keys()
+
+
+def emit_held(held: list[HeldMetric]) -> None:
+    for name, value, dimension in held:
+        if dimension is None:
+            put_metric(name, value)
+        else:
+            put_metric_by(name, dimension[0], dimension[1], value)
+
+
+def _held() -> list[HeldMetric] | None:
+    held: list[HeldMetric] | None = getattr(_worker, "held", None)
+    return held
+
+
+def _put(name: MetricName, value: float = 1) -> None:
+    held = _held()
+    if held is None:
+        put_metric(name, value)
+    else:
+        held.append((name, value, None))
+
+
+def _put_by(name: MetricName, dimension: str, dimension_value: str, value: float = 1) -> None:
+    held = _held()
+    if held is None:
+        put_metric_by(name, dimension, dimension_value, value)
+    else:
+        held.append((name, value, (dimension, dimension_value)))
+
+
+def _bind_drain_keys(ref: LifecycleRef) -> None:
+    if _held() is None:
+        logger.append_keys(**ref.log_keys())
+    else:
+        logger.thread_safe_append_keys(**ref.log_keys())
+
+
+# -- the coordinator ---------------------------------------------------------------------------
+
+
 @dataclass
 class Coordinator:
     policy: DrainPolicy
@@ -112,12 +200,26 @@ class Coordinator:
 
     # -- opening -------------------------------------------------------------------------------
 
-    def start_drain(self, trigger: TerminateRequested) -> list[DrainStep]:
+    def start_drain(self, trigger: TerminateRequested, *, adopted: bool = False) -> list[DrainStep]:
         """Open a drain for a terminate lifecycle action, then look at it at once."""
         ref = trigger.lifecycle
-        logger.append_keys(**ref.log_keys())
+        _bind_drain_keys(ref)
+        # A duplicate or late event (the drain is open, or closed already) touches nothing:
+        # a record exists only once ECS was told DRAINING, so nothing is left undone.
+        existing = self.store.get(ref.instance_id)
+        if existing is not None:
+            self._learn_lifecycle_action(existing, trigger)
+            logger.info("drain already exists for this instance: duplicate or late event ignored")
+            return [DrainStep(action="skip", instance_id=ref.instance_id, reason="duplicate")]
         now = self.clock()
         container_instance_arn, ecs_state = self._drain_container_instance(ref.instance_id)
+        extra = {"ecs": ecs_state} if ecs_state else {}
+        last_heartbeat_at = trigger.hook_started_at
+        if adopted:
+            extra["trigger"] = TRIGGER_ADOPTED
+            # How long the hook's heartbeat timer has left is unknown: count it as run out, so
+            # the first look heartbeats at once.
+            last_heartbeat_at = trigger.hook_started_at - self.heartbeat_timeout_seconds
         record = DrainRecord(
             lifecycle=ref,
             cluster=self.cluster,
@@ -125,23 +227,163 @@ class Coordinator:
             hook_started_at=trigger.hook_started_at,
             deadline_at=trigger.hook_started_at + self.drain_deadline_seconds,
             heartbeat_timeout=self.heartbeat_timeout_seconds,
-            last_heartbeat_at=trigger.hook_started_at,
+            last_heartbeat_at=last_heartbeat_at,
             opened_at=now,
-            extra={"ecs": ecs_state} if ecs_state else {},
+            extra=extra,
         )
+        steps = self._open(record, reason=TRIGGER_ADOPTED if adopted else None)
+        if steps[0].action == "skip" and not adopted:
+            # Opened at the same moment by reconcile's adoption: hand it what the event knows.
+            opened = self.store.get(ref.instance_id)
+            if opened is not None:
+                self._learn_lifecycle_action(opened, trigger)
+        return steps
+
+    def adopt(self, instance_id: str, asg_name: str, hook_name: str) -> list[DrainStep]:
+        """Drain an instance found in `Terminating:Wait` with no drain: its lifecycle event was
+        never handled (the coordinator was down, the event was lost).
+
+        Neither the token nor the hook's start is known. The action is found by instance id,
+        and the first sighting stands for the start: the deadline is counted from now. The
+        hook's global timeout (min(48 h, 100 x HeartbeatTimeout) from the real start) cannot be
+        known either; if it ends the action first, the next heartbeat finds it gone.
+        """
+        now = self.clock()
+        trigger = TerminateRequested(
+            lifecycle=LifecycleRef(
+                asg_name=asg_name, hook_name=hook_name, instance_id=instance_id, action_token=""
+            ),
+            hook_started_at=now,
+            event_id="",
+        )
+        logger.warning("instance held in Terminating:Wait without a drain: adopting it")
+        return self.start_drain(trigger, adopted=True)
+
+    def orphans(self, asg_name: str, open_instances: set[str]) -> list[str]:
+        """Instances of the group in `Terminating:Wait` that have no drain record at all."""
+        group = self._group()
+        if group is None:
+            return []
+        try:
+            waiting = group.waiting_instances(asg_name)
+        except AutoScalingError as exc:
+            logger.warning("could not look for instances without a drain", extra={"error": str(exc)})
+            return []
+        # A closed drain's instance may still wait on another hook of the group: not ours.
+        return [i for i in waiting if i not in open_instances and self.store.get(i) is None]
+
+    def spot_interruption(self, spot: SpotInterruption, asg_name: str, hook_name: str) -> list[DrainStep]:
+        """EC2 reclaims the instance in two minutes, whatever a hook says: DRAINING at once so no
+        worker takes a new call, and every call still on it watched by its task's stop record,
+        so the calls lost at the reclaim are counted when the tasks stop."""
+        ref = LifecycleRef(
+            asg_name=asg_name, hook_name=hook_name, instance_id=spot.instance_id, action_token=""
+        )
+        _bind_drain_keys(ref)
+        logger.warning(
+            "spot interruption warning: the instance is reclaimed in two minutes",
+            extra={"reclaimAt": spot.reclaim_at, "instanceAction": spot.instance_action},
+        )
+        container_instance_arn, ecs_state = self._drain_container_instance(spot.instance_id)
+        # Never completed before the reclaim: the hook cannot delay it, and an early completion
+        # would only cut the calls sooner. The first look at or after the reclaim closes it.
+        deadline_at = spot.reclaim_at + self.policy.slack_seconds
+        existing = self.store.get(spot.instance_id)
+        if existing is not None:
+            return self._tighten_for_spot(existing, spot, deadline_at)
+        if ecs_state == ECS_NOT_REGISTERED:
+            return [DrainStep(action="skip", instance_id=spot.instance_id, reason="not_in_cluster")]
+        extra = {"trigger": TRIGGER_SPOT, "reclaim_at": str(spot.reclaim_at)}
+        if ecs_state:
+            extra["ecs"] = ecs_state
+        record = DrainRecord(
+            lifecycle=ref,
+            cluster=self.cluster,
+            container_instance_arn=container_instance_arn,
+            hook_started_at=spot.warned_at,
+            deadline_at=deadline_at,
+            heartbeat_timeout=self.heartbeat_timeout_seconds,
+            last_heartbeat_at=spot.warned_at,
+            opened_at=self.clock(),
+            extra=extra,
+        )
+        return self._open(record, reason="spot_interruption")
+
+    def rebalance(self, recommendation: RebalanceRecommended, asg_name: str) -> list[DrainStep]:
+        """Move off an instance EC2 expects to interrupt: terminate it in the group without lowering
+        the desired capacity, so a replacement launches and the terminate hook drains this one
+        as any scale-in (the drain itself starts with that lifecycle action)."""
+        instance_id = recommendation.instance_id
+        logger.append_keys(instanceID=instance_id)
+        group = self._group()
+        if group is None:
+            return [DrainStep(action="skip", instance_id=instance_id, reason="no_group_access")]
+        try:
+            if group.group_of(instance_id) != asg_name:
+                return [DrainStep(action="skip", instance_id=instance_id, reason="other_group")]
+            if self.store.get(instance_id) is not None:
+                return [DrainStep(action="skip", instance_id=instance_id, reason="already_draining")]
+            group.terminate_keeping_capacity(instance_id)
+        except InstanceNotTerminableError as exc:
+            logger.info("rebalance recommendation: instance already leaving", extra={"reason": str(exc)})
+            return [DrainStep(action="skip", instance_id=instance_id, reason="not_terminable")]
+        logger.info("rebalance recommendation: instance terminated in its group, a replacement launches")
+        return [DrainStep(action="rebalance", instance_id=instance_id, reason="terminated_with_replacement")]
+
+    def _open(self, record: DrainRecord, reason: str | None) -> list[DrainStep]:
+        instance_id = record.instance_id
         if not self.store.open_drain(record):
-            logger.info("drain already open for this instance: duplicate or late event ignored")
-            return [DrainStep(action="skip", instance_id=ref.instance_id, reason="duplicate")]
-        put_metric(MetricName.DRAIN_STARTED)
+            logger.info("drain opened concurrently: duplicate or late event ignored")
+            return [DrainStep(action="skip", instance_id=instance_id, reason="duplicate")]
+        _put(MetricName.DRAIN_STARTED)
         logger.info(
             "drain started",
             extra={
-                "containerInstanceArn": container_instance_arn,
+                "containerInstanceArn": record.container_instance_arn,
                 "deadlineAt": record.deadline_at,
+                "trigger": record.extra.get("trigger", "lifecycle_action"),
             },
         )
-        started = DrainStep(action="drain_started", instance_id=ref.instance_id)
+        started = DrainStep(action="drain_started", instance_id=instance_id, reason=reason)
         return [started, self.advance(record)]
+
+    def _learn_lifecycle_action(self, existing: DrainRecord, trigger: TerminateRequested) -> None:
+        """A drain opened without its lifecycle event (adopted, or by a Spot warning) learns the
+        action's token and start from the event when it arrives late."""
+        if not existing.is_open or existing.lifecycle.action_token or not trigger.lifecycle.action_token:
+            return
+        learned = replace(
+            existing,
+            lifecycle=trigger.lifecycle,
+            hook_started_at=min(existing.hook_started_at, trigger.hook_started_at),
+            deadline_at=min(existing.deadline_at, trigger.hook_started_at + self.drain_deadline_seconds),
+            last_heartbeat_at=(
+                existing.last_heartbeat_at
+                if existing.heartbeats
+                else max(existing.last_heartbeat_at, trigger.hook_started_at)
+            ),
+        )
+        try:
+            self.store.save(learned)
+        except StaleDrainError:
+            return  # a look saved it first; the next duplicate delivery, if any, tries again
+        logger.info("drain learned its lifecycle action from a late event")
+
+    def _tighten_for_spot(
+        self, existing: DrainRecord, spot: SpotInterruption, deadline_at: float
+    ) -> list[DrainStep]:
+        if not existing.is_open:
+            return [DrainStep(action="skip", instance_id=spot.instance_id, reason="duplicate")]
+        tightened = replace(
+            existing,
+            deadline_at=min(existing.deadline_at, deadline_at),
+            extra={**existing.extra, "reclaim_at": str(spot.reclaim_at)},
+        )
+        try:
+            saved = self.store.save(tightened)
+        except StaleDrainError:
+            return [DrainStep(action="stale", instance_id=spot.instance_id, reason="spot_interruption")]
+        return [self.advance(saved)]
 
     def _drain_container_instance(self, instance_id: str) -> tuple[str | None, str | None]:
         """(container instance ARN, ECS state note). DRAINING is set before the record is saved,
@@ -160,27 +402,38 @@ class Coordinator:
     def store_open_drains(self) -> Iterator[DrainRecord]:
         return self.store.open_drains()
 
+    def _group(self) -> GroupPort | None:
+        return self.lifecycle if isinstance(self.lifecycle, GroupPort) else None
+
     # -- advancing -----------------------------------------------------------------------------
 
     def advance(self, record: DrainRecord) -> DrainStep:
         """One look at one open drain: probe, decide, act, save."""
-        logger.append_keys(**record.lifecycle.log_keys())
+        _bind_drain_keys(record.lifecycle)
+        if not record.is_open:
+            return DrainStep(action="skip", instance_id=record.instance_id, reason="closed")
         now = self.clock()
         record, probe = self._probe(record)
         action = decide(record, probe, now, self.policy)
         if probe.ok:
-            put_metric(MetricName.SESSIONS_REMAINING, probe.session_count)
+            _put(MetricName.SESSIONS_REMAINING, probe.session_count)
         else:
-            put_metric(MetricName.PROBE_ERRORS)
+            _put(MetricName.PROBE_ERRORS)
             logger.warning("probe failed: holding the instance", extra={"error": probe.error})
+        if not _holds_an_action(record):
+            action = _without_auto_scaling(action)
+        if probe.ok and record.is_open and "reclaim_at" in record.extra and probe.sessions:
+            # Reclaimed or not, every call on a Spot instance is watched by its task's stop
+            # record (killed at the reclaim), which counts it once if it is lost.
+            self._hand_over(record, probe.sessions, now, kill_at=float(record.extra["reclaim_at"]))
 
         try:
             match action:
-                case Complete():
+                case Complete() if _holds_an_action(record):
                     self.lifecycle.complete(record.lifecycle, "CONTINUE")
                 case Heartbeat() | Hold(heartbeat=True):
                     self.lifecycle.record_heartbeat(record.lifecycle)
-                    put_metric(MetricName.HEARTBEATS)
+                    _put(MetricName.HEARTBEATS)
                 case _:
                     pass
             record = apply(record, action, probe, now)
@@ -193,7 +446,7 @@ class Coordinator:
 
         handed = 0
         if not record.is_open and record.dropped_sessions:
-            handed = self._hand_over(record, probe, now)
+            handed = min(record.dropped_sessions, self._hand_over(record, record.watched_rooms or {}, now))
             record = replace(record, extra={**record.extra, "handed_over": str(handed)})
         try:
             self.store.save(record)
@@ -205,20 +458,24 @@ class Coordinator:
             self._emit_closed(record, handed)
         return step
 
-    def _hand_over(self, record: DrainRecord, probe: Probe, now: float) -> int:
-        """Calls still up on running workers when the drain ends early (deadline, gone) die when
-        the instance goes, with their tasks. Each task's stop record takes its rooms, so the
-        task-state judgement counts them once, with the task, the instance and the cause.
-        Returns how many were handed over; the drain counts the rest itself."""
-        if self.task_stops is None or not probe.ok:
+    def _hand_over(
+        self, record: DrainRecord, rooms: Mapping[str, str], now: float, kill_at: float | None = None
+    ) -> int:
+        """Calls still up when the drain ends early (deadline, gone) die when the instance goes,
+        with their tasks. Each task's stop record takes its rooms, so the task-state judgement
+        counts them once, with the task, the instance and the cause. A stop judged already
+        counted the rooms it watched. Returns how many rooms a stop record covers; the drain
+        counts the rest itself."""
+        if self.task_stops is None:
             return 0
-        live = {task.arn for task in probe.tasks}
         by_task: dict[str, dict[str, str]] = {}
-        for room, arn in probe.sessions.items():
-            if arn in live:
-                by_task.setdefault(arn, {})[room] = arn
+        for room, arn in rooms.items():
+            by_task.setdefault(arn, {})[room] = arn
         handed = 0
-        for arn, rooms in by_task.items():
+        for arn, task_rooms in sorted(by_task.items()):
+            stop_timeout = (
+                max(1, int(kill_at - now)) if kill_at is not None else self.worker_stop_timeout_seconds
+            )
             existing = self.task_stops.get(arn)
             if existing is None:
                 opened = TaskStopRecord(
@@ -228,24 +485,32 @@ class Coordinator:
                     service="",
                     family="",
                     stopping_at=now,
-                    stop_timeout=self.worker_stop_timeout_seconds,
+                    stop_timeout=stop_timeout,
                     opened_at=now,
-                    watched_rooms=rooms,
-                    sessions_remaining=len(rooms),
+                    watched_rooms=task_rooms,
+                    sessions_remaining=len(task_rooms),
                 )
                 if self.task_stops.create(opened):
-                    handed += len(rooms)
+                    handed += len(task_rooms)
                     continue
                 existing = self.task_stops.get(arn)
-            if existing is not None and existing.is_open:
-                merged = {**existing.watched_rooms, **rooms}
+            if existing is None:
+                continue
+            if not existing.is_open:
+                handed += sum(1 for room in task_rooms if room in existing.watched_rooms)
+                continue
+            merged = {**existing.watched_rooms, **task_rooms}
+            updated = replace(existing, watched_rooms=merged, sessions_remaining=len(merged))
+            if kill_at is not None:
+                updated = replace(
+                    updated, stop_timeout=min(existing.stop_timeout, int(kill_at - existing.stopping_at))
+                )
+            if updated != existing:
                 try:
-                    self.task_stops.save(
-                        replace(existing, watched_rooms=merged, sessions_remaining=len(merged))
-                    )
+                    self.task_stops.save(updated)
                 except StaleDrainError:
                     continue
-                handed += len(rooms)
+            handed += len(task_rooms)
         return handed
 
     def _probe(self, record: DrainRecord) -> tuple[DrainRecord, Probe]:
@@ -311,13 +576,13 @@ class Coordinator:
 
     def _emit_closed(self, record: DrainRecord, handed_over: int = 0) -> None:
         outcome = record.outcome.value if record.outcome else "unknown"
-        put_metric_by(MetricName.DRAIN_COMPLETED, "Outcome", outcome)
+        _put_by(MetricName.DRAIN_COMPLETED, "Outcome", outcome)
         if record.drain_seconds is not None:
-            put_metric(MetricName.DRAIN_SECONDS, record.drain_seconds)
+            _put(MetricName.DRAIN_SECONDS, record.drain_seconds)
         counted_here = record.dropped_sessions - handed_over
         if counted_here > 0:
-            put_metric(MetricName.FORCED_KILLS)
-            put_metric(MetricName.DROPPED_SESSIONS, counted_here)
+            _put(MetricName.FORCED_KILLS)
+            _put(MetricName.DROPPED_SESSIONS, counted_here)
         logger.info(
             "drain completed",
             extra={
@@ -328,6 +593,22 @@ class Coordinator:
                 "heartbeats": record.heartbeats,
             },
         )
+
+
+def _holds_an_action(record: DrainRecord) -> bool:
+    """False for a Spot drain that never learned a lifecycle action: there is nothing to heartbeat
+    or complete, and the reclaim ends the instance whatever is sent."""
+    return not (record.extra.get("trigger") == TRIGGER_SPOT and not record.lifecycle.action_token)
+
+
+def _without_auto_scaling(action: Action) -> Action:
+    match action:
+        case Heartbeat():
+            return Wait(reason="no lifecycle action to heartbeat")
+        case Hold(error=error):
+            return Hold(error=error, heartbeat=False)
+        case _:
+            return action
 
 
 def _cluster_arn(task_arn: str, cluster: str) -> str:

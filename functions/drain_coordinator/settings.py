@@ -38,6 +38,12 @@ class Settings(BaseModel):
     record_ttl_days: int = Field(alias="DRAIN_RECORD_TTL_DAYS", default=30, ge=1, le=3650)
     # A stopping task with calls still up this close to its SIGKILL is logged as at risk.
     at_risk_seconds: int = Field(alias="AT_RISK_SECONDS", default=120, ge=0, le=86400)
+    # An EC2 rebalance recommendation starts a normal drain early (the instance is terminated
+    # in its group, a replacement launched, and the hook drains it). Off unless opted in.
+    rebalance_drain: bool = Field(alias="REBALANCE_DRAIN", default=False)
+    # Drains one reconcile advances at once. botocore keeps 10 connections per client: more
+    # threads than that would open and drop connections instead of reusing them.
+    reconcile_concurrency: int = Field(alias="RECONCILE_CONCURRENCY", default=10, ge=1, le=64)
 
     @model_validator(mode="after")
     def _timers_agree(self) -> Settings:

@@ -28,6 +28,7 @@ from drain_coordinator.domain.webhooks import (
 )
 from drain_coordinator.handlers import lifecycle, webhook
 from drain_coordinator.integrations.livekit import LiveKitCredentials
+from drain_coordinator.integrations.secrets import CredentialsError
 from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.webhooks import WebhookService
 from drainctl.world.livekit_server import DEFAULT_API_KEY, DEFAULT_API_SECRET
@@ -575,3 +576,26 @@ def test_staleness_allows_five_minutes_either_way(age: float, verdict: str | Non
 
 def _watching(record: DrainRecord, rooms: dict[str, str]) -> DrainRecord:
     return replace(record, watched_rooms=rooms, rooms_final=True)
+
+
+def test_unreadable_credentials_answer_503_for_livekit_to_retry_and_refuse_nothing(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a webhook service whose LiveKit secret cannot be read right now
+    def unreadable() -> LiveKitCredentials:
+        raise CredentialsError("cannot read LiveKit credentials from arn:...: GetParameterError")
+
+    service = WebhookService(
+        credentials=unreadable,
+        drains=harness.coordinator,
+        index=FakeRoomIndex(),
+        ledger=FakeLedger(),
+        clock=harness.clock,
+    )
+    wiring.install(wiring.settings(), harness.coordinator, harness.tracker, service)
+    # WHEN a properly signed webhook arrives
+    status, body = deliver(signed("livekit-webhook-participant-left.json"))
+    # THEN it is not refused (that would count against the caller): LiveKit is asked to retry
+    assert status == 503
+    assert body == {"action": "unavailable", "reason": "CredentialsError"}
+    assert refused_count(capsys.readouterr().out) == 0

@@ -64,10 +64,15 @@ CONTRACT_ENVIRONMENT = {
     "RECONCILE_PERIOD_SECONDS",
     "WORKER_TASK_FAMILY",
     "LIVEKIT_TIMEOUT_SECONDS",
+    "REBALANCE_DRAIN",
 }
 
 # Actions IAM cannot scope to a resource: "*" is the only form they take.
-NO_RESOURCE_LEVEL_ACTIONS = {"autoscaling:DescribeAutoScalingInstances", "ecs:DescribeTaskDefinition"}
+NO_RESOURCE_LEVEL_ACTIONS = {
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeAutoScalingGroups",
+    "ecs:DescribeTaskDefinition",
+}
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +91,14 @@ def _event(name: str) -> dict[str, Any]:
     return loaded
 
 
-def _route(template: Template, params: Mapping[str, str], logical_id: str) -> FunctionRoute:
-    (route,) = (r for r in template.function_routes(params=params) if r.logical_id == logical_id)
+def _route(
+    template: Template, params: Mapping[str, str], logical_id: str, event_name: str | None = None
+) -> FunctionRoute:
+    (route,) = (
+        r
+        for r in template.function_routes(params=params)
+        if r.logical_id == logical_id and event_name in (None, r.event_name)
+    )
     return route
 
 
@@ -157,6 +168,7 @@ def test_parameters_without_values_are_the_defaults(template: Template) -> None:
             and name not in ("WorkerDrainTimeout", "WorkerStopTimeout", "WorkerTaskFamily")
         },
         "LogLevel": "INFO",
+        "RebalanceDrain": "false",
     }
 
 
@@ -313,7 +325,7 @@ def test_lifecycle_rule_matches_the_groups_terminate_action(
     event = _event("asg-terminate-lifecycle-action.json")
 
     # WHEN the lifecycle route is asked
-    route = _route(template, params, "LifecycleFunction")
+    route = _route(template, params, "LifecycleFunction", "TerminateLifecycleAction")
 
     # THEN EventBridge would deliver it
     assert route.matches(event)
@@ -327,7 +339,7 @@ def test_lifecycle_rule_ignores_another_groups_terminate_action(
     event["detail"]["AutoScalingGroupName"] = "some-other-asg"
 
     # WHEN the lifecycle route is asked
-    route = _route(template, params, "LifecycleFunction")
+    route = _route(template, params, "LifecycleFunction", "TerminateLifecycleAction")
 
     # THEN it is not delivered
     assert not route.matches(event)
@@ -338,7 +350,7 @@ def test_lifecycle_rule_ignores_launch_actions(template: Template, params: dict[
     event = _event("asg-launch-lifecycle-action.json")
 
     # WHEN the lifecycle route is asked
-    route = _route(template, params, "LifecycleFunction")
+    route = _route(template, params, "LifecycleFunction", "TerminateLifecycleAction")
 
     # THEN it is not delivered
     assert event["detail"]["AutoScalingGroupName"] == params["AutoScalingGroupName"]
@@ -348,7 +360,7 @@ def test_lifecycle_rule_ignores_launch_actions(template: Template, params: dict[
 def test_lifecycle_rule_follows_the_group_parameter(template: Template) -> None:
     # GIVEN the stack deployed for another group
     params = template.parameters({**LIVEKIT, "AutoScalingGroupName": "other-asg"})
-    route = _route(template, params, "LifecycleFunction")
+    route = _route(template, params, "LifecycleFunction", "TerminateLifecycleAction")
     event = _event("asg-terminate-lifecycle-action.json")
     renamed = copy.deepcopy(event)
     renamed["detail"]["AutoScalingGroupName"] = "other-asg"
@@ -356,6 +368,30 @@ def test_lifecycle_rule_follows_the_group_parameter(template: Template) -> None:
     # WHEN / THEN only that group's terminate actions are delivered
     assert route.matches(renamed)
     assert not route.matches(event)
+
+
+def test_ec2_interruption_rule_takes_spot_warnings_but_not_rebalance_recommendations_by_default(
+    template: Template, params: dict[str, str]
+) -> None:
+    # GIVEN the lifecycle function's EC2 rule with RebalanceDrain at its default (false)
+    route = _route(template, params, "LifecycleFunction", "Ec2Interruption")
+
+    # WHEN / THEN Spot warnings are delivered, rebalance recommendations are not
+    assert route.matches(_event("ec2-spot-interruption-warning.json"))
+    assert not route.matches(_event("ec2-rebalance-recommendation.json"))
+    assert not route.matches(_event("asg-terminate-lifecycle-action.json"))
+
+
+def test_ec2_interruption_rule_takes_rebalance_recommendations_when_opted_in(template: Template) -> None:
+    # GIVEN the stack deployed with RebalanceDrain=true
+    params = template.parameters({**LIVEKIT, "RebalanceDrain": "true"})
+    route = _route(template, params, "LifecycleFunction", "Ec2Interruption")
+
+    # WHEN / THEN both EC2 events are delivered, and the functions are told to act on them
+    assert route.matches(_event("ec2-spot-interruption-warning.json"))
+    assert route.matches(_event("ec2-rebalance-recommendation.json"))
+    env = template.environment("LifecycleFunction", params=params, resource_names=TABLE)
+    assert env["REBALANCE_DRAIN"] == "true"
 
 
 def test_reconcile_schedule_renders_the_scheduled_reconcile_event(
@@ -594,8 +630,20 @@ def _statements(template: Template) -> Iterator[tuple[str, Mapping[str, Any]]]:
             policies = properties.get("Policies", [])
             documents.extend(p for p in policies if isinstance(p, Mapping) and "Statement" in p)
         for document in documents:
-            for statement in document["Statement"]:
+            for statement in _either_statement(document["Statement"]):
                 yield logical_id, statement
+
+
+def _either_statement(statements: list[Any]) -> list[Mapping[str, Any]]:
+    """A policy's statements, both branches of each Fn::If (AWS::NoValue left out)."""
+    found: list[Mapping[str, Any]] = []
+    for statement in statements:
+        if isinstance(statement, Mapping) and "Fn::If" in statement:
+            _, when_true, when_false = statement["Fn::If"]
+            found += [s for s in (when_true, when_false) if s != {"Ref": "AWS::NoValue"}]
+        else:
+            found.append(statement)
+    return found
 
 
 def _either_branch(policies: Any) -> list[Mapping[str, Any]]:

@@ -170,3 +170,38 @@ def test_replay_of_the_stopping_transition_follows_the_stop_to_its_end(
     assert actions[0] == "task_stopping"
     assert actions[-1] == "task_stopped"
     assert lines[-1]["summary"]["verdict"] == "graceful"
+
+
+def test_replay_spot_warning_drains_at_once_and_counts_the_calls_the_reclaim_cut(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, lines, _ = replay(capsys, str(EVENTS / "ec2-spot-interruption-warning.json"), "--sessions", "3")
+    (stopped,) = [line for line in lines if line.get("action") == "task_stopped"]
+    assert status == 0
+    assert lines[0]["action"] == "drain_started"
+    assert stopped["verdict"] == "forced_kill"
+    assert stopped["dropped_sessions"] == 3
+    assert stopped["t"] == 120.0  # the reclaim comes two minutes after the warning, whatever happens
+    assert lines[-1]["summary"]["dropped_sessions"] == 3
+    assert "livekit-drain-dropped-sessions" in lines[-1]["summary"]["alarms"]
+
+
+@pytest.mark.parametrize(("opt_in", "first_action"), [("false", "skip"), ("true", "rebalance")])
+def test_replay_rebalance_recommendation_drains_early_only_when_opted_in(
+    capsys: pytest.CaptureFixture[str], opt_in: str, first_action: str
+) -> None:
+    status, lines, _ = replay(
+        capsys,
+        str(EVENTS / "ec2-rebalance-recommendation.json"),
+        "--sessions",
+        "2",
+        "--call-seconds",
+        "60-120",
+        "--param",
+        f"RebalanceDrain={opt_in}",
+    )
+    assert status == 0
+    assert lines[0]["action"] == first_action
+    summary = lines[-1]["summary"]
+    assert summary["dropped_sessions"] == 0
+    assert summary["instance_state"] == ("Terminated" if opt_in == "true" else "InService")

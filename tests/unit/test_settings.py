@@ -45,3 +45,22 @@ def test_missing_variable_is_named() -> None:
 def test_bad_values_are_refused_with_the_rule_and_numbers(overrides: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({**BASE, **overrides})
+
+
+def test_rebalance_drain_is_off_unless_opted_in() -> None:
+    assert Settings.from_env(BASE).rebalance_drain is False
+    assert Settings.from_env({**BASE, "REBALANCE_DRAIN": "true"}).rebalance_drain is True
+    assert Settings.from_env({**BASE, "REBALANCE_DRAIN": "false"}).rebalance_drain is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"REBALANCE_DRAIN": "sometimes"}, "REBALANCE_DRAIN"),
+        ({"RECONCILE_CONCURRENCY": "0"}, "RECONCILE_CONCURRENCY"),
+        ({"RECONCILE_CONCURRENCY": "500"}, "RECONCILE_CONCURRENCY"),
+    ],
+)
+def test_bad_fault_handling_settings_are_refused(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({**BASE, **overrides})

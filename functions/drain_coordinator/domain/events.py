@@ -1,17 +1,18 @@
 """Incoming events, parsed into one typed trigger or a typed skip.
 
-Every source is normalised here so the handlers only ever see `TerminateRequested` or `Skip`;
-anything that does not parse raises `EventRejectedError` (logged whole, counted, never retried).
+Every source is normalised here so the handlers only ever see a trigger (`TerminateRequested`,
+`SpotInterruption`, `RebalanceRecommended`) or a `Skip`; anything that does not parse raises
+`EventRejectedError` (logged whole, counted, never retried). Whatever the input (wrong types,
+missing fields, huge strings, not even an object), a parser raises nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drain_coordinator.domain.records import LifecycleRef
 
@@ -19,6 +20,11 @@ TERMINATE_DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
 LAUNCH_DETAIL_TYPE = "EC2 Instance-launch Lifecycle Action"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 TEST_NOTIFICATION = "autoscaling:TEST_NOTIFICATION"
+SPOT_WARNING_DETAIL_TYPE = "EC2 Spot Instance Interruption Warning"
+REBALANCE_DETAIL_TYPE = "EC2 Instance Rebalance Recommendation"
+# EC2 reclaims a Spot Instance two minutes after its interruption warning; nothing extends it.
+SPOT_RECLAIM_SECONDS = 120
+_INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 
 
 class EventRejectedError(ValueError):
@@ -32,9 +38,17 @@ class _EventBridgeEnvelope(BaseModel):
     detail_type: str = Field(alias="detail-type", min_length=1, max_length=256)
     source: str = Field(min_length=1, max_length=256)
     account: str = Field(pattern=r"^\d{12}$")
-    time: datetime
+    # EventBridge stamps an ISO 8601 UTC time; a number or a time without a zone is no such stamp.
+    time: AwareDatetime
     region: str = Field(min_length=1, max_length=64)
     detail: dict[str, Any]
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time_is_text(cls, value: object) -> object:
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValueError("time must be an ISO 8601 string")
+        return value
 
 
 # Sample (EventBridge, aws.autoscaling):
@@ -48,8 +62,22 @@ class _LifecycleActionDetail(BaseModel):
     LifecycleActionToken: str = Field(min_length=1, max_length=36)
     AutoScalingGroupName: str = Field(min_length=1, max_length=255)
     LifecycleHookName: str = Field(min_length=1, max_length=255)
-    EC2InstanceId: str = Field(pattern=r"^i-[0-9a-f]{8,17}$")
+    EC2InstanceId: str = Field(pattern=_INSTANCE_ID)
     LifecycleTransition: str = Field(min_length=1, max_length=64)
+
+
+# Sample (EventBridge, aws.ec2):
+# {"detail-type": "EC2 Spot Instance Interruption Warning", "source": "aws.ec2",
+#  "resources": ["arn:aws:ec2:us-east-1a:instance/i-0598c7d356eba48d7"],
+#  "detail": {"instance-id": "i-0598c7d356eba48d7", "instance-action": "terminate"}}
+# {"detail-type": "EC2 Instance Rebalance Recommendation", "source": "aws.ec2",
+#  "detail": {"instance-id": "i-0598c7d356eba48d7"}}
+class _Ec2InstanceDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    instance_id: str = Field(alias="instance-id", pattern=_INSTANCE_ID)
+    # terminate | stop | hibernate; absent on a rebalance recommendation
+    instance_action: str = Field(alias="instance-action", default="", max_length=32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +90,29 @@ class TerminateRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class SpotInterruption:
+    """EC2 will reclaim this Spot Instance two minutes after `warned_at`, whatever a hook says."""
+
+    instance_id: str
+    warned_at: float
+    instance_action: str
+    event_id: str
+
+    @property
+    def reclaim_at(self) -> float:
+        return self.warned_at + SPOT_RECLAIM_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class RebalanceRecommended:
+    """EC2 says this Spot Instance is at elevated risk of interruption: move off it early."""
+
+    instance_id: str
+    recommended_at: float
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Skip:
     """A well-formed event that is not ours to act on: logged, acknowledged, never retried."""
 
@@ -69,13 +120,19 @@ class Skip:
     event_id: str
 
 
-def parse_lifecycle_event(
-    raw: Mapping[str, Any], *, asg_name: str, hook_name: str
-) -> TerminateRequested | Skip:
-    try:
-        envelope = _EventBridgeEnvelope.model_validate(raw)
-    except ValidationError as exc:
-        raise EventRejectedError(_first_error(exc)) from exc
+LifecycleTrigger = TerminateRequested | SpotInterruption | RebalanceRecommended | Skip
+
+
+def parse_lifecycle_function_event(raw: object, *, asg_name: str, hook_name: str) -> LifecycleTrigger:
+    """Everything the lifecycle function is routed: Auto Scaling lifecycle actions, and EC2's
+    Spot interruption warnings and rebalance recommendations."""
+    if isinstance(raw, Mapping) and raw.get("source") == "aws.ec2":
+        return parse_ec2_event(raw)
+    return parse_lifecycle_event(raw, asg_name=asg_name, hook_name=hook_name)
+
+
+def parse_lifecycle_event(raw: object, *, asg_name: str, hook_name: str) -> TerminateRequested | Skip:
+    envelope = _envelope(raw)
     if envelope.source != "aws.autoscaling":
         raise EventRejectedError(f"unexpected source {envelope.source!r}")
     if envelope.detail.get("Event") == TEST_NOTIFICATION:
@@ -104,6 +161,37 @@ def parse_lifecycle_event(
         hook_started_at=envelope.time.timestamp(),
         event_id=envelope.id,
     )
+
+
+def parse_ec2_event(raw: object) -> SpotInterruption | RebalanceRecommended | Skip:
+    envelope = _envelope(raw)
+    if envelope.source != "aws.ec2":
+        raise EventRejectedError(f"unexpected source {envelope.source!r}")
+    if envelope.detail_type not in (SPOT_WARNING_DETAIL_TYPE, REBALANCE_DETAIL_TYPE):
+        raise EventRejectedError(f"unexpected detail-type {envelope.detail_type!r}")
+    try:
+        detail = _Ec2InstanceDetail.model_validate(envelope.detail)
+    except ValidationError as exc:
+        raise EventRejectedError(_first_error(exc)) from exc
+    at = envelope.time.timestamp()
+    if envelope.detail_type == REBALANCE_DETAIL_TYPE:
+        return RebalanceRecommended(instance_id=detail.instance_id, recommended_at=at, event_id=envelope.id)
+    # "stop" and "hibernate" take the instance away in two minutes too: drained the same way.
+    return SpotInterruption(
+        instance_id=detail.instance_id,
+        warned_at=at,
+        instance_action=detail.instance_action or "terminate",
+        event_id=envelope.id,
+    )
+
+
+def _envelope(raw: object) -> _EventBridgeEnvelope:
+    if not isinstance(raw, Mapping):
+        raise EventRejectedError(f"event is a {type(raw).__name__}, not an object")
+    try:
+        return _EventBridgeEnvelope.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise EventRejectedError(_first_error(exc)) from exc
 
 
 def _first_error(exc: ValidationError) -> str:

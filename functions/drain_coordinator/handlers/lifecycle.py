@@ -1,4 +1,9 @@
-"""EventBridge "EC2 Instance-terminate Lifecycle Action" -> open a drain and look at it at once."""
+"""EventBridge "EC2 Instance-terminate Lifecycle Action" -> open a drain and look at it at once.
+
+Also routed here: "EC2 Spot Instance Interruption Warning" (DRAINING at once; the reclaim comes
+in two minutes whatever anyone does) and, when REBALANCE_DRAIN is on, "EC2 Instance Rebalance
+Recommendation" (the instance is terminated in its group so a normal drain starts early).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,26 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drain_coordinator import wiring
-from drain_coordinator.domain.events import EventRejectedError, Skip, parse_lifecycle_event
+from drain_coordinator.coordinator import DrainStep
+from drain_coordinator.domain.events import (
+    EventRejectedError,
+    RebalanceRecommended,
+    Skip,
+    SpotInterruption,
+    parse_lifecycle_function_event,
+)
 from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     settings = wiring.settings()
     try:
-        trigger = parse_lifecycle_event(event, asg_name=settings.asg_name, hook_name=settings.hook_name)
+        trigger = parse_lifecycle_function_event(
+            event, asg_name=settings.asg_name, hook_name=settings.hook_name
+        )
     except EventRejectedError as exc:
         # Logged whole and acknowledged: a retry would fail the same way.
         logger.warning("event rejected", extra={"reason": str(exc), "event": event})
@@ -27,5 +41,22 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if isinstance(trigger, Skip):
         logger.info("event skipped", extra={"reason": trigger.reason, "eventId": trigger.event_id})
         return {"steps": [{"action": "skip", "reason": trigger.reason}]}
-    steps = wiring.coordinator().start_drain(trigger)
+    coordinator = wiring.coordinator()
+    steps: list[DrainStep]
+    if isinstance(trigger, SpotInterruption):
+        steps = coordinator.spot_interruption(trigger, settings.asg_name, settings.hook_name)
+    elif isinstance(trigger, RebalanceRecommended):
+        if not settings.rebalance_drain:
+            logger.info(
+                "rebalance recommendation ignored: REBALANCE_DRAIN is off",
+                extra={"eventId": trigger.event_id},
+            )
+            return {
+                "steps": [
+                    {"action": "skip", "instance_id": trigger.instance_id, "reason": "rebalance_drain_off"}
+                ]
+            }
+        steps = coordinator.rebalance(trigger, settings.asg_name)
+    else:
+        steps = coordinator.start_drain(trigger)
     return {"steps": [step.as_dict() for step in steps]}

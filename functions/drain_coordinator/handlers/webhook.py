@@ -17,6 +17,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drain_coordinator import wiring
+from drain_coordinator.integrations.secrets import CredentialsError
+from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
 from drain_coordinator.webhooks import WebhookRefusedError
 
@@ -80,6 +82,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         outcome = wiring.webhook_service().receive(request.body, request.authorization)
     except WebhookRefusedError as exc:
         return _refused(401, exc.reason, exc.detail)
+    except (CredentialsError, StoreError) as exc:
+        # Our fault, not the caller's: 503 makes LiveKit retry, and reconcile looks anyway.
+        logger.warning("webhook not taken: try again", extra={"error": str(exc)})
+        return _response(503, {"action": "unavailable", "reason": type(exc).__name__})
     logger.info("webhook taken", extra={"action": outcome.action, "reason": outcome.reason})
     return _response(200, outcome.as_dict())
 

@@ -1,4 +1,6 @@
-"""Auto Scaling lifecycle actions: heartbeat and complete, with "gone" as an answer, not a failure."""
+"""Auto Scaling: lifecycle actions (heartbeat and complete, with "gone" as an answer, not a
+failure), the group's instances held in `Terminating:Wait`, and terminating an instance so its
+replacement launches first."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drain_coordinator.domain.records import LifecycleRef
+
+TERMINATING_WAIT = "Terminating:Wait"
 
 
 class LifecycleActionGoneError(Exception):
@@ -17,26 +21,71 @@ class AutoScalingError(Exception):
     """Auto Scaling refused or failed a call after retries."""
 
 
+class InstanceNotTerminableError(AutoScalingError):
+    """The instance cannot be terminated now (already terminating, detached, not in the group)."""
+
+
 class LifecycleActions:
     def __init__(self, client: Any) -> None:
         self._client = client
 
     def record_heartbeat(self, ref: LifecycleRef) -> None:
-        self._call(
-            "record_lifecycle_action_heartbeat",
-            ref,
-        )
+        self._call("record_lifecycle_action_heartbeat", ref)
 
     def complete(self, ref: LifecycleRef, result: str = "CONTINUE") -> None:
         self._call("complete_lifecycle_action", ref, LifecycleActionResult=result)
 
+    def waiting_instances(self, asg_name: str) -> list[str]:
+        """Instances of the group held in `Terminating:Wait` (by our hook, or any other)."""
+        waiting: list[str] = []
+        try:
+            paginator = self._client.get_paginator("describe_auto_scaling_groups")
+            for page in paginator.paginate(AutoScalingGroupNames=[asg_name]):
+                for group in page.get("AutoScalingGroups", []):
+                    waiting += [
+                        str(i["InstanceId"])
+                        for i in group.get("Instances", [])
+                        if i.get("LifecycleState") == TERMINATING_WAIT
+                    ]
+        except (ClientError, BotoCoreError) as exc:
+            raise AutoScalingError(_describe(exc, "describe_auto_scaling_groups")) from exc
+        return sorted(waiting)
+
+    def group_of(self, instance_id: str) -> str | None:
+        """The Auto Scaling group the instance belongs to, if any."""
+        try:
+            answer = self._client.describe_auto_scaling_instances(InstanceIds=[instance_id])
+        except (ClientError, BotoCoreError) as exc:
+            raise AutoScalingError(_describe(exc, "describe_auto_scaling_instances")) from exc
+        found = answer.get("AutoScalingInstances", [])
+        return str(found[0]["AutoScalingGroupName"]) if found else None
+
+    def terminate_keeping_capacity(self, instance_id: str) -> None:
+        """Terminate the instance in its group without lowering the desired capacity: the group
+        launches a replacement, and the terminate hook holds this one while it drains."""
+        try:
+            self._client.terminate_instance_in_auto_scaling_group(
+                InstanceId=instance_id, ShouldDecrementDesiredCapacity=False
+            )
+        except BotoCoreError as exc:
+            raise AutoScalingError(_describe(exc, "terminate_instance_in_auto_scaling_group")) from exc
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ValidationError":
+                # e.g. "The instance ... is in state Terminating:Wait": already on its way out.
+                raise InstanceNotTerminableError(_describe(exc, "terminate the instance")) from exc
+            raise AutoScalingError(_describe(exc, "terminate_instance_in_auto_scaling_group")) from exc
+
     def _call(self, operation: str, ref: LifecycleRef, **extra: str) -> None:
+        # A drain adopted from `Terminating:Wait` (its event was never handled) has no token:
+        # Auto Scaling then finds the action by the instance id alone.
+        identity = {"InstanceId": ref.instance_id}
+        if ref.action_token:
+            identity["LifecycleActionToken"] = ref.action_token
         try:
             getattr(self._client, operation)(
                 AutoScalingGroupName=ref.asg_name,
                 LifecycleHookName=ref.hook_name,
-                LifecycleActionToken=ref.action_token,
-                InstanceId=ref.instance_id,
+                **identity,
                 **extra,
             )
         except BotoCoreError as exc:  # no answer at all: unreachable, timed out
@@ -52,3 +101,10 @@ class LifecycleActions:
             raise AutoScalingError(
                 f"{operation} failed: {error.get('Code')}: {error.get('Message')}"
             ) from exc
+
+
+def _describe(exc: ClientError | BotoCoreError, what: str) -> str:
+    if isinstance(exc, BotoCoreError):
+        return f"{what} failed: {type(exc).__name__}: {exc}"
+    error = exc.response.get("Error", {})
+    return f"{what} failed: {error.get('Code')}: {error.get('Message')}"

@@ -1,0 +1,75 @@
+"""LiveKit cannot be asked (unreachable, too slow, 5xx, 401): a look that fails proves nothing. The
+drain holds the instance with heartbeats until its deadline, counts ProbeErrors (whose alarm
+fires after five minutes of them), and never completes early (rule 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from drain_coordinator import wiring
+from drainctl.world.world import World
+from tests.integration.test_world_end_to_end import (
+    actions_taken,
+    emitted_metrics,
+    run_until_released,
+    scale_in,
+    start_calls,
+    steps_for,
+    total,
+)
+
+
+def break_livekit(world: World, fault: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    faults = world.livekit.faults
+    if fault == "unreachable":
+        faults.unreachable = True
+    elif fault == "slow":
+        # Each answer takes 1 s (real time); the coordinator gives up after 0.2 s, as it would
+        # after LIVEKIT_TIMEOUT_SECONDS against a LiveKit that hangs.
+        faults.delay_seconds = 1.0
+        monkeypatch.setenv("LIVEKIT_TIMEOUT_SECONDS", "0.2")
+        wiring.reset(clock=world.clock.now)
+    elif fault == "5xx":
+        faults.status_5xx = True
+    elif fault == "401":
+        faults.unauthorized = True
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "slow", "5xx", "401"])
+def test_livekit_fault_holds_the_instance_with_heartbeats_until_the_deadline(
+    short_world: World, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = short_world
+    deadline = float(world.params["DrainDeadline"])
+    # GIVEN a worker that DRAINING does not stop (a standalone task) holding two long calls, and
+    # LiveKit failing every request for the whole drain
+    (victim,) = world.create_fleet(1)
+    (worker,) = world.workers_on(victim)
+    worker.service = ""
+    start_calls(world, victim, [[3000.0, 3000.0]])
+    break_livekit(world, fault, monkeypatch)
+
+    # WHEN the instance is scaled in
+    started = scale_in(world, victim)
+    action = run_until_released(world, victim)
+
+    # THEN every look held the instance, and the one at the deadline released it, not before
+    looks = [step for _, step in steps_for(world, victim) if "task_arn" not in step][1:]
+    assert [s["action"] for s in looks[:-1]] == ["hold"] * (len(looks) - 1)
+    assert looks[-1]["action"] == "complete"
+    assert looks[-1]["outcome"] == "deadline"
+    assert action.ended_at is not None
+    assert started.started_at + deadline - world.period <= action.ended_at <= started.started_at + deadline
+    # THEN heartbeats kept the hook alive through three of its heartbeat timeouts
+    assert action.ended_by == "CONTINUE"
+    assert action.heartbeats >= 3
+    # THEN each failed look counted a probe error, and five minutes of them set off the alarm
+    assert total(emitted_metrics(world), "ProbeErrors") >= len(looks)
+    fired = {f.alarm.name for f in world.alarms_firing()}
+    assert "livekit-drain-probe-errors" in fired
+    assert "livekit-drain-drains-at-deadline" in fired
+    assert actions_taken(world, victim, "heartbeat") == []
+    # THEN the worker killed with the instance is judged a forced kill (its calls, unseen while
+    # LiveKit cannot be asked, cannot be counted)
+    assert total(emitted_metrics(world), "ForcedKills") >= 1
+    assert "livekit-drain-forced-kills" in fired
