@@ -48,6 +48,10 @@ test: dev lint ## lint, the project's own timeout budget, then the whole test su
 	$(VENV)/bin/drainctl check --template template.yaml --params $(WORKER_SERVICE_EXAMPLE)
 	$(VENV)/bin/pytest
 
+bench: dev ## figures, never assertions: drainctl simulate and drainctl bench (BENCHMARKS.md)
+	$(VENV)/bin/drainctl simulate
+	$(VENV)/bin/drainctl bench
+
 validate: dev ## sam validate --lint and cfn-lint on template.yaml
 	$(SAM) validate --lint
 	$(VENV)/bin/cfn-lint template.yaml

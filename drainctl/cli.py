@@ -8,8 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from drainctl import bench as bench_command
 from drainctl import check as check_command
 from drainctl import replay as replay_command
+from drainctl import simulate as simulate_command
 
 
 def _params(values: Sequence[str]) -> dict[str, str]:
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a template parameter (repeatable)",
     )
     check_command.add_parser(sub)
+    simulate_command.add_parser(sub)
+    bench_command.add_parser(sub)
     return parser
 
 
@@ -65,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return check_command.run(args)
+        if args.command == "simulate":
+            return simulate_command.run(args)
+        if args.command == "bench":
+            return bench_command.run(args)
         if args.command == "replay":
             if args.sessions < 0:
                 raise replay_command.ReplayInputError("--sessions cannot be negative")

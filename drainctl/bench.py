@@ -1,0 +1,516 @@
+"""`drainctl bench`: what the coordinator costs, in figures to compare run to run (no assertions).
+
+- release latency: from the last call's end to CompleteLifecycleAction, on the virtual clock;
+- LiveKit API calls per reconcile tick, against R rooms in all and D rooms on the draining worker,
+  once the drain has discovered its rooms;
+- reconcile wall time against 10, 100 and 1,000 open drains in the local world;
+- cold start: import time of each handler module, as a ratio to `import boto3` alone;
+- `sam build` artifact size per function and for the dependencies layer.
+
+The local world's servers answer over real HTTP on 127.0.0.1, so wall times include the local
+AWS and LiveKit servers' own work: they compare runs of this machine, not Lambda's latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from drain_coordinator.domain.records import DrainRecord, LifecycleRef
+from drain_coordinator.integrations import aws_clients
+from drain_coordinator.integrations.store import DrainStore
+from drainctl.template import load_template
+from drainctl.world.fleet import SESSION_TAG_ATTRIBUTE
+from drainctl.world.world import Delivery, World, WorldConfig, default_template_path
+
+ROOMS: Final = (100, 1_000, 10_000)
+QUICK_ROOMS: Final = (100,)
+DRAINING_ROOMS: Final = 10
+QUICK_DRAINING_ROOMS: Final = 5
+OPEN_DRAINS: Final = (10, 100, 1_000)
+QUICK_OPEN_DRAINS: Final = (10,)
+IMPORT_RUNS: Final = 5
+QUICK_IMPORT_RUNS: Final = 1
+RELEASE_TRIALS: Final = 5
+QUICK_RELEASE_TRIALS: Final = 2
+LAYER: Final = "DependenciesLayer"
+FUNCTION_TYPE: Final = "AWS::Serverless::Function"
+_LONG_CALL_SECONDS: Final = 86_400.0  # outlasts any measurement: the room stays up
+_ROOT: Final = Path(__file__).resolve().parents[1]
+
+
+class BenchError(Exception):
+    """A benchmark could not be set up (missing template, failed build)."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    rooms: tuple[int, ...] = ROOMS
+    draining_rooms: int = DRAINING_ROOMS
+    open_drains: tuple[int, ...] = OPEN_DRAINS
+    import_runs: int = IMPORT_RUNS
+    release_trials: int = RELEASE_TRIALS
+    no_bytecode_imports: bool = True
+    sam_build: bool = True
+    template: Path | None = None
+    seed: int = 7
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchOptions:
+        values: dict[str, Any] = {
+            "rooms": QUICK_ROOMS,
+            "draining_rooms": QUICK_DRAINING_ROOMS,
+            "open_drains": QUICK_OPEN_DRAINS,
+            "import_runs": QUICK_IMPORT_RUNS,
+            "release_trials": QUICK_RELEASE_TRIALS,
+            "no_bytecode_imports": False,
+            "sam_build": False,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def template_path(self) -> Path:
+        return self.template or default_template_path()
+
+
+Report = Callable[[str], None]
+
+
+# -- release latency -----------------------------------------------------------------------------
+
+
+def release_latency(options: BenchOptions, report: Report) -> dict[str, Any]:
+    """Scale in instances whose calls end at random times; how long after its last call ends is
+    each instance released (CompleteLifecycleAction)?"""
+    rng = random.Random(options.seed)
+    config = WorldConfig(seed=options.seed, template=options.template)
+    with World(config) as world:
+        ids = world.create_fleet(options.release_trials + 1, 1)
+        victims = ids[: options.release_trials]
+        now = world.clock.now()
+        # Calls shorter than the worker's drain timeout: every one ends by itself.
+        longest = max(60.0, world.drain_timeout - 60.0)
+        for instance_id in victims:
+            worker = world.workers_on(instance_id)[0]
+            for _ in range(2):
+                world.fleet.start_call(worker, now, rng.uniform(30.0, longest))
+            world.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
+        limit = float(world.params["DrainDeadline"]) + 3 * world.period
+        world.run(lambda: set(victims) <= world.terminated_instances(), limit_seconds=limit)
+        samples: list[float] = []
+        for instance_id in victims:
+            action = world.aws.lifecycle.action_for(instance_id)
+            ends = [c.ended_at for c in world.fleet.calls_on(instance_id) if c.ended_at is not None]
+            if action is None or action.ended_at is None or not ends:
+                continue
+            samples.append(round(action.ended_at - max(ends), 1))
+    figure = {
+        "samples": samples,
+        "median": statistics.median(samples) if samples else None,
+        "max": max(samples) if samples else None,
+    }
+    report(
+        f"release latency (virtual s, last call end -> CompleteLifecycleAction): "
+        f"median {figure['median']}, max {figure['max']}, samples {samples}"
+    )
+    return figure
+
+
+# -- LiveKit calls per tick ----------------------------------------------------------------------
+
+
+def livekit_calls_per_tick(options: BenchOptions, report: Report) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for rooms in options.rooms:
+        began = time.perf_counter()
+        figure = _livekit_calls(rooms, min(options.draining_rooms, rooms), options)
+        figure["wall_seconds"] = round(time.perf_counter() - began, 1)
+        out[str(rooms)] = figure
+        report(
+            f"LiveKit calls, R={rooms} rooms, D={figure['draining_rooms']} on the draining worker: "
+            f"discovery {figure['discovery_calls']}, then per reconcile tick {figure['per_tick']} "
+            f"{figure['per_tick_by_method']} ({figure['wall_seconds']} s)"
+        )
+    return out
+
+
+def _livekit_calls(total_rooms: int, draining_rooms: int, options: BenchOptions) -> dict[str, Any]:
+    config = WorldConfig(seed=options.seed, template=options.template)
+    with World(config) as world:
+        victim, other = world.create_fleet(2, 1)
+        draining = world.workers_on(victim)[0]
+        busy = world.workers_on(other)[0]
+        now = world.clock.now()
+        for _ in range(draining_rooms):
+            world.fleet.start_call(draining, now, _LONG_CALL_SECONDS)
+        world.step(1.0)  # their webhooks, if LiveKit sends any
+        _background_rooms(world, total_rooms - draining_rooms, busy.task_arn)
+        store = _drain_store(world)
+        world.livekit.reset_counts()
+        world.aws.terminate_instance(victim, should_decrement_desired_capacity=True)
+        # Discovery: until the drain knows its rooms for good (every worker told to stop).
+        limit = world.clock.now() + 5 * world.period
+        while world.clock.now() < limit:
+            world.step(1.0)
+            record = store.get(victim)
+            if record is not None and record.rooms_final:
+                break
+        discovery = world.livekit.request_counts.get("total", 0)
+        ticks = [_count_one_tick(world) for _ in range(2)]
+    last = ticks[-1]
+    return {
+        "draining_rooms": draining_rooms,
+        "discovery_calls": discovery,
+        "per_tick": last.get("total", 0),
+        "per_tick_by_method": {k: v for k, v in sorted(last.items()) if k != "total"},
+    }
+
+
+def _background_rooms(world: World, count: int, task_arn: str) -> None:
+    """Rooms held by a worker no drain watches. Made straight in LiveKit, without webhooks: they
+    would only tell the coordinator about rooms it never has to wait for."""
+    hook = world.livekit.on_room_event
+    world.livekit.on_room_event = None
+    try:
+        for index in range(count):
+            room = f"busy-{index:06d}"
+            world.livekit.join(room, f"caller-{index:06d}", kind="SIP")
+            world.livekit.join(
+                room, f"agent-{index:06d}", kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: task_arn}
+            )
+    finally:
+        world.livekit.on_room_event = hook
+
+
+def _count_one_tick(world: World) -> dict[str, int]:
+    """LiveKit requests during the step that runs the next reconcile tick."""
+    for _ in range(2 * world.period):
+        world.livekit.reset_counts()
+        deliveries = world.step(1.0)
+        if any(d.function == world.schedule.logical_id for d in deliveries):
+            return dict(world.livekit.request_counts)
+    return {}
+
+
+def _drain_store(world: World) -> DrainStore:
+    # The functions' own adapter, on the world's table (the world set AWS_ENDPOINT_URL).
+    return DrainStore(aws_clients.resource("dynamodb").Table(world.table_name))
+
+
+# -- reconcile wall time -------------------------------------------------------------------------
+
+
+def reconcile_seconds(options: BenchOptions, report: Report) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for drains in options.open_drains:
+        seconds, built, advanced, timeout = _reconcile(drains, options)
+        out[str(drains)] = round(seconds, 3)
+        report(
+            f"reconcile, {drains} open drains, each heartbeating: {seconds:.2f} s "
+            f"({1000 * seconds / drains:.1f} ms a drain; {advanced} advanced; the function's timeout "
+            f"{timeout:g} s; building the drains took {built:.1f} s)"
+        )
+    return out
+
+
+def _reconcile(drains: int, options: BenchOptions) -> tuple[float, float, int, float]:
+    """Open drains seeded straight into the table (one instance, worker and room each, the
+    lifecycle action really open), then one warm reconcile run, timed."""
+    began = time.perf_counter()
+    # Webhooks play no part in a tick: leave them out of the building.
+    config = WorldConfig(seed=options.seed, template=options.template, livekit_webhooks=False)
+    with World(config) as world:
+        ids = world.create_fleet(drains, 1)
+        # A first run with nothing open: the function's cold start is not part of the figure.
+        world.tick()
+        store = _drain_store(world)
+        now = world.clock.now()
+        deadline = float(world.params["DrainDeadline"])
+        for index, instance_id in enumerate(ids):
+            worker = world.workers_on(instance_id)[0]
+            room = f"drain-{index:05d}"
+            world.livekit.join(room, f"caller-{index:05d}", kind="SIP")
+            world.livekit.join(
+                room, f"agent-{index:05d}", kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: worker.task_arn}
+            )
+            action = world.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
+            if action is None:
+                raise BenchError(f"{instance_id} was not held by the terminate hook")
+            store.open_drain(
+                DrainRecord(
+                    lifecycle=LifecycleRef(
+                        world.config.group_name, world.hook_name, instance_id, action.token
+                    ),
+                    cluster=world.config.cluster,
+                    container_instance_arn=worker.container_instance_arn,
+                    hook_started_at=action.started_at,
+                    deadline_at=action.started_at + deadline,
+                    heartbeat_timeout=world.hook_heartbeat_timeout,
+                    # The hook's timer runs out within two periods: this tick heartbeats every drain.
+                    last_heartbeat_at=now - world.hook_heartbeat_timeout + world.period,
+                    opened_at=now,
+                    watched_rooms={room: worker.task_arn},
+                    rooms_final=True,
+                )
+            )
+        # The lifecycle events were answered by the seeding: nobody else receives them.
+        world.take_pending_events()
+        built = time.perf_counter() - began
+        started = time.perf_counter()
+        delivery: Delivery = world.tick()
+        seconds = time.perf_counter() - started
+        steps = delivery.result.get("steps", []) if isinstance(delivery.result, dict) else []
+        advanced = sum(1 for s in steps if isinstance(s, dict) and s.get("action") == "heartbeat")
+        timeout = _function_timeout(world, world.schedule.logical_id)
+    return seconds, built, advanced, timeout
+
+
+def _function_timeout(world: World, logical_id: str) -> float:
+    own = world.template.body["Resources"][logical_id].get("Properties", {}).get("Timeout")
+    shared = world.template.body.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    return float(world.template.resolve(own if own is not None else shared, world.params))
+
+
+# -- cold start ----------------------------------------------------------------------------------
+
+
+def handler_modules(template: Path) -> dict[str, str]:
+    """Function logical id -> handler module, from the template."""
+    body = load_template(template).body
+    out: dict[str, str] = {}
+    for logical_id, resource in body.get("Resources", {}).items():
+        if resource.get("Type") == FUNCTION_TYPE:
+            handler = str(resource.get("Properties", {}).get("Handler", ""))
+            if handler:
+                out[logical_id] = handler.rpartition(".")[0]
+    return dict(sorted(out.items()))
+
+
+def import_ratio(options: BenchOptions, report: Report) -> tuple[dict[str, float], dict[str, Any]]:
+    """Median import time of each handler module over `import boto3`'s, in fresh interpreters."""
+    modules = handler_modules(options.template_path)
+    modes = [False, True] if options.no_bytecode_imports else [False]
+    detail: dict[str, Any] = {"runs": options.import_runs}
+    ratios: dict[str, float] = {}
+    for no_bytecode in modes:
+        mode = "no_bytecode" if no_bytecode else "cached_bytecode"
+        base = _median_import("boto3", options.import_runs, no_bytecode=no_bytecode)
+        seconds = {"boto3": round(base, 4)}
+        for module in modules.values():
+            took = _median_import(module, options.import_runs, no_bytecode=no_bytecode)
+            seconds[module] = round(took, 4)
+            if not no_bytecode:
+                ratios[module] = round(took / base, 2)
+        detail[mode] = seconds
+        report(
+            f"import time, median of {options.import_runs} ({mode.replace('_', ' ')}): "
+            + ", ".join(f"{m} {1000 * s:.0f} ms ({s / base:.1f}x)" for m, s in seconds.items())
+        )
+    return ratios, detail
+
+
+def _median_import(module: str, runs: int, *, no_bytecode: bool) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    samples = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as scratch:
+            env = _lambda_like_env()
+            if no_bytecode:
+                # What a zip without bytecode gives: every module compiled at import, nothing kept
+                # (the standard library included, so an upper bound).
+                env.update({"PYTHONPYCACHEPREFIX": scratch, "PYTHONDONTWRITEBYTECODE": "1"})
+            answer = subprocess.run(  # noqa: S603 - this interpreter, a fixed snippet
+                [sys.executable, "-c", code],
+                cwd=scratch,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        if answer.returncode != 0:
+            raise BenchError(f"import {module} failed: {answer.stderr.strip()[-400:]}")
+        samples.append(float(answer.stdout.strip().splitlines()[-1]))
+    return statistics.median(samples)
+
+
+def _lambda_like_env() -> dict[str, str]:
+    # Powertools turns tracing on only inside Lambda: look like it, so the Tracer's imports count.
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "AWS_LAMBDA_FUNCTION_NAME": "livekit-drain-bench",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONPATH": str(_ROOT / "functions"),
+    }
+
+
+# -- artifact sizes ------------------------------------------------------------------------------
+
+
+def artifact_bytes(options: BenchOptions, report: Report) -> tuple[dict[str, int], dict[str, Any]]:
+    sam = _ROOT / ".venv-sam" / "bin" / "sam"
+    if not sam.exists():
+        report("sam build skipped: .venv-sam/bin/sam is missing (`make dev` creates it)")
+        return {}, {"skipped": "sam CLI missing"}
+    with tempfile.TemporaryDirectory() as scratch:
+        build = Path(scratch) / "build"
+        began = time.perf_counter()
+        env = {
+            **os.environ,
+            "SAM_CLI_TELEMETRY": "0",
+            # The layer's Makefile runs pip from this interpreter, whatever python3 is on PATH.
+            "PIP": f"{shlex.quote(sys.executable)} -m pip",
+        }
+        answer = subprocess.run(  # noqa: S603 - a fixed command line
+            [
+                str(sam),
+                "build",
+                "--template-file",
+                str(options.template_path),
+                "--build-dir",
+                str(build),
+                "--no-cached",
+            ],
+            cwd=_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if answer.returncode != 0:
+            # The other figures stand without this one (no network for pip, say): report, go on.
+            tail = (answer.stdout + answer.stderr).strip().splitlines()[-5:]
+            report("sam build failed, no artifact sizes: " + " | ".join(tail))
+            return {}, {"failed": tail}
+        sizes = {entry.name: _tree_bytes(entry) for entry in sorted(build.iterdir()) if entry.is_dir()}
+        layer = build / LAYER / "python"
+        biggest = (
+            sorted(((_tree_bytes(p), p.name) for p in layer.iterdir() if p.is_dir()), reverse=True)[:6]
+            if layer.is_dir()
+            else []
+        )
+        seconds = time.perf_counter() - began
+    detail = {"largest_in_layer": {name: size for size, name in biggest}, "build_seconds": round(seconds, 1)}
+    report(
+        "sam build artifacts: "
+        + ", ".join(f"{name} {_mib(size)}" for name, size in sizes.items())
+        + "; largest in the layer: "
+        + ", ".join(f"{name} {_mib(size)}" for size, name in biggest)
+        + f" ({seconds:.0f} s)"
+    )
+    return sizes, detail
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 / 1024:.2f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB"
+
+
+# -- all of it -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "date": datetime.now(tz=UTC).strftime("%Y-%m-%d"),
+    }
+
+
+def run_bench(options: BenchOptions, report: Report) -> dict[str, Any]:
+    began = time.perf_counter()
+    figures: dict[str, Any] = {"machine": machine()}
+    figures["release_latency_seconds"] = release_latency(options, report)
+    figures["livekit_calls_per_tick"] = livekit_calls_per_tick(options, report)
+    figures["reconcile_seconds"] = reconcile_seconds(options, report)
+    figures["import_ratio"], figures["import_seconds"] = import_ratio(options, report)
+    if options.sam_build:
+        figures["artifact_bytes"], figures["artifact_detail"] = artifact_bytes(options, report)
+    else:
+        report("sam build skipped (--quick or --skip-sam-build)")
+        figures["artifact_bytes"], figures["artifact_detail"] = {}, {"skipped": "not asked"}
+    figures["wall_seconds"] = round(time.perf_counter() - began, 1)
+    return figures
+
+
+_DESCRIPTION = (
+    "The coordinator's own cost, measured on the local world: release latency, LiveKit calls per "
+    "reconcile tick, reconcile wall time, handler import time, sam build artifact sizes. Figures "
+    "only: nothing is judged."
+)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON object with every figure")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one import run, no sam build")
+    parser.add_argument("--skip-sam-build", action="store_true", help="leave out the artifact sizes")
+    parser.add_argument("--template", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=7)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `bench` to a `drainctl` command line."""
+    parser = subparsers.add_parser(
+        "bench", help="the coordinator's own cost, in figures", description=_DESCRIPTION
+    )
+    _add_arguments(parser)
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run `drainctl bench`: progress lines on stderr with --json (stdout holds the object)."""
+    out = out or sys.stdout
+    if args.template is not None and not args.template.is_file():
+        print(f"drainctl bench: --template {args.template}: no such file", file=sys.stderr)
+        return 2
+    overrides: dict[str, Any] = {"template": args.template, "seed": args.seed}
+    if args.skip_sam_build:
+        overrides["sam_build"] = False
+    options = BenchOptions.quick(**overrides) if args.quick else BenchOptions(**overrides)
+    stream = sys.stderr if args.json else out
+
+    def report(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+    try:
+        figures = run_bench(options, report)
+    except BenchError as exc:
+        print(f"drainctl bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        out.write(json.dumps(figures) + "\n")
+    else:
+        out.write(f"machine: {figures['machine']}; {figures['wall_seconds']} s in all\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="drainctl bench", description=_DESCRIPTION)
+    _add_arguments(parser)
+    return run(parser.parse_args(argv), out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
