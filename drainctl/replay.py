@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from drainctl.world.fleet import CallEnd
+from drainctl.world.fleet import CallEnd, Worker
 from drainctl.world.world import Delivery, World, WorldConfig
 
 QUIET_ACTIONS = {"wait", "task_sampled"}  # looks that changed nothing are not actions taken
@@ -105,14 +105,7 @@ def _replay_terminate(
 ) -> int:
     instance_id = str(detail.get("EC2InstanceId", ""))
     token = str(detail.get("LifecycleActionToken", ""))
-    try:
-        world.create_fleet([instance_id], workers_per_instance=1)
-    except Exception as exc:
-        raise ReplayInputError(f"cannot build a world for instance {instance_id!r}: {exc}") from exc
-    (worker,) = world.workers_on(instance_id)
-    low, high = options.call_seconds
-    for _ in range(options.sessions):
-        world.fleet.start_call(worker, world.clock.now(), world.rng.uniform(low, high))
+    _instance_with_calls(world, instance_id, options)
     # Auto Scaling holds the instance under the event's own token; the world's copy of the event
     # is dropped: the one replayed is the file's.
     world.aws.terminate_instance(instance_id, lifecycle_action_token=token)
@@ -153,6 +146,19 @@ def _replay_terminate(
     return 0
 
 
+def _instance_with_calls(world: World, instance_id: str, options: ReplayOptions) -> Worker:
+    """The event's instance in the group, one worker on it holding `options.sessions` calls."""
+    try:
+        world.create_fleet([instance_id], workers_per_instance=1)
+    except Exception as exc:
+        raise ReplayInputError(f"cannot build a world for instance {instance_id!r}: {exc}") from exc
+    (worker,) = world.workers_on(instance_id)
+    low, high = options.call_seconds
+    for _ in range(options.sessions):
+        world.fleet.start_call(worker, world.clock.now(), world.rng.uniform(low, high))
+    return worker
+
+
 def _replay_ec2(
     world: World,
     event: Mapping[str, Any],
@@ -164,14 +170,7 @@ def _replay_ec2(
     """A Spot interruption warning (the reclaim follows two minutes later, whatever happens) or a
     rebalance recommendation (a normal drain starts early when RebalanceDrain=true)."""
     instance_id = str(detail.get("instance-id", ""))
-    try:
-        world.create_fleet([instance_id], workers_per_instance=1)
-    except Exception as exc:
-        raise ReplayInputError(f"cannot build a world for instance {instance_id!r}: {exc}") from exc
-    (worker,) = world.workers_on(instance_id)
-    low, high = options.call_seconds
-    for _ in range(options.sessions):
-        world.fleet.start_call(worker, world.clock.now(), world.rng.uniform(low, high))
+    worker = _instance_with_calls(world, instance_id, options)
     spot = event.get("detail-type") == "EC2 Spot Instance Interruption Warning"
     if spot:
         world.spot.interrupt(instance_id)  # schedules the reclaim; its event is the file's

@@ -144,7 +144,7 @@ def parse_lifecycle_event(raw: object, *, asg_name: str, hook_name: str) -> Term
     try:
         detail = _LifecycleActionDetail.model_validate(envelope.detail)
     except ValidationError as exc:
-        raise EventRejectedError(_first_error(exc)) from exc
+        raise EventRejectedError(first_error(exc)) from exc
     if detail.LifecycleTransition != TERMINATING:
         return Skip(reason="not_a_terminate_transition", event_id=envelope.id)
     if detail.AutoScalingGroupName != asg_name:
@@ -172,7 +172,7 @@ def parse_ec2_event(raw: object) -> SpotInterruption | RebalanceRecommended | Sk
     try:
         detail = _Ec2InstanceDetail.model_validate(envelope.detail)
     except ValidationError as exc:
-        raise EventRejectedError(_first_error(exc)) from exc
+        raise EventRejectedError(first_error(exc)) from exc
     at = envelope.time.timestamp()
     if envelope.detail_type == REBALANCE_DETAIL_TYPE:
         return RebalanceRecommended(instance_id=detail.instance_id, recommended_at=at, event_id=envelope.id)
@@ -191,10 +191,11 @@ def _envelope(raw: object) -> _EventBridgeEnvelope:
     try:
         return _EventBridgeEnvelope.model_validate(dict(raw))
     except ValidationError as exc:
-        raise EventRejectedError(_first_error(exc)) from exc
+        raise EventRejectedError(first_error(exc)) from exc
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """The first problem pydantic found, as `field.path: message`."""
     err = exc.errors()[0]
     where = ".".join(str(part) for part in err["loc"]) or "event"
     return f"{where}: {err['msg']}"

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from drain_coordinator.domain.events import EventRejectedError, Skip
+from drain_coordinator.domain.events import EventRejectedError, Skip, first_error
 
 TASK_STATE_DETAIL_TYPE = "ECS Task State Change"
 SIGKILL_EXIT_CODE = 137  # 128 + 9
@@ -231,7 +231,7 @@ def parse_task_state_event(
     try:
         envelope = _Envelope.model_validate(raw)
     except ValidationError as exc:
-        raise EventRejectedError(_first_error(exc)) from exc
+        raise EventRejectedError(first_error(exc)) from exc
     if envelope.source != "aws.ecs" or envelope.detail_type != TASK_STATE_DETAIL_TYPE:
         raise EventRejectedError(f"unexpected {envelope.source!r} / {envelope.detail_type!r}")
     change = task_change_from(envelope.detail, observed_at=envelope.time.timestamp())
@@ -249,7 +249,7 @@ def task_change_from(detail: Mapping[str, Any], *, observed_at: float) -> TaskSt
     try:
         task = _TaskDetail.model_validate(dict(detail))
     except ValidationError as exc:
-        raise EventRejectedError(_first_error(exc)) from exc
+        raise EventRejectedError(first_error(exc)) from exc
     return TaskStateChange(
         task_arn=task.task_arn,
         cluster_arn=task.cluster_arn,
@@ -266,9 +266,3 @@ def task_change_from(detail: Mapping[str, Any], *, observed_at: float) -> TaskSt
         version=task.version,
         containers=tuple(ContainerExit(c.name, c.exit_code, c.reason) for c in task.containers),
     )
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(part) for part in err["loc"]) or "event"
-    return f"{where}: {err['msg']}"

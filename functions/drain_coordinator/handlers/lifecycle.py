@@ -21,7 +21,8 @@ from drain_coordinator.domain.events import (
     SpotInterruption,
     parse_lifecycle_function_event,
 )
-from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
+from drain_coordinator.handlers._answers import rejected, skipped
+from drain_coordinator.observability import logger, metrics, tracer
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
@@ -34,13 +35,9 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             event, asg_name=settings.asg_name, hook_name=settings.hook_name
         )
     except EventRejectedError as exc:
-        # Logged whole and acknowledged: a retry would fail the same way.
-        logger.warning("event rejected", extra={"reason": str(exc), "event": event})
-        put_metric(MetricName.EVENTS_REJECTED)
-        return {"steps": [{"action": "reject", "reason": str(exc)}]}
+        return rejected(event, exc)
     if isinstance(trigger, Skip):
-        logger.info("event skipped", extra={"reason": trigger.reason, "eventId": trigger.event_id})
-        return {"steps": [{"action": "skip", "reason": trigger.reason}]}
+        return skipped(trigger)
     coordinator = wiring.coordinator()
     steps: list[DrainStep]
     if isinstance(trigger, SpotInterruption):

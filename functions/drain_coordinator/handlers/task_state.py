@@ -10,7 +10,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from drain_coordinator import wiring
 from drain_coordinator.domain.events import EventRejectedError, Skip
 from drain_coordinator.domain.task_stops import parse_task_state_event
-from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
+from drain_coordinator.handlers._answers import rejected, skipped
+from drain_coordinator.observability import logger, metrics, tracer
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
@@ -21,10 +22,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         change = parse_task_state_event(event, cluster=settings.cluster, family=settings.worker_task_family)
     except EventRejectedError as exc:
-        logger.warning("event rejected", extra={"reason": str(exc), "event": event})
-        put_metric(MetricName.EVENTS_REJECTED)
-        return {"steps": [{"action": "reject", "reason": str(exc)}]}
+        return rejected(event, exc)
     if isinstance(change, Skip):
-        logger.info("event skipped", extra={"reason": change.reason, "eventId": change.event_id})
-        return {"steps": [{"action": "skip", "reason": change.reason}]}
+        return skipped(change)
     return {"steps": wiring.task_tracker().on_change(change)}

@@ -24,7 +24,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from drain_coordinator.integrations.store import OPEN_INDEX, StoreError
+from drain_coordinator.integrations.store import OPEN_INDEX, StoreError, get_item, put_new
 
 ROOM_KIND = "room"
 WEBHOOK_KIND = "webhook"
@@ -80,10 +80,7 @@ class RoomIndex:
 
     def task_of(self, room: str) -> str | None:
         """The task whose agent holds `room`, as the webhooks last told it; None if unknown."""
-        try:
-            item = self._table.get_item(Key={"pk": _room_pk(room)}, ConsistentRead=True).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(_describe(exc, "read the room index")) from exc
+        item = get_item(self._table, _room_pk(room), "read the room index")
         if item is None or self._expired(item):
             return None
         return str(item["task_arn"])
@@ -127,23 +124,13 @@ class WebhookLedger:
 
     def first_sighting(self, event_id: str, created_at: float) -> bool:
         """Record the event; False when it was recorded before (a duplicate delivery)."""
-        try:
-            self._table.put_item(
-                Item={
-                    "pk": _webhook_pk(event_id),
-                    "kind": WEBHOOK_KIND,
-                    "created_at": _num(created_at),
-                    "expires_at": int(created_at + self._ttl_seconds),
-                },
-                ConditionExpression=Attr("pk").not_exists(),
-            )
-        except BotoCoreError as exc:
-            raise StoreError(_describe(exc, "record a webhook")) from exc
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise StoreError(_describe(exc, "record a webhook")) from exc
-        return True
+        item = {
+            "pk": _webhook_pk(event_id),
+            "kind": WEBHOOK_KIND,
+            "created_at": _num(created_at),
+            "expires_at": int(created_at + self._ttl_seconds),
+        }
+        return put_new(self._table, item, "record a webhook")
 
     def release(self, event_id: str) -> None:
         """Forget the event: its handling failed and LiveKit's retry must be taken, not refused."""

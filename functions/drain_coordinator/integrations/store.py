@@ -46,24 +46,10 @@ class DrainStore:
 
     def open_drain(self, record: DrainRecord) -> bool:
         """Save a new drain; False when one already exists for the instance (duplicate event)."""
-        try:
-            self._table.put_item(
-                Item=_to_item(record, self._ttl_seconds),
-                ConditionExpression=Attr("pk").not_exists(),
-            )
-        except BotoCoreError as exc:
-            raise StoreError(_describe(exc, "write")) from exc
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise StoreError(_describe(exc, "open a drain")) from exc
-        return True
+        return put_new(self._table, _to_item(record, self._ttl_seconds), "open a drain")
 
     def get(self, instance_id: str) -> DrainRecord | None:
-        try:
-            item = self._table.get_item(Key={"pk": _pk(instance_id)}, ConsistentRead=True).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(_describe(exc, "read a drain")) from exc
+        item = get_item(self._table, _pk(instance_id), "read a drain")
         return None if item is None else _from_item(item)
 
     def open_drains(self) -> Iterator[DrainRecord]:
@@ -74,17 +60,10 @@ class DrainStore:
     def save(self, record: DrainRecord) -> DrainRecord:
         """Write `record` if nobody saved the drain since it was read; returns it with version + 1."""
         saved = _bump(record)
-        try:
-            self._table.put_item(
-                Item=_to_item(saved, self._ttl_seconds),
-                ConditionExpression=Attr("version").eq(record.version),
-            )
-        except BotoCoreError as exc:
-            raise StoreError(_describe(exc, "write")) from exc
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise StaleDrainError(f"drain for {record.instance_id} changed since it was read") from exc
-            raise StoreError(_describe(exc, "save a drain")) from exc
+        if not put_if_version(
+            self._table, _to_item(saved, self._ttl_seconds), record.version, "save a drain"
+        ):
+            raise StaleDrainError(f"drain for {record.instance_id} changed since it was read")
         return saved
 
 
@@ -202,44 +181,54 @@ class TaskStopStore:
         self._ttl_seconds = ttl_days * 86400
 
     def get(self, task_arn: str) -> TaskStopRecord | None:
-        try:
-            item = self._table.get_item(Key={"pk": _task_pk(task_arn)}, ConsistentRead=True).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(_describe(exc, "read a task stop")) from exc
+        item = get_item(self._table, _task_pk(task_arn), "read a task stop")
         return None if item is None else _task_from_item(item)
 
     def create(self, record: TaskStopRecord) -> bool:
         """Save a new record; False when one exists already (a duplicate or late event)."""
-        try:
-            self._table.put_item(
-                Item=_task_to_item(record, self._ttl_seconds), ConditionExpression=Attr("pk").not_exists()
-            )
-        except BotoCoreError as exc:
-            raise StoreError(_describe(exc, "write")) from exc
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise StoreError(_describe(exc, "open a task stop")) from exc
-        return True
+        return put_new(self._table, _task_to_item(record, self._ttl_seconds), "open a task stop")
 
     def save(self, record: TaskStopRecord) -> TaskStopRecord:
         saved = replace(record, version=record.version + 1)
-        try:
-            self._table.put_item(
-                Item=_task_to_item(saved, self._ttl_seconds),
-                ConditionExpression=Attr("version").eq(record.version),
-            )
-        except BotoCoreError as exc:
-            raise StoreError(_describe(exc, "write")) from exc
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise StaleDrainError(f"task stop {record.task_arn} changed since it was read") from exc
-            raise StoreError(_describe(exc, "save a task stop")) from exc
+        if not put_if_version(
+            self._table, _task_to_item(saved, self._ttl_seconds), record.version, "save a task stop"
+        ):
+            raise StaleDrainError(f"task stop {record.task_arn} changed since it was read")
         return saved
 
     def open_stops(self) -> Iterator[TaskStopRecord]:
         for item in _open_items(self._table, TASK_STOP_KIND):
             yield _task_from_item(item)
+
+
+def get_item(table: Any, pk: str, what: str) -> dict[str, Any] | None:
+    try:
+        item = table.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item")
+    except (ClientError, BotoCoreError) as exc:
+        raise StoreError(_describe(exc, what)) from exc
+    return None if item is None else dict(item)
+
+
+def put_new(table: Any, item: dict[str, Any], what: str) -> bool:
+    """Write an item that must not exist yet; False when it does (the write that lost)."""
+    return _put_if(table, item, Attr("pk").not_exists(), what)
+
+
+def put_if_version(table: Any, item: dict[str, Any], version: int, what: str) -> bool:
+    """Replace an item still at `version`; False when someone saved it since (optimistic lock)."""
+    return _put_if(table, item, Attr("version").eq(version), what)
+
+
+def _put_if(table: Any, item: dict[str, Any], condition: Any, what: str) -> bool:
+    try:
+        table.put_item(Item=item, ConditionExpression=condition)
+    except BotoCoreError as exc:
+        raise StoreError(_describe(exc, what)) from exc
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise StoreError(_describe(exc, what)) from exc
+    return True
 
 
 def _open_items(table: Any, kind: str) -> Iterator[dict[str, Any]]:
