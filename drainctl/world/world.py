@@ -286,14 +286,7 @@ class World:
         at = self.clock.now() if now is None else now
         old = [w for w in self.fleet.workers.values() if w.service == service and w.accepting]
         for worker in old:
-            self.fleet.add_worker(
-                worker.instance_id,
-                worker.container_instance_arn,
-                spec.task_definition,
-                drain_timeout=spec.drain_timeout,
-                stop_timeout=spec.stop_timeout,
-                service=service,
-            )
+            self._add_worker(worker.instance_id, worker.container_instance_arn, spec)
         for worker in old:
             self.fleet.sigterm(worker, at, f"Scaling activity initiated by (deployment ecs-svc/{service})")
         return old
@@ -315,36 +308,28 @@ class World:
         for instance_id in instance_ids:
             container_instance = self.ecs.register_instance(instance_id)
             for name in services or [DEFAULT_SERVICE]:
-                spec = self.services[name]
                 for _ in range(workers_per_instance):
-                    self.fleet.add_worker(
-                        instance_id,
-                        container_instance,
-                        spec.task_definition,
-                        drain_timeout=spec.drain_timeout,
-                        stop_timeout=spec.stop_timeout,
-                        service=name,
-                    )
+                    self._add_worker(instance_id, container_instance, self.services[name])
         return instance_ids
 
     def start_workers(self, service: str, instance_ids: Sequence[str], per_instance: int) -> list[Worker]:
         """More worker tasks of a service on running instances (the service scaling out)."""
-        spec = self.services[service]
         started = []
         for instance_id in instance_ids:
             container_instance = next(w.container_instance_arn for w in self.workers_on(instance_id))
             for _ in range(per_instance):
-                started.append(
-                    self.fleet.add_worker(
-                        instance_id,
-                        container_instance,
-                        spec.task_definition,
-                        drain_timeout=spec.drain_timeout,
-                        stop_timeout=spec.stop_timeout,
-                        service=service,
-                    )
-                )
+                started.append(self._add_worker(instance_id, container_instance, self.services[service]))
         return started
+
+    def _add_worker(self, instance_id: str, container_instance: str, spec: ServiceSpec) -> Worker:
+        return self.fleet.add_worker(
+            instance_id,
+            container_instance,
+            spec.task_definition,
+            drain_timeout=spec.drain_timeout,
+            stop_timeout=spec.stop_timeout,
+            service=spec.name,
+        )
 
     def _task_changed(self, worker: Worker, now: float) -> None:
         self._pending.append(self.task_state_event(worker, now))

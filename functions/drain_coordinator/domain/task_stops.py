@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from drain_coordinator.domain.events import EventRejectedError, Skip, first_error
+from drain_coordinator.domain.records import DrainStatus
 
 TASK_STATE_DETAIL_TYPE = "ECS Task State Change"
 SIGKILL_EXIT_CODE = 137  # 128 + 9
@@ -71,9 +72,8 @@ class TaskStateChange:
         return self.task_definition_arn.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
-class TaskStopStatus(StrEnum):
-    OPEN = "open"
-    CLOSED = "closed"
+# A task stop is open or closed exactly as a drain is.
+TaskStopStatus = DrainStatus
 
 
 @dataclass(frozen=True, slots=True)
