@@ -99,38 +99,44 @@ class LiveKitSessions:
     async def _discover(self, task_arns: frozenset[str]) -> dict[str, str]:
         async with self._client() as lk:
             rooms = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest()))
-            names = [room.name for room in rooms.rooms]
-            return await self._held_in(lk, names, lambda arn, _room: arn in task_arns)
+            present = await self._participants_of(lk, [room.name for room in rooms.rooms])
+        held = {
+            room: next((arn for arn in map(_agent_task, people) if arn in task_arns), None)
+            for room, people in present.items()
+        }
+        return {room: arn for room, arn in held.items() if arn is not None}
 
     async def _still_held(self, rooms: dict[str, str]) -> dict[str, str]:
         async with self._client() as lk:
-            existing = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms))))
-            names = [room.name for room in existing.rooms]
-            # A room only counts for the task that held it when it was discovered.
-            return await self._held_in(lk, names, lambda arn, room: rooms.get(room) == arn)
+            present = await self._participants_of(lk, await self._existing(lk, rooms))
+        # A room only counts for the task that held it when it was discovered.
+        return {
+            room: rooms[room]
+            for room, people in present.items()
+            if any(_agent_task(p) == rooms[room] for p in people)
+        }
 
     async def _callers_still_in(self, rooms: dict[str, str]) -> dict[str, str]:
         async with self._client() as lk:
-            existing = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms))))
-            gate = asyncio.Semaphore(_CONCURRENCY)
+            present = await self._participants_of(lk, await self._existing(lk, rooms))
+        return {
+            room: rooms[room]
+            for room, people in present.items()
+            if any(p.kind != ParticipantInfo.Kind.AGENT for p in people)
+        }
 
-            async def has_caller(room: str) -> bool:
-                async with gate:
-                    resp = await self._bounded(
-                        lk.room.list_participants(api.ListParticipantsRequest(room=room))
-                    )
-                return any(p.kind != ParticipantInfo.Kind.AGENT for p in resp.participants)
+    async def _existing(self, lk: api.LiveKitAPI, rooms: Mapping[str, str]) -> list[str]:
+        """The names among `rooms` that LiveKit still has (ListRooms drops the ended ones)."""
+        answer = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms))))
+        return [room.name for room in answer.rooms]
 
-            names = [room.name for room in existing.rooms]
-            flags = await asyncio.gather(*(has_caller(name) for name in names))
-            return {name: rooms[name] for name, up in zip(names, flags, strict=True) if up}
-
-    async def _held_in(
-        self, lk: api.LiveKitAPI, names: list[str], is_ours: Callable[[str, str], bool]
-    ) -> dict[str, str]:
+    async def _participants_of(
+        self, lk: api.LiveKitAPI, names: list[str]
+    ) -> dict[str, list[ParticipantInfo]]:
+        """Each room's participants, asked in parallel (bounded); a room that ended is left out."""
         gate = asyncio.Semaphore(_CONCURRENCY)
 
-        async def agent_task_of(room: str) -> tuple[str, str | None]:
+        async def participants(room: str) -> tuple[str, list[ParticipantInfo] | None]:
             async with gate:
                 try:
                     resp = await self._bounded(
@@ -140,13 +146,14 @@ class LiveKitSessions:
                     if exc.code == api.TwirpErrorCode.NOT_FOUND:
                         return room, None  # the room ended between the two calls
                     raise
-            for participant in resp.participants:
-                if participant.kind != ParticipantInfo.Kind.AGENT:
-                    continue
-                arn = participant.attributes.get(SESSION_TAG_ATTRIBUTE)
-                if arn and is_ours(arn, room):
-                    return room, arn
-            return room, None
+            return room, list(resp.participants)
 
-        results = await asyncio.gather(*(agent_task_of(name) for name in names))
-        return {room: arn for room, arn in results if arn is not None}
+        results = await asyncio.gather(*(participants(name) for name in names))
+        return {room: people for room, people in results if people is not None}
+
+
+def _agent_task(participant: ParticipantInfo) -> str | None:
+    """The task ARN an AGENT participant is tagged with, if any."""
+    if participant.kind != ParticipantInfo.Kind.AGENT:
+        return None
+    return participant.attributes.get(SESSION_TAG_ATTRIBUTE) or None
