@@ -133,10 +133,10 @@ def _replay_terminate(
     # One more second: the fleet sees the instance go, and any call still on it is dropped.
     world.step(1.0)
     action = world.aws.lifecycle.action_for(instance_id)
-    record = _record(world, instance_id)
+    record = world.drain_record(instance_id)
     _summary(
         out,
-        outcome=record.get("outcome") if record else None,
+        outcome=record.outcome.value if record and record.outcome else None,
         heartbeats=action.heartbeats if action else 0,
         dropped=len([c for c in world.fleet.calls_on(instance_id) if c.dropped]),
         instance_state=world.instance_state(instance_id),
@@ -346,17 +346,6 @@ def _parse_time(raw: Any, where: str) -> float | None:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
     except ValueError as exc:
         raise ReplayInputError(f"{where} {raw!r} is not ISO 8601") from exc
-
-
-def _record(world: World, instance_id: str) -> dict[str, Any] | None:
-    item = (
-        world.aws.client("dynamodb")
-        .get_item(TableName=world.table_name, Key={"pk": {"S": f"drain#{instance_id}"}})
-        .get("Item")
-    )
-    if not item:
-        return None
-    return {k: next(iter(v.values())) for k, v in item.items()}
 
 
 def _emitter(world: World, started_at: float, out: TextIO) -> Callable[[Delivery], None]:

@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto.moto_api._internal import mock_random
 
 from drain_coordinator import wiring
+from drain_coordinator.domain.records import DrainRecord
 from drainctl.template import FunctionRoute, Template, load_template
 from drainctl.world.alarms import Firing, alarm_specs, datapoints, firing
 from drainctl.world.aws import ACCOUNT_ID, REGION, LocalAws, TerminateHook
@@ -388,6 +389,10 @@ class World:
             for a in self.aws.lifecycle.actions()
             if self.aws.lifecycle.state_of(a.instance_id) == TERMINATED
         } | self.spot.reclaimed
+
+    def drain_record(self, instance_id: str) -> DrainRecord | None:
+        """The coordinator's own record of an instance's drain, read through its own store."""
+        return wiring.coordinator().store.get(instance_id)
 
     def instance_state(self, instance_id: str) -> str:
         if instance_id in self.spot.reclaimed:

@@ -8,6 +8,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drain_coordinator.domain.probe import WorkerTask
+from drain_coordinator.integrations.aws_clients import describe_error
 
 DEFAULT_STOP_TIMEOUT = 30  # ECS_CONTAINER_STOP_TIMEOUT's default on the EC2 launch type
 _DESCRIBE_BATCH = 100  # DescribeTasks / DescribeContainerInstances take at most 100 ids
@@ -37,7 +38,7 @@ class EcsCluster:
                     if ci.get("ec2InstanceId") == ec2_instance_id:
                         return str(ci["containerInstanceArn"])
         except (ClientError, BotoCoreError) as exc:
-            raise EcsError(_describe(exc, "find the container instance")) from exc
+            raise EcsError(describe_error(exc, "find the container instance")) from exc
         return None
 
     def drain(self, container_instance_arn: str) -> None:
@@ -47,7 +48,7 @@ class EcsCluster:
                 cluster=self.cluster, containerInstances=[container_instance_arn], status="DRAINING"
             )
         except (ClientError, BotoCoreError) as exc:
-            raise EcsError(_describe(exc, "set DRAINING")) from exc
+            raise EcsError(describe_error(exc, "set DRAINING")) from exc
         failures = response.get("failures", [])
         if failures:
             raise EcsError(f"set DRAINING failed: {failures[0].get('reason', 'unknown')}")
@@ -82,7 +83,7 @@ class EcsCluster:
                         )
                     )
         except (ClientError, BotoCoreError) as exc:
-            raise EcsError(_describe(exc, "list the instance's tasks")) from exc
+            raise EcsError(describe_error(exc, "list the instance's tasks")) from exc
         return tuple(sorted(tasks, key=lambda t: t.arn))
 
     def stop_timeout_of(self, task_definition_arn: str) -> int:
@@ -92,7 +93,7 @@ class EcsCluster:
         try:
             answer = self._client.describe_task_definition(taskDefinition=task_definition_arn)
         except (ClientError, BotoCoreError) as exc:
-            raise EcsError(_describe(exc, "read the task definition")) from exc
+            raise EcsError(describe_error(exc, "read the task definition")) from exc
         containers = answer["taskDefinition"].get("containerDefinitions", [])
         timeout = max(
             (int(c.get("stopTimeout", DEFAULT_STOP_TIMEOUT)) for c in containers),
@@ -105,7 +106,7 @@ class EcsCluster:
         try:
             answer = self._client.describe_tasks(cluster=self.cluster, tasks=[task_arn])
         except (ClientError, BotoCoreError) as exc:
-            raise EcsError(_describe(exc, "describe a task")) from exc
+            raise EcsError(describe_error(exc, "describe a task")) from exc
         tasks = answer.get("tasks", [])
         return dict(tasks[0]) if tasks else None
 
@@ -115,7 +116,7 @@ class EcsCluster:
                 cluster=self.cluster, containerInstances=[container_instance_arn]
             )
         except (ClientError, BotoCoreError) as exc:
-            raise EcsError(_describe(exc, "describe a container instance")) from exc
+            raise EcsError(describe_error(exc, "describe a container instance")) from exc
         found = answer.get("containerInstances", [])
         return str(found[0]["ec2InstanceId"]) if found else None
 
@@ -128,10 +129,3 @@ class EcsCluster:
 def _batches(items: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(items), _DESCRIBE_BATCH):
         yield items[start : start + _DESCRIBE_BATCH]
-
-
-def _describe(exc: ClientError | BotoCoreError, what: str) -> str:
-    if isinstance(exc, BotoCoreError):  # no answer at all: unreachable, timed out
-        return f"could not {what}: {type(exc).__name__}: {exc}"
-    error = exc.response.get("Error", {})
-    return f"could not {what}: {error.get('Code')}: {error.get('Message')}"

@@ -24,6 +24,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
+from drain_coordinator.integrations.aws_clients import describe_error, error_code
 from drain_coordinator.integrations.store import OPEN_INDEX, StoreError, get_item, put_new
 
 ROOM_KIND = "room"
@@ -61,7 +62,7 @@ class RoomIndex:
         try:
             self._table.put_item(Item=item)
         except (ClientError, BotoCoreError) as exc:
-            raise StoreError(_describe(exc, "index a room")) from exc
+            raise StoreError(describe_error(exc, "index a room")) from exc
 
     def forget(self, room: str, identity: str = "") -> bool:
         """Drop the room's entry; with `identity`, only if that agent made it. False if none went."""
@@ -71,11 +72,11 @@ class RoomIndex:
         try:
             self._table.delete_item(Key={"pk": _room_pk(room)}, ConditionExpression=condition)
         except BotoCoreError as exc:
-            raise StoreError(_describe(exc, "drop a room from the index")) from exc
+            raise StoreError(describe_error(exc, "drop a room from the index")) from exc
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise StoreError(_describe(exc, "drop a room from the index")) from exc
+            raise StoreError(describe_error(exc, "drop a room from the index")) from exc
         return True
 
     def task_of(self, room: str) -> str | None:
@@ -107,7 +108,7 @@ class RoomIndex:
                         break
                     kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
             except (ClientError, BotoCoreError) as exc:
-                raise StoreError(_describe(exc, "query the room index")) from exc
+                raise StoreError(describe_error(exc, "query the room index")) from exc
         return held
 
     def _expired(self, item: dict[str, Any]) -> bool:
@@ -137,7 +138,7 @@ class WebhookLedger:
         try:
             self._table.delete_item(Key={"pk": _webhook_pk(event_id)})
         except (ClientError, BotoCoreError) as exc:
-            raise StoreError(_describe(exc, "release a webhook")) from exc
+            raise StoreError(describe_error(exc, "release a webhook")) from exc
 
 
 def _room_pk(room: str) -> str:
@@ -150,14 +151,3 @@ def _webhook_pk(event_id: str) -> str:
 
 def _num(value: float) -> Decimal:
     return Decimal(str(round(value, 3)))
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _describe(exc: ClientError | BotoCoreError, what: str) -> str:
-    if isinstance(exc, BotoCoreError):  # no answer at all: unreachable, timed out
-        return f"could not {what}: {type(exc).__name__}: {exc}"
-    error = exc.response.get("Error", {})
-    return f"could not {what}: {error.get('Code')}: {error.get('Message')}"

@@ -25,6 +25,7 @@ from drain_coordinator.domain.records import (
     LifecycleRef,
 )
 from drain_coordinator.domain.task_stops import TaskStopRecord, TaskStopStatus, Verdict
+from drain_coordinator.integrations.aws_clients import describe_error, error_code
 
 OPEN_INDEX = "open-items"
 DRAIN_KIND = "drain"
@@ -162,17 +163,6 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _describe(exc: ClientError | BotoCoreError, what: str) -> str:
-    if isinstance(exc, BotoCoreError):  # no answer at all: unreachable, timed out
-        return f"could not {what}: {type(exc).__name__}: {exc}"
-    error = exc.response.get("Error", {})
-    return f"could not {what}: {error.get('Code')}: {error.get('Message')}"
-
-
 class TaskStopStore:
     """Task-stop records in the same table: pk "task#<task arn>", open ones in the sparse index."""
 
@@ -205,7 +195,7 @@ def get_item(table: Any, pk: str, what: str) -> dict[str, Any] | None:
     try:
         item = table.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item")
     except (ClientError, BotoCoreError) as exc:
-        raise StoreError(_describe(exc, what)) from exc
+        raise StoreError(describe_error(exc, what)) from exc
     return None if item is None else dict(item)
 
 
@@ -223,11 +213,11 @@ def _put_if(table: Any, item: dict[str, Any], condition: Any, what: str) -> bool
     try:
         table.put_item(Item=item, ConditionExpression=condition)
     except BotoCoreError as exc:
-        raise StoreError(_describe(exc, what)) from exc
+        raise StoreError(describe_error(exc, what)) from exc
     except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
+        if error_code(exc) == "ConditionalCheckFailedException":
             return False
-        raise StoreError(_describe(exc, what)) from exc
+        raise StoreError(describe_error(exc, what)) from exc
     return True
 
 
@@ -242,7 +232,7 @@ def _open_items(table: Any, kind: str) -> Iterator[dict[str, Any]]:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     except (ClientError, BotoCoreError) as exc:
-        raise StoreError(_describe(exc, f"list open {kind} items")) from exc
+        raise StoreError(describe_error(exc, f"list open {kind} items")) from exc
 
 
 def _task_pk(task_arn: str) -> str:
