@@ -201,7 +201,7 @@ def _parse_override(item: str, path: Path) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 # Routes: which function each event reaches
 
-RouteKind = Literal["EventBridgeRule", "ScheduleV2"]
+RouteKind = Literal["EventBridgeRule", "ScheduleV2", "SQS"]
 
 _SCHEDULER_CONTEXT: Final = (
     "<aws.scheduler.schedule-arn>",
@@ -226,6 +226,10 @@ class FunctionRoute:
     pattern: Mapping[str, Any] | None = None
     schedule_expression: str | None = None
     input: str | None = None
+    # SQS: the queue's logical id, and the event source mapping's batch size and concurrency
+    queue: str | None = None
+    batch_size: int = 10
+    maximum_concurrency: int | None = None
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """True when this route's EventBridge rule would deliver `event`."""
@@ -530,8 +534,24 @@ class Template:
                 schedule_expression=None if expression is None else str(expression),
                 input=None if payload is None else str(payload),
             )
+        if kind == "SQS":
+            queue = props.get("Queue")
+            queue_id = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, Mapping) else None
+            if isinstance(queue_id, str) and "." in queue_id:
+                queue_id = queue_id.split(".", 1)[0]
+            scaling = resolver.resolve(props.get("ScalingConfig", {}), f"{where}.ScalingConfig") or {}
+            maximum = scaling.get("MaximumConcurrency") if isinstance(scaling, Mapping) else None
+            return FunctionRoute(
+                logical_id=logical_id,
+                handler=handler,
+                event_name=event_name,
+                kind="SQS",
+                queue=str(queue_id) if queue_id else None,
+                batch_size=int(str(resolver.resolve(props.get("BatchSize", 10), f"{where}.BatchSize"))),
+                maximum_concurrency=None if maximum is None else int(str(maximum)),
+            )
         raise TemplateError(
-            f"{where}: event type {kind!r} has no local route (EventBridgeRule and ScheduleV2 do)"
+            f"{where}: event type {kind!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
         )
 
     def _raw_resource(self, logical_id: str) -> Mapping[str, Any]:

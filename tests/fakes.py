@@ -132,12 +132,12 @@ class FakeSessions:
     failing: bool = False
     callers: set[str] = field(default_factory=set)  # rooms whose caller is still on the line
 
-    def discover(self, task_arns: Collection[str]) -> dict[str, str]:
+    def discover(self, task_arns: Collection[str], within: float | None = None) -> dict[str, str]:
         self._maybe_fail()
         self.discover_calls += 1
         return {room: arn for room, arn in self.rooms.items() if arn in set(task_arns)}
 
-    def still_held(self, rooms: Mapping[str, str]) -> dict[str, str]:
+    def still_held(self, rooms: Mapping[str, str], within: float | None = None) -> dict[str, str]:
         self._maybe_fail()
         self.still_held_calls += 1
         return {room: arn for room, arn in rooms.items() if self.rooms.get(room) == arn}

@@ -174,6 +174,8 @@ class World:
             attributes={
                 "DeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{STACK_NAME}-DeadLetterQueue",
                 "DeadLetterQueue.QueueName": f"{STACK_NAME}-DeadLetterQueue",
+                "WorkQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{STACK_NAME}-work",
+                "WorkQueue.QueueName": f"{STACK_NAME}-work",
                 "ReconcileScheduleRole.Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/reconcile-schedule",
             },
             pseudo={"AWS::StackName": STACK_NAME},

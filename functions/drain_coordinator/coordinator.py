@@ -7,17 +7,15 @@ finding an instance in `Terminating:Wait` whose event was never handled (`adopt`
 interruption warning (`spot_interruption`); an opted-in rebalance recommendation, which only
 terminates the instance in its group so that the lifecycle action starts the drain (`rebalance`).
 
-Reconcile advances many drains at once, one per worker thread: in a worker thread (`worker_mode`)
-log keys are the thread's own and metrics are held for the caller to emit from one thread
-(Powertools Metrics is not thread-safe).
+A look never lets the hook's timer wait for a probe: a heartbeat that is due is sent first, and
+the probe runs within the time the caller gives it (`within`); a probe that cannot finish in
+time holds the drain, as any failed probe does.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from drain_coordinator.domain.decide import (
@@ -29,10 +27,12 @@ from drain_coordinator.domain.decide import (
     Wait,
     apply,
     decide,
+    heartbeat_due,
 )
 from drain_coordinator.domain.events import RebalanceRecommended, SpotInterruption, TerminateRequested
 from drain_coordinator.domain.probe import Probe, WorkerTask
 from drain_coordinator.domain.records import DrainOutcome, DrainRecord, LifecycleRef
+from drain_coordinator.domain.schedule import Breaker
 from drain_coordinator.domain.task_stops import TaskStopRecord
 from drain_coordinator.integrations.autoscaling import (
     AutoScalingError,
@@ -45,6 +45,7 @@ from drain_coordinator.integrations.secrets import CredentialsError
 from drain_coordinator.integrations.store import StaleDrainError
 from drain_coordinator.observability import MetricName, logger, put_metric, put_metric_by
 
+ECS, LIVEKIT = "ECS", "LiveKit"  # the dependencies a probe asks, as the breaker names them
 ECS_PENDING = "pending"  # the container instance lookup failed at open: retried on each look
 ECS_NOT_REGISTERED = "not_registered"  # the EC2 instance is no ECS container instance
 
@@ -75,8 +76,8 @@ class EcsPort(Protocol):
 
 
 class SessionsPort(Protocol):
-    def discover(self, task_arns: Any) -> dict[str, str]: ...
-    def still_held(self, rooms: Any) -> dict[str, str]: ...
+    def discover(self, task_arns: Any, within: float | None = None) -> dict[str, str]: ...
+    def still_held(self, rooms: Any, within: float | None = None) -> dict[str, str]: ...
 
 
 class TaskStopStorePort(Protocol):
@@ -106,6 +107,8 @@ class DrainStep:
     dropped_sessions: int | None = None
     error: str | None = None
     reason: str | None = None
+    # True on a hold or complete whose look sent the due heartbeat first
+    heartbeat: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -119,64 +122,22 @@ class DrainStep:
                 "dropped_sessions": self.dropped_sessions,
                 "error": self.error,
                 "reason": self.reason,
+                "heartbeat": self.heartbeat,
             }.items()
             if v is not None
         }
 
 
-# -- emission: the calling thread's, or held for the caller in a worker thread -----------------
-
-HeldMetric = tuple[MetricName, float, tuple[str, str] | None]
-_worker = threading.local()
-
-
-@contextmanager
-def worker_mode() -> Iterator[list[HeldMetric]]:
-    """Run drains in this (worker) thread: log keys are the thread's own, cleared after each
-    use; metrics are held in the yielded list for `emit_held` in one thread."""
-    held: list[HeldMetric] = []
-    _worker.held = held
-    try:
-        yield held
-    finally:
-        _worker.held = None
-        logger.thread_safe_clear_keys()
-
-
-def emit_held(held: list[HeldMetric]) -> None:
-    for name, value, dimension in held:
-        if dimension is None:
-            put_metric(name, value)
-        else:
-            put_metric_by(name, dimension[0], dimension[1], value)
-
-
-def _held() -> list[HeldMetric] | None:
-    held: list[HeldMetric] | None = getattr(_worker, "held", None)
-    return held
-
-
 def _put(name: MetricName, value: float = 1) -> None:
-    held = _held()
-    if held is None:
-        put_metric(name, value)
-    else:
-        held.append((name, value, None))
+    put_metric(name, value)
 
 
 def _put_by(name: MetricName, dimension: str, dimension_value: str, value: float = 1) -> None:
-    held = _held()
-    if held is None:
-        put_metric_by(name, dimension, dimension_value, value)
-    else:
-        held.append((name, value, (dimension, dimension_value)))
+    put_metric_by(name, dimension, dimension_value, value)
 
 
 def _bind_drain_keys(ref: LifecycleRef) -> None:
-    if _held() is None:
-        logger.append_keys(**ref.log_keys())
-    else:
-        logger.thread_safe_append_keys(**ref.log_keys())
+    logger.append_keys(**ref.log_keys())
 
 
 # -- the coordinator ---------------------------------------------------------------------------
@@ -197,10 +158,14 @@ class Coordinator:
     # of their tasks and counted once, when those stop (see _hand_over).
     task_stops: TaskStopStorePort | None = None
     worker_stop_timeout_seconds: int = 900
+    # Reset by whoever starts a batch of looks (one tick, one shard): see domain/schedule.py.
+    breaker: Breaker = field(default_factory=Breaker)
 
     # -- opening -------------------------------------------------------------------------------
 
-    def start_drain(self, trigger: TerminateRequested, *, adopted: bool = False) -> list[DrainStep]:
+    def start_drain(
+        self, trigger: TerminateRequested, *, adopted: bool = False, within: float | None = None
+    ) -> list[DrainStep]:
         """Open a drain for a terminate lifecycle action, then look at it at once."""
         ref = trigger.lifecycle
         _bind_drain_keys(ref)
@@ -231,7 +196,7 @@ class Coordinator:
             opened_at=now,
             extra=extra,
         )
-        steps = self._open(record, reason=TRIGGER_ADOPTED if adopted else None)
+        steps = self._open(record, reason=TRIGGER_ADOPTED if adopted else None, within=within)
         if steps[0].action == "skip" and not adopted:
             # Opened at the same moment by reconcile's adoption: hand it what the event knows.
             opened = self.store.get(ref.instance_id)
@@ -239,7 +204,9 @@ class Coordinator:
                 self._learn_lifecycle_action(opened, trigger)
         return steps
 
-    def adopt(self, instance_id: str, asg_name: str, hook_name: str) -> list[DrainStep]:
+    def adopt(
+        self, instance_id: str, asg_name: str, hook_name: str, within: float | None = None
+    ) -> list[DrainStep]:
         """Drain an instance found in `Terminating:Wait` with no drain: its lifecycle event was
         never handled (the coordinator was down, the event was lost).
 
@@ -257,7 +224,7 @@ class Coordinator:
             event_id="",
         )
         logger.warning("instance held in Terminating:Wait without a drain: adopting it")
-        return self.start_drain(trigger, adopted=True)
+        return self.start_drain(trigger, adopted=True, within=within)
 
     def orphans(self, asg_name: str, open_instances: set[str]) -> list[str]:
         """Instances of the group in `Terminating:Wait` that have no drain record at all."""
@@ -330,7 +297,7 @@ class Coordinator:
         logger.info("rebalance recommendation: instance terminated in its group, a replacement launches")
         return [DrainStep(action="rebalance", instance_id=instance_id, reason="terminated_with_replacement")]
 
-    def _open(self, record: DrainRecord, reason: str | None) -> list[DrainStep]:
+    def _open(self, record: DrainRecord, reason: str | None, within: float | None = None) -> list[DrainStep]:
         instance_id = record.instance_id
         if not self.store.open_drain(record):
             logger.info("drain opened concurrently: duplicate or late event ignored")
@@ -345,7 +312,7 @@ class Coordinator:
             },
         )
         started = DrainStep(action="drain_started", instance_id=instance_id, reason=reason)
-        return [started, self.advance(record)]
+        return [started, self.advance(record, within)]
 
     def _learn_lifecycle_action(self, existing: DrainRecord, trigger: TerminateRequested) -> None:
         """A drain opened without its lifecycle event (adopted, or by a Spot warning) learns the
@@ -407,13 +374,52 @@ class Coordinator:
 
     # -- advancing -----------------------------------------------------------------------------
 
-    def advance(self, record: DrainRecord) -> DrainStep:
-        """One look at one open drain: probe, decide, act, save."""
+    def heartbeat_if_due(self, record: DrainRecord) -> tuple[DrainRecord | None, DrainStep | None]:
+        """Renew the hook's timer now if it is due, with no look: for a drain whose look waits
+        (deferred, or behind others in its tick). Returns the record as saved (None once it is
+        closed or was saved by another look) and the step (None when nothing was due)."""
+        beaten, step = self._heartbeat_now(record)
+        if beaten is None or step is None:
+            return beaten, step
+        try:
+            return self.store.save(beaten), step
+        except StaleDrainError:
+            logger.warning(
+                "drain saved concurrently by another look: heartbeat sent, record re-read next look"
+            )
+            return None, replace(step, action="stale")
+
+    def _heartbeat_now(self, record: DrainRecord) -> tuple[DrainRecord | None, DrainStep | None]:
+        """Heartbeat if due, before (and whatever) any probe: the record after it (None once the
+        drain closed, its step saying how) and the step (None when nothing was due)."""
+        _bind_drain_keys(record.lifecycle)
+        now = self.clock()
+        if not record.is_open or not _holds_an_action(record) or not heartbeat_due(record, now, self.policy):
+            return record, None
+        try:
+            self.lifecycle.record_heartbeat(record.lifecycle)
+        except LifecycleActionGoneError as exc:
+            return None, self._close_gone(record, Probe.failed("not looked at"), now, exc)
+        _put(MetricName.HEARTBEATS)
+        return record.with_heartbeat(now), DrainStep(
+            action="heartbeat", instance_id=record.instance_id, reason="before_look"
+        )
+
+    def advance(self, record: DrainRecord, within: float | None = None) -> DrainStep:
+        """One look at one open drain: heartbeat first if due, probe (within `within` seconds, if
+        given), decide, act, save, emit."""
         _bind_drain_keys(record.lifecycle)
         if not record.is_open:
             return DrainStep(action="skip", instance_id=record.instance_id, reason="closed")
+        look_started = self.clock()
+        beaten, early = self._heartbeat_now(record)
+        if beaten is None:
+            assert early is not None
+            return early
+        record = beaten
+        left = None if within is None else within - (self.clock() - look_started)
+        record, probe = self._probe(record, left)
         now = self.clock()
-        record, probe = self._probe(record)
         action = decide(record, probe, now, self.policy)
         if probe.ok:
             _put(MetricName.SESSIONS_REMAINING, probe.session_count)
@@ -436,14 +442,36 @@ class Coordinator:
                     _put(MetricName.HEARTBEATS)
                 case _:
                     pass
-            record = apply(record, action, probe, now)
-            step = self._step_for(action, record, probe)
         except LifecycleActionGoneError as exc:
-            logger.info("lifecycle action already ended: drain closed as gone", extra={"reason": str(exc)})
-            record = apply(record, Wait(reason="gone"), probe, now)
-            record = record.closed(DrainOutcome.GONE, now, record.sessions_remaining or 0)
-            step = self._closed_step(record, probe)
+            return self._close_gone(replace(record, looked_at=now), probe, now, exc)
+        record = replace(apply(record, action, probe, now), looked_at=now)
+        step = self._step_for(action, record, probe)
+        if early is not None:  # this look's heartbeat went first
+            step = (
+                replace(step, action="heartbeat", reason=None)
+                if step.action == "wait"
+                else replace(step, heartbeat=True)
+            )
+        return self._save_and_emit(record, step, now)
 
+    def _close_gone(self, record: DrainRecord, probe: Probe, now: float, exc: Exception) -> DrainStep:
+        """Auto Scaling no longer knows the action. By the record's own timers that is either an
+        expiry under the coordinator (alarmed) or an end someone else chose."""
+        outcome = _gone_outcome(record, now)
+        log = logger.error if outcome is DrainOutcome.EXPIRED else logger.info
+        log(
+            "lifecycle action already ended: drain closed",
+            extra={
+                "outcome": outcome.value,
+                "reason": str(exc),
+                "heartbeatExpiresAt": record.heartbeat_expires_at,
+            },
+        )
+        record = apply(record, Wait(reason="gone"), probe, now)
+        record = record.closed(outcome, now, record.sessions_remaining or 0)
+        return self._save_and_emit(record, self._closed_step(record, probe), now)
+
+    def _save_and_emit(self, record: DrainRecord, step: DrainStep, now: float) -> DrainStep:
         handed = 0
         if not record.is_open and record.dropped_sessions:
             handed = min(record.dropped_sessions, self._hand_over(record, record.watched_rooms or {}, now))
@@ -513,7 +541,16 @@ class Coordinator:
             handed += len(task_rooms)
         return handed
 
-    def _probe(self, record: DrainRecord) -> tuple[DrainRecord, Probe]:
+    def _probe(self, record: DrainRecord, within: float | None = None) -> tuple[DrainRecord, Probe]:
+        """ECS, then LiveKit. ECS calls are bounded by the probe clients' own timeouts and retries;
+        LiveKit gets what is left of `within`. Out of time is a failed probe: it proves nothing.
+        A dependency the breaker has given up on for this invocation is not asked at all."""
+        started = self.clock()
+        for dependency in (ECS, LIVEKIT):
+            if self.breaker.is_open(dependency):
+                return record, Probe.failed(
+                    f"{dependency} failed the last looks of this invocation: not asked"
+                )
         try:
             record = self._resolve_container_instance(record)
             tasks = (
@@ -521,19 +558,28 @@ class Coordinator:
                 if record.container_instance_arn
                 else ()
             )
+        except EcsError as exc:
+            self.breaker.record(ECS, ok=False)
+            return record, Probe.failed(str(exc))
+        self.breaker.record(ECS, ok=True)
+        left = None if within is None else within - (self.clock() - started)
+        if left is not None and left <= 0:
+            return record, Probe.failed(f"look ran out of time ({within:.1f} s) before LiveKit was asked")
+        try:
             if record.watched_rooms is not None and record.rooms_final:
-                held = self.sessions.still_held(record.watched_rooms)
+                held = self.sessions.still_held(record.watched_rooms, within=left)
             else:
                 # Until every worker task has been told to stop, a worker may still take a call:
                 # discover again. Discovery is final from the first look where all were told.
                 known = {t.arn for t in tasks} | set((record.watched_rooms or {}).values())
                 final = all(t.told_to_stop for t in tasks)
-                held = self.sessions.discover(sorted(known))
+                held = self.sessions.discover(sorted(known), within=left)
                 record = replace(record, rooms_final=final)
-            record = replace(record, watched_rooms=held)
-        except (EcsError, LiveKitProbeError, CredentialsError) as exc:
+        except (LiveKitProbeError, CredentialsError) as exc:
+            self.breaker.record(LIVEKIT, ok=False)
             return record, Probe.failed(str(exc))
-        return record, Probe(tasks=tasks, sessions=held)
+        self.breaker.record(LIVEKIT, ok=True)
+        return replace(record, watched_rooms=held), Probe(tasks=tasks, sessions=held)
 
     def _resolve_container_instance(self, record: DrainRecord) -> DrainRecord:
         if record.extra.get("ecs") != ECS_PENDING:
@@ -599,6 +645,12 @@ def _holds_an_action(record: DrainRecord) -> bool:
     """False for a Spot drain that never learned a lifecycle action: there is nothing to heartbeat
     or complete, and the reclaim ends the instance whatever is sent."""
     return not (record.extra.get("trigger") == TRIGGER_SPOT and not record.lifecycle.action_token)
+
+
+def _gone_outcome(record: DrainRecord, now: float) -> DrainOutcome:
+    # An adopted drain never knew its hook's timers: an end it cannot explain is not an expiry.
+    known_timers = record.extra.get("trigger") != TRIGGER_ADOPTED or record.heartbeats > 0
+    return DrainOutcome.EXPIRED if known_timers and record.expired_by(now) else DrainOutcome.GONE
 
 
 def _without_auto_scaling(action: Action) -> Action:

@@ -34,6 +34,7 @@ class MetricName(StrEnum):
     PROBE_ERRORS = "ProbeErrors"
     EVENTS_REJECTED = "EventsRejected"
     WEBHOOK_REFUSED = "WebhookRefused"  # unsigned, badly signed, other key, or replayed
+    DRAINS_DEFERRED = "DrainsDeferred"  # open drains not looked at for more than one period
 
 
 UNITS: dict[MetricName, MetricUnit] = {
@@ -43,6 +44,12 @@ UNITS: dict[MetricName, MetricUnit] = {
 
 def put_metric(name: MetricName, value: float = 1) -> None:
     metrics.add_metric(name=name.value, unit=UNITS.get(name, MetricUnit.Count), value=value)
+
+
+def flush_metrics() -> None:
+    """Print what this invocation has gathered so far (EMF): a timeout later loses none of it."""
+    if metrics.metric_set:
+        metrics.flush_metrics()
 
 
 def put_metric_by(name: MetricName, dimension: str, dimension_value: str, value: float = 1) -> None:

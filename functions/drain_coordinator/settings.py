@@ -41,9 +41,10 @@ class Settings(BaseModel):
     # An EC2 rebalance recommendation starts a normal drain early (the instance is terminated
     # in its group, a replacement launched, and the hook drains it). Off unless opted in.
     rebalance_drain: bool = Field(alias="REBALANCE_DRAIN", default=False)
-    # Drains one reconcile advances at once. botocore keeps 10 connections per client: more
-    # threads than that would open and drop connections instead of reusing them.
-    reconcile_concurrency: int = Field(alias="RECONCILE_CONCURRENCY", default=10, ge=1, le=64)
+    # The work queue a tick sends what it cannot cover itself to, `SHARD_SIZE` units a message
+    # (empty: no fan-out, a tick does what fits and defers the rest).
+    work_queue_url: str = Field(alias="WORK_QUEUE_URL", default="", max_length=2048)
+    shard_size: int = Field(alias="SHARD_SIZE", default=20, ge=1, le=500)
 
     @model_validator(mode="after")
     def _timers_agree(self) -> Settings:

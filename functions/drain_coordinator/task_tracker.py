@@ -46,8 +46,8 @@ class TaskEcsPort(Protocol):
 
 
 class TaskSessionsPort(Protocol):
-    def discover(self, task_arns: Any) -> dict[str, str]: ...
-    def still_held(self, rooms: Any) -> dict[str, str]: ...
+    def discover(self, task_arns: Any, within: float | None = None) -> dict[str, str]: ...
+    def still_held(self, rooms: Any, within: float | None = None) -> dict[str, str]: ...
     def callers_still_in(self, rooms: Any) -> dict[str, str]: ...
 
 
@@ -96,8 +96,9 @@ class TaskStopTracker:
         steps += [s.as_dict() for s in self._release_drain_of(change)]
         return steps
 
-    def follow(self, record: TaskStopRecord) -> dict[str, Any]:
-        """Reconcile's look at an open task stop: STOPPED already (a lost event)? else sample."""
+    def follow(self, record: TaskStopRecord, within: float | None = None) -> dict[str, Any]:
+        """Reconcile's look at an open task stop: STOPPED already (a lost event)? else sample
+        (LiveKit asked within what is left of `within` seconds)."""
         logger.append_keys(taskArn=record.task_arn, containerInstanceArn=record.container_instance_arn)
         now = self.clock()
         try:
@@ -107,8 +108,9 @@ class TaskStopTracker:
         if described is not None and described.get("lastStatus") == "STOPPED":
             change = task_change_from(described, observed_at=now)
             return self._judge(record, change).as_dict()
+        left = None if within is None else within - (self.clock() - now)
         try:
-            held = self.sessions.still_held(record.watched_rooms)
+            held = self.sessions.still_held(record.watched_rooms, within=left)
         except _PROBE_ERRORS as exc:
             put_metric(MetricName.PROBE_ERRORS)
             return TaskStep("task_sampled", record.task_arn, error=str(exc)).as_dict()

@@ -15,6 +15,8 @@ from drain_coordinator.integrations.livekit import LiveKitSessions
 from drain_coordinator.integrations.room_index import RoomIndex, WebhookLedger
 from drain_coordinator.integrations.secrets import livekit_credentials
 from drain_coordinator.integrations.store import DrainStore, TaskStopStore
+from drain_coordinator.integrations.work_queue import WorkQueue
+from drain_coordinator.schedule import Scheduler
 from drain_coordinator.settings import Settings
 from drain_coordinator.task_tracker import TaskStopTracker
 from drain_coordinator.webhooks import WebhookService
@@ -23,6 +25,7 @@ _settings: Settings | None = None
 _coordinator: Coordinator | None = None
 _task_tracker: TaskStopTracker | None = None
 _webhook_service: WebhookService | None = None
+_scheduler: Scheduler | None = None
 _clock: Callable[[], float] = time.time
 
 
@@ -45,6 +48,28 @@ def task_tracker() -> TaskStopTracker:
     if _task_tracker is None:
         _task_tracker = build_task_tracker(settings(), coordinator())
     return _task_tracker
+
+
+def scheduler() -> Scheduler:
+    global _scheduler
+    if _scheduler is None:
+        _scheduler = build_scheduler(settings(), coordinator(), task_tracker())
+    return _scheduler
+
+
+def build_scheduler(
+    config: Settings, drains: Coordinator, stops: TaskStopTracker, clock: Callable[[], float] | None = None
+) -> Scheduler:
+    queue = WorkQueue(aws_clients.client("sqs"), config.work_queue_url) if config.work_queue_url else None
+    return Scheduler(
+        drains=drains,
+        task_stops=stops,
+        asg_name=config.asg_name,
+        hook_name=config.hook_name,
+        clock=clock or drains.clock,
+        queue=queue,
+        shard_size=config.shard_size,
+    )
 
 
 def webhook_service() -> WebhookService:
@@ -115,11 +140,12 @@ def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordin
 
 def reset(clock: Callable[[], float] | None = None) -> None:
     """Forget the cached settings and coordinator (a new cold start); optionally use another clock."""
-    global _settings, _coordinator, _task_tracker, _webhook_service, _clock
+    global _settings, _coordinator, _task_tracker, _webhook_service, _scheduler, _clock
     _settings = None
     _coordinator = None
     _task_tracker = None
     _webhook_service = None
+    _scheduler = None
     _clock = clock or time.time
 
 
@@ -130,8 +156,9 @@ def install(
     webhooks: WebhookService | None = None,
 ) -> None:
     """Use these settings and this coordinator from now on (the local world and tests)."""
-    global _settings, _coordinator, _task_tracker, _webhook_service
+    global _settings, _coordinator, _task_tracker, _webhook_service, _scheduler
     _settings = config
     _coordinator = built
     _task_tracker = tracker
     _webhook_service = webhooks
+    _scheduler = None

@@ -4,6 +4,7 @@ drain is lost, no hook runs out."""
 
 from __future__ import annotations
 
+from drain_coordinator.integrations.aws_clients import PROBE_CONFIG, RETRY_CONFIG, total_attempts
 from drainctl.world.world import World
 from tests.faults.conftest import HandlerFaults
 from tests.integration.conftest import RetryPauses
@@ -21,8 +22,10 @@ from tests.integration.test_world_end_to_end import (
 def test_throttled_ecs_calls_are_retried_with_backoff_and_the_look_succeeds(
     world: World, handler_faults: HandlerFaults, retry_pauses: RetryPauses
 ) -> None:
-    # GIVEN ECS throttling the first three ListTasks attempts
-    throttled = handler_faults.throttling("ecs", "ListTasks", times=3)
+    # GIVEN ECS throttling every ListTasks attempt of the first call but the last the probe's
+    # retry policy allows
+    retries = total_attempts(PROBE_CONFIG) - 1
+    throttled = handler_faults.throttling("ecs", "ListTasks", times=retries)
     (victim,) = world.create_fleet(1)
     start_calls(world, victim, [[130.0]])
 
@@ -31,8 +34,8 @@ def test_throttled_ecs_calls_are_retried_with_backoff_and_the_look_succeeds(
     action = run_until_released(world, victim)
 
     # THEN botocore retried with growing backoff, and no look failed
-    assert throttled.attempts > 3
-    assert len(retry_pauses.backoffs) >= 3
+    assert throttled.attempts > retries
+    assert len(retry_pauses.backoffs) >= retries
     assert all(0 <= pause <= 20 for pause in retry_pauses.backoffs)  # jittered, capped at 20 s
     looks = [s["action"] for _, s in steps_for(world, victim) if "task_arn" not in s]
     assert "hold" not in looks
@@ -85,7 +88,7 @@ def test_a_heartbeat_throttled_past_its_retries_fails_one_tick_and_the_next_one_
 
     # THEN that tick gave up after botocore's retries, and only on this drain's look
     assert failed
-    assert throttled.attempts == 9  # the first attempt and 8 retries
+    assert throttled.attempts == total_attempts(RETRY_CONFIG)  # the first attempt and its retries
     ((failed_at, error),) = actions_taken(world, victim, "error")
     assert "Throttling" in error["error"]
     # THEN the next tick heartbeat in time: the hook never ran out, the drain was not lost
@@ -115,7 +118,8 @@ def test_ecs_failing_when_the_drain_opens_still_opens_it_and_draining_is_set_lat
     action = run_until_released(world, victim)
 
     # THEN the drain was opened and held (nothing proven) while DRAINING could not be set
-    assert failing.attempts == 2 * 9  # at the open, and again at the first look: 9 attempts each
+    # at the open, and again at the first look: every attempt the probe's policy allows, each time
+    assert failing.attempts == 2 * total_attempts(PROBE_CONFIG)
     assert [s["action"] for _, s in opened] == ["drain_started", "hold"]
     # THEN a later look set DRAINING, the worker drained its call, and the instance went
     assert world.ecs.instance_status(world.workers_on(victim)[0].container_instance_arn) == "DRAINING"

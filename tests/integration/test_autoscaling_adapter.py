@@ -13,7 +13,7 @@ from drain_coordinator.integrations.autoscaling import (
     LifecycleActionGoneError,
     LifecycleActions,
 )
-from drain_coordinator.integrations.aws_clients import RETRY_CONFIG
+from drain_coordinator.integrations.aws_clients import RETRY_CONFIG, total_attempts
 from drainctl.world.aws import LocalAws, TerminateHook
 from drainctl.world.clock import VirtualClock
 from drainctl.world.lifecycle_actions import LifecycleAction
@@ -30,7 +30,7 @@ GROUP = "livekit-agents-asg"
 HOOK = "livekit-drain-terminate"
 HEARTBEAT_TIMEOUT = 300
 # botocore's `max_attempts` counts retries: the first attempt comes on top.
-TOTAL_ATTEMPTS = RETRY_CONFIG.retries["max_attempts"] + 1  # type: ignore[attr-defined]
+TOTAL_ATTEMPTS = total_attempts(RETRY_CONFIG)
 
 
 @dataclass
@@ -183,18 +183,18 @@ def test_server_error_is_autoscaling_error(held: HeldInstance) -> None:
 def test_throttled_heartbeat_is_retried_until_it_succeeds(
     held: HeldInstance, retry_pauses: RetryPauses
 ) -> None:
-    # GIVEN Auto Scaling throttling the first three heartbeat attempts
+    # GIVEN Auto Scaling throttling every heartbeat attempt but the last the policy allows
     client = aws_client("autoscaling", held.aws.endpoint_url, config=RETRY_CONFIG)
-    throttled = throttle(client, "RecordLifecycleActionHeartbeat", times=3)
+    throttled = throttle(client, "RecordLifecycleActionHeartbeat", times=TOTAL_ATTEMPTS - 1)
 
     # WHEN the drain records a heartbeat through a client with the coordinator's retry policy
     lifecycle_actions(held.aws, client).record_heartbeat(held.ref)
 
-    # THEN the fourth attempt reached Auto Scaling, after a backoff per throttle, with the
-    # adaptive rate limiter asking for a token before each retry
-    assert throttled.attempts == 4
-    assert len(retry_pauses.backoffs) == 3
-    assert retry_pauses.token_requests == 3
+    # THEN the last attempt reached Auto Scaling, after a backoff per throttle (standard mode:
+    # no client-side rate limiter to wait on)
+    assert throttled.attempts == TOTAL_ATTEMPTS
+    assert len(retry_pauses.backoffs) == TOTAL_ATTEMPTS - 1
+    assert retry_pauses.token_requests == 0
     assert held.action.heartbeats == 1
 
 

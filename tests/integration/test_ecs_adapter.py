@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from drain_coordinator.integrations.aws_clients import PROBE_CONFIG, total_attempts
 from drain_coordinator.integrations.ecs import EcsCluster, EcsError
 from drainctl.world.aws import LocalAws
 from drainctl.world.ecs import LocalEcs
@@ -225,19 +226,21 @@ def test_refused_container_instance_lookup_is_ecs_error(cluster: Cluster) -> Non
 def test_throttled_list_tasks_is_retried_until_it_succeeds(
     cluster: Cluster, retry_pauses: RetryPauses
 ) -> None:
-    # GIVEN a running worker and ECS throttling the first three ListTasks attempts
+    # GIVEN a running worker and ECS throttling every ListTasks attempt but the last the
+    # probe's retry policy allows
     task = cluster.start_worker(0)
-    client = aws_client("ecs", cluster.aws.endpoint_url)
-    throttled = throttle(client, "ListTasks", times=3)
+    client = aws_client("ecs", cluster.aws.endpoint_url, config=PROBE_CONFIG)
+    retries = total_attempts(PROBE_CONFIG) - 1
+    throttled = throttle(client, "ListTasks", times=retries)
 
-    # WHEN the tasks are listed through a client with the coordinator's retry policy
+    # WHEN the tasks are listed through a client with the coordinator's probe retry policy
     tasks = adapter(cluster.aws, client=client).worker_tasks_on(cluster.container_instances[0])
 
     # THEN the throttled call was retried (the second ListTasks, for stopping tasks, went through
     # at once) and the answer is complete
     assert [t.arn for t in tasks] == [task]
-    assert throttled.attempts == 3 + 1 + 1
-    assert len(retry_pauses.backoffs) == 3
+    assert throttled.attempts == retries + 1 + 1
+    assert len(retry_pauses.backoffs) == retries
 
 
 def test_unreachable_ecs_is_ecs_error() -> None:

@@ -28,6 +28,7 @@ GROUP_ARN = (
 )
 TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE_NAME}"
 DLQ_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:livekit-drain-DeadLetterQueue"
+WORK_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:livekit-drain-work"
 RECONCILE_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:livekit-drain-reconcile"
 
 TASKS_OF_THE_CLUSTER = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/livekit-agents/*"
@@ -41,6 +42,7 @@ OWN_RESOURCES = [
     f"{TABLE_ARN}/index/*",
     SECRET_ARN,
     DLQ_ARN,
+    WORK_QUEUE_ARN,
     RECONCILE_ARN,
     f"{RECONCILE_ARN}:*",
 ]
@@ -57,6 +59,9 @@ AWS_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
     "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role",
     "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+    # SAM's for an SQS event source (the advance function's work queue): receive, delete and
+    # read the attributes of the queue its event source mapping polls.
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
 }
 POLICY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/livekit-drain-DrainCoordinatorPolicy"
 
@@ -118,8 +123,11 @@ def bound(template: Template, params: Mapping[str, str]) -> Template:
             "DrainCoordinatorPolicy": POLICY_ARN,
             "DeadLetterQueue": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/livekit-drain-DeadLetterQueue",
             "AlarmTopic": f"arn:aws:sns:{REGION}:{ACCOUNT}:livekit-drain-AlarmTopic",
+            "WorkQueue": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/livekit-drain-work",
         },
         attributes={
+            "WorkQueue.Arn": WORK_QUEUE_ARN,
+            "WorkQueue.QueueName": "livekit-drain-work",
             "DeadLetterQueue.Arn": DLQ_ARN,
             "DeadLetterQueue.QueueName": "livekit-drain-DeadLetterQueue",
             "ReconcileFunction.Arn": RECONCILE_ARN,
@@ -210,6 +218,8 @@ def test_each_service_is_granted_on_its_own_resource_only(synthesized: Template,
             assert resources <= {TABLE_ARN, f"{TABLE_ARN}/index/*"}, action
         elif service == "secretsmanager":
             assert resources == {SECRET_ARN}, action
+        elif service == "sqs":
+            assert resources <= {DLQ_ARN, WORK_QUEUE_ARN}, action
         elif service == "ecs" and action not in NO_RESOURCE_LEVEL_ACTIONS:
             assert resources <= {"*", CLUSTER_ARN, TASKS_OF_THE_CLUSTER}, action
 

@@ -57,8 +57,8 @@ def test_rebalance_drain_is_off_unless_opted_in() -> None:
     ("overrides", "message"),
     [
         ({"REBALANCE_DRAIN": "sometimes"}, "REBALANCE_DRAIN"),
-        ({"RECONCILE_CONCURRENCY": "0"}, "RECONCILE_CONCURRENCY"),
-        ({"RECONCILE_CONCURRENCY": "500"}, "RECONCILE_CONCURRENCY"),
+        ({"SHARD_SIZE": "0"}, "SHARD_SIZE"),
+        ({"SHARD_SIZE": "501"}, "SHARD_SIZE"),
     ],
 )
 def test_bad_fault_handling_settings_are_refused(overrides: dict[str, str], message: str) -> None:

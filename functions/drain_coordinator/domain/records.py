@@ -9,7 +9,10 @@ from enum import StrEnum
 class DrainOutcome(StrEnum):
     DRAINED = "drained"  # no worker task and no session left
     DEADLINE = "deadline"  # released at the hard deadline, whatever was left
-    GONE = "gone"  # the lifecycle action had already ended (someone else completed it, or it timed out)
+    GONE = "gone"  # the lifecycle action was ended by someone else (console, CLI, another tool)
+    # The lifecycle action ran out under the coordinator: its heartbeat timer (or the hook's global
+    # timeout) passed before a heartbeat reached Auto Scaling, and DefaultResult terminated it.
+    EXPIRED = "expired"
 
 
 class DrainStatus(StrEnum):
@@ -64,6 +67,8 @@ class DrainRecord:
     outcome: DrainOutcome | None = None
     dropped_sessions: int = 0
     closed_at: float | None = None
+    # When a look last ran to its end (probe, decide, act, save); None before the first.
+    looked_at: float | None = None
     version: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -78,6 +83,16 @@ class DrainRecord:
     @property
     def heartbeat_expires_at(self) -> float:
         return self.last_heartbeat_at + self.heartbeat_timeout
+
+    @property
+    def hook_expires_at(self) -> float:
+        """When Auto Scaling ends the action whatever is sent: min(48 h, 100 x HeartbeatTimeout)
+        after it started (https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks.html)."""
+        return self.hook_started_at + min(48 * 3600, 100 * self.heartbeat_timeout)
+
+    def expired_by(self, now: float) -> bool:
+        """By this record's own timers the action has run out: a 'gone' answer is an expiry."""
+        return now >= self.heartbeat_expires_at or now >= self.hook_expires_at
 
     def with_heartbeat(self, now: float) -> DrainRecord:
         return replace(self, last_heartbeat_at=now, heartbeats=self.heartbeats + 1)

@@ -46,17 +46,20 @@ class LiveKitSessions:
         self._credentials = credentials
         self._timeout = timeout_seconds
 
-    def discover(self, task_arns: Collection[str]) -> dict[str, str]:
-        """Every room held by an agent of one of these tasks: room -> task ARN. Scans all rooms."""
+    def discover(self, task_arns: Collection[str], within: float | None = None) -> dict[str, str]:
+        """Every room held by an agent of one of these tasks: room -> task ARN. Scans all rooms.
+
+        `within`: seconds the whole discovery may take (its requests overlap, 16 at a time); past
+        it the look fails (LiveKitProbeError), so a slow LiveKit cannot hold a tick."""
         if not task_arns:
             return {}
-        return self._run(self._discover(frozenset(task_arns)))
+        return self._run(self._discover(frozenset(task_arns)), within)
 
-    def still_held(self, rooms: Mapping[str, str]) -> dict[str, str]:
+    def still_held(self, rooms: Mapping[str, str], within: float | None = None) -> dict[str, str]:
         """The subset of `rooms` whose agent (same task) is still in the room."""
         if not rooms:
             return {}
-        return self._run(self._still_held(dict(rooms)))
+        return self._run(self._still_held(dict(rooms)), within)
 
     def callers_still_in(self, rooms: Mapping[str, str]) -> dict[str, str]:
         """The subset of `rooms` that still exist with a caller (a participant who is no agent).
@@ -68,14 +71,20 @@ class LiveKitSessions:
             return {}
         return self._run(self._callers_still_in(dict(rooms)))
 
-    def _run(self, coro: object) -> dict[str, str]:
+    def _run(self, coro: Awaitable[dict[str, str]], within: float | None = None) -> dict[str, str]:
+        if within is not None and within <= 0:
+            raise LiveKitProbeError("no time left to ask LiveKit")
         try:
-            return asyncio.run(coro)  # type: ignore[arg-type]
+            return asyncio.run(_within(coro, within))
+        except TimeoutError as exc:
+            if within is not None:
+                raise LiveKitProbeError(f"LiveKit look ran out of time ({within:.1f} s)") from exc
+            raise LiveKitProbeError(f"LiveKit unreachable: {type(exc).__name__}: {exc}") from exc
         except LiveKitProbeError:
             raise
         except api.TwirpError as exc:
             raise LiveKitProbeError(f"LiveKit answered {exc.status} {exc.code}: {exc.message}") from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise LiveKitProbeError(f"LiveKit unreachable: {type(exc).__name__}: {exc}") from exc
 
     def _client(self) -> api.LiveKitAPI:
@@ -150,6 +159,13 @@ class LiveKitSessions:
 
         results = await asyncio.gather(*(participants(name) for name in names))
         return {room: people for room, people in results if people is not None}
+
+
+async def _within(coro: Awaitable[T], seconds: float | None) -> T:
+    if seconds is None:
+        return await coro
+    async with asyncio.timeout(seconds):
+        return await coro
 
 
 def _agent_task(participant: ParticipantInfo) -> str | None:

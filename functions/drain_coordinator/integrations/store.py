@@ -106,6 +106,8 @@ def _to_item(record: DrainRecord, ttl_seconds: int) -> dict[str, Any]:
         item["sessions_remaining"] = record.sessions_remaining
     if record.tasks_remaining is not None:
         item["tasks_remaining"] = record.tasks_remaining
+    if record.looked_at is not None:
+        item["looked_at"] = _num(record.looked_at)
     if record.extra:
         item["extra"] = dict(record.extra)
     if record.is_open:
@@ -145,6 +147,7 @@ def _from_item(item: dict[str, Any]) -> DrainRecord:
         outcome=DrainOutcome(outcome) if outcome else None,
         dropped_sessions=int(item.get("dropped_sessions", 0)),
         closed_at=float(item["closed_at"]) if "closed_at" in item else None,
+        looked_at=float(item["looked_at"]) if "looked_at" in item else None,
         version=int(item.get("version", 0)),
         extra={str(k): str(v) for k, v in item.get("extra", {}).items()},
     )

@@ -1,0 +1,151 @@
+"""Which open drain is looked at first, how long a look may take, and how a tick's work is split.
+
+Pure: functions of records, `now` and the policy. The rules (tests/unit/test_schedule_properties.py):
+1. Most urgent first: a drain whose hook timer, look or deadline comes due sooner goes ahead.
+2. A drain not looked at in a tick is due before every drain that was: first next tick.
+3. Every heartbeat that is due is sent before any look starts, so no probe can delay one.
+4. A look never gets more than its share of the invocation's time, and never less than
+   `min_look_seconds`; what does not fit is deferred (its heartbeat, if due, was already sent).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
+from drain_coordinator.domain.records import DrainRecord
+
+
+class WorkKind(StrEnum):
+    ORPHAN = "orphan"  # an instance in Terminating:Wait with no drain: its hook timer is unknown
+    DRAIN = "drain"
+    TASK_STOP = "task_stop"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One unit of a tick, by key: the record is read again by whoever does the work."""
+
+    kind: WorkKind
+    key: str  # instance id (orphan, drain) or task ARN (task stop)
+    due_at: float
+
+    def as_dict(self) -> dict[str, str | float]:
+        return {"kind": self.kind.value, "key": self.key, "due_at": self.due_at}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object]) -> WorkItem:
+        return cls(WorkKind(str(raw["kind"])), str(raw["key"]), float(str(raw.get("due_at", 0))))
+
+
+@dataclass(frozen=True, slots=True)
+class LookLimits:
+    """Time a look may spend, derived from the invocation's remaining time."""
+
+    reserve_seconds: float = 8.0  # kept back for the last save, the metrics and the return
+    min_look_seconds: float = 4.0  # below this a look cannot finish one LiveKit round trip
+    max_look_seconds: float = 25.0  # one look never eats a whole invocation
+
+
+def look_due_at(record: DrainRecord, policy: DrainPolicy) -> float:
+    """When this drain must next be looked at: its heartbeat coming due, a period after its last
+    look, or the last look before its deadline, whichever is first."""
+    slack = policy.slack_seconds
+    last_look = record.looked_at if record.looked_at is not None else record.opened_at
+    return min(
+        record.heartbeat_expires_at - 2 * slack,
+        last_look + policy.reconcile_period_seconds,
+        record.deadline_at - slack,
+    )
+
+
+def in_urgency_order(records: Iterable[DrainRecord], policy: DrainPolicy) -> list[DrainRecord]:
+    return sorted(records, key=lambda r: (look_due_at(r, policy), r.instance_id))
+
+
+def heartbeats_due(records: Iterable[DrainRecord], now: float, policy: DrainPolicy) -> list[DrainRecord]:
+    """The open drains whose hook timer must be renewed now, the one closest to expiry first."""
+    due = [r for r in records if r.is_open and heartbeat_due(r, now, policy)]
+    return sorted(due, key=lambda r: (r.heartbeat_expires_at, r.instance_id))
+
+
+def overdue(record: DrainRecord, now: float, policy: DrainPolicy) -> bool:
+    """Deferred past one period: not looked at for more than two periods (a tick was missed)."""
+    last_look = record.looked_at if record.looked_at is not None else record.opened_at
+    return now - last_look > 2 * policy.reconcile_period_seconds
+
+
+def look_budget(remaining_seconds: float, looks_left: int, limits: LookLimits) -> float | None:
+    """Seconds the next look may take, or None: no time for a look, defer it."""
+    usable = remaining_seconds - limits.reserve_seconds
+    if usable < limits.min_look_seconds:
+        return None
+    share = usable / max(1, looks_left)
+    return max(limits.min_look_seconds, min(limits.max_look_seconds, share))
+
+
+def work_items(
+    orphans: Sequence[str],
+    drains: Iterable[DrainRecord],
+    task_stops: Iterable[tuple[str, float]],
+    policy: DrainPolicy,
+) -> list[WorkItem]:
+    """Every unit of a tick in the order it is done: orphans (hook timer unknown, so treated as
+    expiring), then drains by urgency, then task stops by when they would be killed."""
+    items = [WorkItem(WorkKind.ORPHAN, instance_id, 0.0) for instance_id in orphans]
+    items += [
+        WorkItem(WorkKind.DRAIN, r.instance_id, look_due_at(r, policy))
+        for r in in_urgency_order(drains, policy)
+    ]
+    items += [
+        WorkItem(WorkKind.TASK_STOP, arn, kill_at)
+        for arn, kill_at in sorted(task_stops, key=lambda s: (s[1], s[0]))
+    ]
+    return items
+
+
+def shards(items: Sequence[WorkItem], size: int) -> list[list[WorkItem]]:
+    """Consecutive slices of at most `size` items; the first slice is the most urgent."""
+    if size < 1:
+        raise ValueError("a shard holds at least one item")
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """A slice of one tick's work, sent to the work queue for another invocation to do."""
+
+    tick_at: float
+    items: tuple[WorkItem, ...]
+
+    def to_body(self) -> str:
+        return json.dumps({"tick_at": self.tick_at, "items": [i.as_dict() for i in self.items]})
+
+    @classmethod
+    def from_body(cls, body: str) -> Shard:
+        raw = json.loads(body)
+        if not isinstance(raw, dict) or not isinstance(raw.get("items"), list):
+            raise ValueError("a shard is an object with an items list")
+        return cls(float(raw["tick_at"]), tuple(WorkItem.from_dict(i) for i in raw["items"]))
+
+    def stale(self, now: float, policy: DrainPolicy) -> bool:
+        """Superseded: the next tick has planned (and sent) this work again."""
+        return now - self.tick_at > policy.reconcile_period_seconds
+
+
+@dataclass
+class Breaker:
+    """Within one invocation, a dependency that failed `threshold` looks in a row is not asked
+    again: the drains after it hold at once instead of each waiting out its timeouts."""
+
+    threshold: int = 2
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def is_open(self, dependency: str) -> bool:
+        return self.failures.get(dependency, 0) >= self.threshold
+
+    def record(self, dependency: str, ok: bool) -> None:
+        self.failures[dependency] = 0 if ok else self.failures.get(dependency, 0) + 1

@@ -1,0 +1,202 @@
+"""A reconcile tick, sequenced: plan every unit of work (domain/schedule.py), send what one
+invocation cannot cover to the work queue as shards, and do the rest here within the time left.
+
+A run of work (the tick's own share, or one shard in the advance function) goes in two passes:
+1. every heartbeat that is due, closest to expiry first: nothing a probe does can delay one;
+2. the looks, most urgent first, each within its share of the invocation's time; what does not
+   fit is deferred (counted) and is among the first of the next tick.
+Metrics are printed after each unit, so an invocation that times out loses none already earned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from drain_coordinator.coordinator import Coordinator, DrainStep
+from drain_coordinator.domain.decide import DrainPolicy
+from drain_coordinator.domain.records import DrainRecord
+from drain_coordinator.domain.schedule import (
+    Breaker,
+    LookLimits,
+    Shard,
+    WorkItem,
+    WorkKind,
+    heartbeats_due,
+    look_budget,
+    overdue,
+    shards,
+    work_items,
+)
+from drain_coordinator.domain.task_stops import TaskStopRecord
+from drain_coordinator.integrations.autoscaling import AutoScalingError
+from drain_coordinator.integrations.store import StoreError
+from drain_coordinator.integrations.work_queue import WorkQueueError
+from drain_coordinator.observability import MetricName, flush_metrics, logger, put_metric
+
+T = TypeVar("T")
+_DRAIN_LOG_KEYS = ["asgName", "lifecycleHookName", "lifecycleActionToken", "instanceID"]
+_TASK_LOG_KEYS = ["taskArn", "containerInstanceArn"]
+
+
+class WorkQueuePort(Protocol):
+    def send(self, shards: Sequence[Shard]) -> int: ...
+
+
+class TaskStopsPort(Protocol):
+    def open_stops(self) -> Iterator[TaskStopRecord]: ...
+    def follow(self, record: TaskStopRecord, within: float | None = None) -> dict[str, Any]: ...
+    @property
+    def store(self) -> Any: ...
+
+
+@dataclass
+class RunResult:
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    deferred: int = 0
+    shards_sent: int = 0
+    # An unexpected error, raised again once every other unit had its turn.
+    failure: Exception | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "deferred": self.deferred, "shards_sent": self.shards_sent}
+
+
+@dataclass
+class Scheduler:
+    drains: Coordinator
+    task_stops: TaskStopsPort
+    asg_name: str
+    hook_name: str
+    clock: Callable[[], float]
+    queue: WorkQueuePort | None = None
+    shard_size: int = 20
+    limits: LookLimits = field(default_factory=LookLimits)
+
+    @property
+    def policy(self) -> DrainPolicy:
+        return self.drains.policy
+
+    def tick(self, remaining_seconds: Callable[[], float]) -> RunResult:
+        """Every open drain, orphan and task stop: the first shard here, the rest to the queue."""
+        now = self.clock()
+        drains = list(self.drains.store_open_drains())
+        orphans = self.drains.orphans(self.asg_name, {d.instance_id for d in drains})
+        stops = list(self.task_stops.open_stops())
+        late = sum(1 for d in drains if overdue(d, now, self.policy))
+        if late:
+            # Each was missed by at least one tick: the coordinator is short of time or capacity.
+            put_metric(MetricName.DRAINS_DEFERRED, late)
+            logger.warning("drains not looked at for more than one period", extra={"overdue": late})
+        items = work_items(orphans, drains, [(s.task_arn, s.kill_at) for s in stops], self.policy)
+        parts = shards(items, self.shard_size) if items else []
+        result = RunResult()
+        if len(parts) > 1 and self.queue is not None:
+            try:
+                result.shards_sent = self.queue.send([Shard(now, tuple(p)) for p in parts[1:]])
+                parts = parts[:1]
+            except WorkQueueError as exc:
+                # No fan-out this tick: do what fits here, most urgent first, and defer the rest.
+                logger.error(
+                    "work queue refused the shards: the tick does what fits alone", extra={"error": str(exc)}
+                )
+        mine = [item for part in parts for item in part]
+        known = {d.instance_id: d for d in drains}
+        known_stops = {s.task_arn: s for s in stops}
+        self._run(mine, remaining_seconds, known, known_stops, result)
+        return result
+
+    def run_shard(self, shard: Shard, remaining_seconds: Callable[[], float]) -> RunResult:
+        """One shard from the work queue: its records read afresh, then the same two passes."""
+        result = RunResult()
+        if shard.stale(self.clock(), self.policy):
+            logger.info("shard superseded by a later tick: dropped", extra={"tickAt": shard.tick_at})
+            result.steps.append({"action": "skip", "reason": "stale_shard", "items": len(shard.items)})
+            return result
+        known: dict[str, DrainRecord] = {}
+        known_stops: dict[str, TaskStopRecord] = {}
+        for item in shard.items:
+            if item.kind is WorkKind.DRAIN:
+                record = self.drains.store.get(item.key)
+                if record is not None and record.is_open:
+                    known[item.key] = record
+            elif item.kind is WorkKind.TASK_STOP:
+                stop = self.task_stops.store.get(item.key)
+                if stop is not None and stop.is_open:
+                    known_stops[item.key] = stop
+        items = [
+            i for i in shard.items if i.kind is WorkKind.ORPHAN or i.key in known or i.key in known_stops
+        ]
+        self._run(items, remaining_seconds, known, known_stops, result)
+        return result
+
+    # -- the two passes ------------------------------------------------------------------------
+
+    def _run(
+        self,
+        items: list[WorkItem],
+        remaining_seconds: Callable[[], float],
+        drains: dict[str, DrainRecord],
+        stops: dict[str, TaskStopRecord],
+        result: RunResult,
+    ) -> None:
+        self.drains.breaker = Breaker()
+        mine = [drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains]
+        for record in heartbeats_due(mine, self.clock(), self.policy):
+            if remaining_seconds() < self.limits.reserve_seconds:
+                break
+            beaten = self._unit(
+                partial(self.drains.heartbeat_if_due, record), ("instance_id", record.instance_id), result
+            )
+            saved, step = beaten if beaten is not None else (None, None)
+            if step is not None:
+                result.steps.append(step.as_dict())
+            if saved is None:
+                drains.pop(record.instance_id, None)  # closed (gone) or saved elsewhere: no look
+            else:
+                drains[record.instance_id] = saved
+        for position, item in enumerate(items):
+            if item.kind is WorkKind.DRAIN and item.key not in drains:
+                continue
+            within = look_budget(remaining_seconds(), len(items) - position, self.limits)
+            if within is None:
+                result.deferred += len(items) - position
+                logger.warning(
+                    "out of time: looks deferred to the next tick (their heartbeats were sent)",
+                    extra={"deferred": len(items) - position},
+                )
+                break
+            key = ("task_arn" if item.kind is WorkKind.TASK_STOP else "instance_id", item.key)
+            steps = self._unit(partial(self._do, item, within, drains, stops), key, result)
+            result.steps += steps or []
+
+    def _do(
+        self, item: WorkItem, within: float, drains: dict[str, DrainRecord], stops: dict[str, TaskStopRecord]
+    ) -> list[dict[str, Any]]:
+        match item.kind:
+            case WorkKind.ORPHAN:
+                adopted: list[DrainStep] = self.drains.adopt(item.key, self.asg_name, self.hook_name, within)
+                return [s.as_dict() for s in adopted]
+            case WorkKind.DRAIN:
+                return [self.drains.advance(drains[item.key], within).as_dict()]
+            case WorkKind.TASK_STOP:
+                return [self.task_stops.follow(stops[item.key], within)] if item.key in stops else []
+
+    def _unit(self, work: Callable[[], T], key: tuple[str, str], result: RunResult) -> T | None:
+        """One unit of work: its failure isolated (looked at again next tick), its metrics and
+        log keys flushed when it ends."""
+        try:
+            return work()
+        except (AutoScalingError, StoreError) as exc:
+            logger.exception("not advanced this tick", extra={key[0]: key[1]})
+            result.steps.append({"action": "error", key[0]: key[1], "error": str(exc)})
+        except Exception as exc:  # isolated here, raised again once every unit had its turn
+            logger.exception("failed unexpectedly", extra={key[0]: key[1]})
+            result.steps.append({"action": "error", key[0]: key[1], "error": repr(exc)})
+            result.failure = result.failure or exc
+        finally:
+            flush_metrics()
+            logger.remove_keys(_DRAIN_LOG_KEYS + _TASK_LOG_KEYS)
+        return None

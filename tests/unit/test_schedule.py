@@ -1,0 +1,249 @@
+"""The scheduling rules of domain/schedule.py, and the two passes of schedule.py over in-memory
+fakes whose LiveKit spends the clock: heartbeats never wait for a look, no drain starves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drain_coordinator.coordinator import Coordinator
+from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
+from drain_coordinator.domain.probe import WorkerTask
+from drain_coordinator.domain.records import DrainRecord
+from drain_coordinator.domain.schedule import (
+    Breaker,
+    LookLimits,
+    Shard,
+    WorkItem,
+    WorkKind,
+    heartbeats_due,
+    in_urgency_order,
+    look_budget,
+    overdue,
+    shards,
+    work_items,
+)
+from drain_coordinator.schedule import Scheduler
+from drain_coordinator.task_tracker import TaskStopTracker
+from tests.factories import T0, TASK_A, a_record, a_ref
+from tests.fakes import FakeClock, FakeEcs, FakeLifecycle, FakeSessions, FakeStore, FakeTaskStopStore
+
+POLICY = DrainPolicy(reconcile_period_seconds=60)
+
+
+def drain(n: int, **overrides: object) -> DrainRecord:
+    return a_record(lifecycle=a_ref(f"i-{n:017x}"), **overrides)
+
+
+# -- pure rules --------------------------------------------------------------------------------
+
+
+@given(st.lists(st.floats(min_value=0, max_value=600), min_size=2, max_size=30))
+def test_a_drain_not_looked_at_comes_before_every_drain_that_was(looks_ago: list[float]) -> None:
+    # GIVEN drains whose hook timers and deadlines are alike, last looked at at various times
+    now = T0 + 1000
+    records = [
+        drain(i, last_heartbeat_at=now, deadline_at=now + 5000, looked_at=now - ago)
+        for i, ago in enumerate(looks_ago)
+    ]
+    # WHEN ordered
+    ordered = in_urgency_order(records, POLICY)
+    # THEN the longer ago a drain was looked at, the sooner it comes
+    ages = [now - (r.looked_at or 0) for r in ordered]
+    assert ages == sorted(ages, reverse=True)
+
+
+@given(st.lists(st.floats(min_value=-120, max_value=400), min_size=1, max_size=30))
+def test_heartbeats_due_are_every_due_drain_closest_to_expiry_first(beats_ago: list[float]) -> None:
+    now = T0 + 5000
+    records = [drain(i, last_heartbeat_at=now - 300 + 120 - ago) for i, ago in enumerate(beats_ago)]
+    due = heartbeats_due(records, now, POLICY)
+    assert {r.instance_id for r in due} == {r.instance_id for r in records if heartbeat_due(r, now, POLICY)}
+    expiries = [r.heartbeat_expires_at for r in due]
+    assert expiries == sorted(expiries)
+
+
+@given(st.floats(min_value=0, max_value=900), st.integers(min_value=1, max_value=5000))
+def test_a_look_gets_its_share_within_bounds_or_is_deferred(remaining: float, looks_left: int) -> None:
+    limits = LookLimits()
+    budget = look_budget(remaining, looks_left, limits)
+    if remaining - limits.reserve_seconds < limits.min_look_seconds:
+        assert budget is None
+    else:
+        assert budget is not None
+        assert limits.min_look_seconds <= budget <= limits.max_look_seconds
+        assert budget <= remaining - limits.reserve_seconds
+
+
+@given(st.integers(min_value=0, max_value=300), st.integers(min_value=1, max_value=50))
+def test_shards_hold_every_item_once_in_order(count: int, size: int) -> None:
+    items = [WorkItem(WorkKind.DRAIN, f"i-{n}", float(n)) for n in range(count)]
+    parts = shards(items, size)
+    assert [i for part in parts for i in part] == items
+    assert all(1 <= len(part) <= size for part in parts)
+
+
+def test_a_shard_survives_its_message_and_goes_stale_after_one_period() -> None:
+    shard = Shard(T0, tuple(work_items(["i-orphan"], [drain(1)], [(TASK_A, T0 + 900)], POLICY)))
+    again = Shard.from_body(shard.to_body())
+    assert again == shard
+    assert [i.kind for i in again.items] == [WorkKind.ORPHAN, WorkKind.DRAIN, WorkKind.TASK_STOP]
+    assert not again.stale(T0 + 60, POLICY)
+    assert again.stale(T0 + 61, POLICY)
+
+
+def test_overdue_means_a_whole_tick_was_missed() -> None:
+    record = drain(1, looked_at=T0)
+    assert not overdue(record, T0 + 120, POLICY)
+    assert overdue(record, T0 + 121, POLICY)
+
+
+def test_breaker_opens_after_consecutive_failures_and_closes_on_success() -> None:
+    breaker = Breaker(threshold=2)
+    breaker.record("ECS", ok=False)
+    assert not breaker.is_open("ECS")
+    breaker.record("ECS", ok=True)
+    breaker.record("ECS", ok=False)
+    assert not breaker.is_open("ECS")
+    breaker.record("ECS", ok=False)
+    assert breaker.is_open("ECS")
+    assert not breaker.is_open("LiveKit")
+
+
+# -- the two passes ----------------------------------------------------------------------------
+
+
+@dataclass
+class SlowSessions(FakeSessions):
+    """A LiveKit whose every look costs `seconds` of the clock (and times out past `within`)."""
+
+    clock: FakeClock | None = None
+    seconds: float = 0.0
+
+    def still_held(self, rooms: object, within: float | None = None) -> dict[str, str]:
+        assert self.clock is not None
+        self.clock.t += min(self.seconds, within if within is not None else self.seconds)
+        return super().still_held(rooms, within)  # type: ignore[arg-type]
+
+
+@dataclass
+class Tick:
+    scheduler: Scheduler
+    clock: FakeClock
+    lifecycle: FakeLifecycle
+    store: FakeStore
+    sessions: SlowSessions
+
+
+def a_tick(count: int, *, look_seconds: float, timeout: float = 55.0) -> tuple[Tick, list[float]]:
+    """`count` open drains, each with one call, opened together: their heartbeats are all due."""
+    clock = FakeClock(T0 + 200)
+    store, lifecycle, ecs = FakeStore(), FakeLifecycle(), FakeEcs()
+    sessions = SlowSessions(clock=clock, seconds=look_seconds)
+    for n in range(count):
+        ci = f"ci-{n}"
+        record = drain(n, container_instance_arn=ci, watched_rooms={f"call-{n}": TASK_A}, rooms_final=True)
+        store.open_drain(record)
+        ecs.tasks[ci] = [WorkerTask(TASK_A, "RUNNING", "STOPPED")]
+        sessions.rooms[f"call-{n}"] = TASK_A
+    coordinator = Coordinator(
+        policy=POLICY,
+        cluster="agents",
+        drain_deadline_seconds=1200,
+        heartbeat_timeout_seconds=300,
+        store=store,
+        lifecycle=lifecycle,
+        ecs=ecs,
+        sessions=sessions,
+        clock=clock,
+        task_stops=FakeTaskStopStore(),
+    )
+    tracker = TaskStopTracker(
+        store=coordinator.task_stops,  # type: ignore[arg-type]
+        ecs=ecs,
+        sessions=sessions,
+        drains=coordinator,
+        clock=clock,
+        cluster="agents",
+    )
+    scheduler = Scheduler(coordinator, tracker, "asg", "hook", clock, queue=None, shard_size=10_000)
+    started = [clock.t]
+    return Tick(scheduler, clock, lifecycle, store, sessions), started
+
+
+def test_every_due_heartbeat_goes_out_before_a_slow_lookup_can_use_the_tick() -> None:
+    # GIVEN 200 drains, all due a heartbeat, and a LiveKit that takes 2 s a look
+    tick, (started,) = a_tick(200, look_seconds=2.0)
+    remaining = lambda: 55.0 - (tick.clock.t - started)  # noqa: E731
+
+    # WHEN one tick runs out of time long before it has looked at them all
+    result = tick.scheduler.tick(remaining)
+
+    # THEN every drain was heartbeated, and before the first look
+    beats = [i for c, i in tick.lifecycle.calls if c == "heartbeat"]
+    assert len(set(beats)) == 200
+    first_look = next(n for n, s in enumerate(result.steps) if s.get("reason") != "before_look")
+    assert all(s["action"] == "heartbeat" for s in result.steps[:first_look])
+    # AND the looks that did not fit were deferred, not lost
+    looked = [s for s in result.steps[first_look:] if s["action"] in ("wait", "heartbeat", "hold")]
+    assert result.deferred == 200 - len(looked)
+    assert 0 < len(looked) < 200
+
+
+def test_drains_deferred_by_one_tick_are_looked_at_first_by_the_next() -> None:
+    # GIVEN a tick that could look at only some of 100 drains
+    tick, (started,) = a_tick(100, look_seconds=2.0)
+    first = tick.scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+    looked_first = {s["instance_id"] for s in first.steps if s.get("reason") != "before_look"}
+    assert first.deferred > 0
+
+    # WHEN the next tick runs, a period later
+    tick.clock.t = started + 60
+    second = tick.scheduler.tick(lambda: 55.0 - (tick.clock.t - (started + 60)))
+
+    # THEN its first looks are drains the first tick never looked at
+    looks = [s["instance_id"] for s in second.steps if s.get("reason") != "before_look"]
+    assert looks
+    assert not set(looks[: first.deferred]) & looked_first
+
+
+def test_a_tick_alone_covers_everything_when_there_is_time() -> None:
+    tick, (started,) = a_tick(5, look_seconds=0.5)
+    result = tick.scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+    assert result.deferred == 0
+    records = [tick.store.get(f"i-{n:017x}") for n in range(5)]
+    assert all(r is not None and r.looked_at is not None for r in records)
+
+
+@dataclass
+class FakeQueue:
+    sent: list[Shard]
+
+    def send(self, shards: list[Shard]) -> int:
+        self.sent += shards
+        return len(shards)
+
+
+def test_a_tick_sends_what_it_cannot_cover_as_shards_and_does_the_most_urgent_itself() -> None:
+    # GIVEN 45 open drains and shards of 20
+    tick, (started,) = a_tick(45, look_seconds=0.1)
+    queue = FakeQueue([])
+    scheduler = replace(tick.scheduler, queue=queue, shard_size=20)
+
+    # WHEN a tick runs
+    result = scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+
+    # THEN two shards went to the queue and the tick looked at the first 20 drains itself
+    assert result.shards_sent == 2
+    assert [len(s.items) for s in queue.sent] == [20, 5]
+    looked = {s["instance_id"] for s in result.steps if s.get("reason") != "before_look"}
+    assert len(looked) == 20
+    assert looked.isdisjoint({i.key for s in queue.sent for i in s.items})
+
+    # AND a shard, run by the advance function, looks at its own drains
+    done = scheduler.run_shard(queue.sent[1], lambda: 55.0)
+    assert {s["instance_id"] for s in done.steps if s.get("reason") != "before_look"} == {
+        i.key for i in queue.sent[1].items
+    }
