@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from drain_coordinator.domain.schedule import LookLimits
 from drain_coordinator.settings import (
     HOOK_GLOBAL_TIMEOUT_CAP_SECONDS,
     HOOK_GLOBAL_TIMEOUT_FACTOR,
@@ -81,10 +82,17 @@ HOOK_DEFAULT_HEARTBEAT_SECONDS: Final = 3600
 # The coordinator refuses a heartbeat timeout under 3 reconcile periods (settings.py).
 TICKS_PER_HEARTBEAT_TIMEOUT: Final = 3
 LAMBDA_DEFAULT_TIMEOUT_SECONDS: Final = 3
-# One look asks LiveKit twice (list rooms, list participants) and makes a handful of Auto
-# Scaling, ECS and DynamoDB calls; these seconds cover the AWS side at its usual latency.
-LIVEKIT_CALLS_PER_LOOK: Final = 2
-LOOK_AWS_SECONDS: Final = 10
+# The cost of one look (coordinator.py `advance`), one request after the other: a heartbeat,
+# two ListTasks and a DescribeTasks (ECS), the save (DynamoDB); LiveKit: ListRooms, then
+# ListParticipants 16 rooms at a time (integrations/livekit.py).
+AWS_CALLS_PER_LOOK: Final = 5
+LIVEKIT_PARTICIPANT_CONCURRENCY: Final = 16
+# What the cost model assumes unless told: latencies (p50, p99) of a busy, not a broken, AWS and
+# LiveKit. A call's cost is the mean of the lognormal with that p50 and p99.
+DEFAULT_AWS_LATENCY: Final = (0.1, 1.0)
+DEFAULT_LIVEKIT_LATENCY: Final = (0.2, 2.0)
+_Z99: Final = 2.326  # the standard normal's 99th percentile
+DEFAULT_ROOMS_PER_DRAIN: Final = 8
 DEFAULT_MARGIN_SECONDS: Final = 60
 
 # The packaged worker's variables (worker/livekit_drain_worker/settings.py).
@@ -117,6 +125,38 @@ class CoordinatorNumbers:
     drain_deadline: int
     reconcile_period: int
     livekit_timeout: float
+
+
+@dataclass(frozen=True)
+class LookCost:
+    """What one look costs at the given p99 latencies, and the fleet the coordinator must serve."""
+
+    aws_latency: tuple[float, float] = DEFAULT_AWS_LATENCY
+    livekit_latency: tuple[float, float] = DEFAULT_LIVEKIT_LATENCY
+    rooms_per_drain: int = DEFAULT_ROOMS_PER_DRAIN
+    open_drains: int | None = None  # None: not asked (the fleet rule is skipped)
+    shard_size: int = 20
+    advance_concurrency: int = 10
+    reserve_seconds: float = LookLimits().reserve_seconds
+
+    @property
+    def aws_call(self) -> float:
+        return _lognormal_mean(*self.aws_latency)
+
+    def livekit_call(self, livekit_timeout: float) -> float:
+        return min(_lognormal_mean(*self.livekit_latency), livekit_timeout)
+
+    @property
+    def livekit_rounds(self) -> int:
+        return 1 + math.ceil(self.rooms_per_drain / LIVEKIT_PARTICIPANT_CONCURRENCY)
+
+    def look_seconds(self, livekit_timeout: float) -> float:
+        return AWS_CALLS_PER_LOOK * self.aws_call + self.livekit_rounds * self.livekit_call(livekit_timeout)
+
+
+def _lognormal_mean(p50: float, p99: float) -> float:
+    sigma = math.log(max(p99, p50) / p50) / _Z99 if p50 > 0 else 0.0
+    return p50 * math.exp(sigma * sigma / 2)
 
 
 @dataclass(frozen=True)
@@ -167,6 +207,7 @@ class Budget:
     margin: int = DEFAULT_MARGIN_SECONDS
     p99_call_seconds: float | None = None
     parameter_problem: str | None = None  # why CloudFormation would refuse the parameters
+    cost: LookCost = field(default_factory=LookCost)
 
     @property
     def on_fargate(self) -> bool:
@@ -191,8 +232,16 @@ class Budget:
 
     @property
     def look_seconds(self) -> float:
-        """What one look at one drain may take: LiveKit calls at their timeout, plus AWS calls."""
-        return LIVEKIT_CALLS_PER_LOOK * self.coordinator.livekit_timeout + LOOK_AWS_SECONDS
+        """What one look at one drain takes at the p99 latencies of the cost model."""
+        return self.cost.look_seconds(self.coordinator.livekit_timeout)
+
+    @property
+    def look_formula(self) -> str:
+        c = self.cost
+        return (
+            f"{AWS_CALLS_PER_LOOK} AWS calls x {c.aws_call:.2f} s + {c.livekit_rounds} LiveKit rounds x "
+            f"{c.livekit_call(self.coordinator.livekit_timeout):.2f} s"
+        )
 
 
 RuleStatus = Literal["PASS", "FAIL", "SKIP"]
@@ -462,11 +511,45 @@ def rule_reconcile_fits_period(budget: Budget) -> RuleResult:
     if timeout >= period:
         detail = f"Timeout {timeout} s >= period {period} s"
     elif timeout < look:
-        detail = (
-            f"Timeout {timeout} s < one look {_n(look)} s ({LIVEKIT_CALLS_PER_LOOK} x "
-            f"LIVEKIT_TIMEOUT_SECONDS {_n(budget.coordinator.livekit_timeout)} s + {LOOK_AWS_SECONDS} s)"
-        )
+        detail = f"Timeout {timeout} s < one look {_n(look)} s ({budget.look_formula})"
     return RuleResult(rule_id, title, passed, detail, why)
+
+
+def rule_fleet_fits_period(budget: Budget) -> RuleResult:
+    rule_id = "fleet-fits-period"
+    title = "every open drain is looked at within one period"
+    why = (
+        "a tick does the most urgent drains first and defers the rest; a drain deferred tick after "
+        "tick completes late, and one not reached before its heartbeat is due lets its hook expire"
+    )
+    cost = budget.cost
+    if cost.open_drains is None:
+        return _skip(rule_id, title, why, "give --open-drains to check it")
+    period = budget.schedule_period or budget.coordinator.reconcile_period
+    unit = budget.look_seconds + 2 * cost.aws_call  # a look, and the heartbeat (and save) before it
+    usable = max(0.0, budget.reconcile_timeout - cost.reserve_seconds)
+    per_invocation = min(cost.shard_size, int(usable // unit)) if unit > 0 else cost.shard_size
+    served = per_invocation * (cost.advance_concurrency + 1)  # the shards and the tick itself
+    shards = math.ceil(cost.open_drains / cost.shard_size)
+    detail = (
+        f"{cost.open_drains} drains = {shards} shards of {cost.shard_size}; one look {_n(budget.look_seconds)} s "
+        f"({budget.look_formula}); one invocation does {per_invocation} in {_n(usable)} s; "
+        f"{cost.advance_concurrency} + 1 at once do {served} a period"
+    )
+    if cost.open_drains <= served:
+        return RuleResult(rule_id, title, True, detail, why)
+    every = math.ceil(cost.open_drains / max(1, served))
+    heartbeat_every = max(1, (budget.heartbeat_timeout - 2 * period) // period)
+    risk = "hooks at risk" if every > heartbeat_every else "hooks safe"
+    return RuleResult(
+        rule_id,
+        title,
+        False,
+        f"{detail}: each drain looked at every {every} periods ({risk}: a heartbeat is due every "
+        f"{heartbeat_every}); raise AdvanceConcurrency to {math.ceil(cost.open_drains / max(1, per_invocation)) - 1} "
+        "or lower ShardSize",
+        why,
+    )
 
 
 def rule_lifecycle_timeout_fits_look(budget: Budget) -> RuleResult:
@@ -480,9 +563,7 @@ def rule_lifecycle_timeout_fits_look(budget: Budget) -> RuleResult:
     timeout = budget.lifecycle_timeout
     sign = ">=" if timeout >= look else "<"
     return result(
-        timeout >= look,
-        f"Timeout {timeout} s {sign} {LIVEKIT_CALLS_PER_LOOK} x LIVEKIT_TIMEOUT_SECONDS "
-        f"{_n(budget.coordinator.livekit_timeout)} s + {LOOK_AWS_SECONDS} s = {_n(look)} s",
+        timeout >= look, f"Timeout {timeout} s {sign} one look {_n(look)} s ({budget.look_formula})"
     )
 
 
@@ -595,6 +676,7 @@ RULES: Final[tuple[Callable[[Budget], RuleResult], ...]] = (
     rule_deadline_outlasts_stop,
     rule_deadline_within_hook_cap,
     rule_reconcile_fits_period,
+    rule_fleet_fits_period,
     rule_lifecycle_timeout_fits_look,
     rule_p99_call_fits_drain,
     rule_numbers_agree,
@@ -694,6 +776,10 @@ class CheckInputs:
     task_definition: Path | None = None
     p99_call_seconds: float | None = None
     margin: int = DEFAULT_MARGIN_SECONDS
+    open_drains: int | None = None
+    aws_latency: tuple[float, float] = DEFAULT_AWS_LATENCY
+    livekit_latency: tuple[float, float] = DEFAULT_LIVEKIT_LATENCY
+    rooms_per_drain: int = DEFAULT_ROOMS_PER_DRAIN
 
     @property
     def samconfig(self) -> Path | None:
@@ -885,6 +971,14 @@ def _coordinator_numbers(reader: _Reader, lifecycle: str, reconcile: str) -> Coo
         reconcile_period=whole(reconcile, "RECONCILE_PERIOD_SECONDS", "reconcile_period"),
         livekit_timeout=_seconds(livekit, f"{lifecycle} LIVEKIT_TIMEOUT_SECONDS"),
     )
+
+
+def _whole_param(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    try:
+        return int(str(raw)) if raw not in (None, "") else default
+    except ValueError as exc:
+        raise CheckInputError(f"parameter {name} is not a whole number: {raw!r}") from exc
 
 
 def _function_timeout(reader: _Reader, logical_id: str) -> int:
@@ -1237,6 +1331,14 @@ def load_budget(inputs: CheckInputs) -> Budget:
         "margin": inputs.margin,
         "p99_call_seconds": inputs.p99_call_seconds,
         "parameter_problem": parameter_problem,
+        "cost": LookCost(
+            aws_latency=inputs.aws_latency,
+            livekit_latency=inputs.livekit_latency,
+            rooms_per_drain=inputs.rooms_per_drain,
+            open_drains=inputs.open_drains,
+            shard_size=_whole_param(params, "ShardSize", 20),
+            advance_concurrency=_whole_param(params, "AdvanceConcurrency", 10),
+        ),
     }
     if worker is None:
         return Budget(
@@ -1317,7 +1419,39 @@ def _inputs(args: argparse.Namespace) -> CheckInputs:
         task_definition=None if args.task_definition is None else Path(args.task_definition),
         p99_call_seconds=p99,
         margin=margin,
+        open_drains=_positive_int(args.open_drains, "--open-drains"),
+        aws_latency=_latency(args.aws_latency, "--aws-latency", DEFAULT_AWS_LATENCY),
+        livekit_latency=_latency(args.livekit_latency, "--livekit-latency", DEFAULT_LIVEKIT_LATENCY),
+        rooms_per_drain=_positive_int(args.rooms_per_drain, "--rooms-per-drain") or DEFAULT_ROOMS_PER_DRAIN,
     )
+
+
+def _positive_int(raw: object, flag: str) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = int(str(raw))
+    except ValueError as exc:
+        raise CheckInputError(f"{flag} takes a whole number, got {raw!r}") from exc
+    if value < 1:
+        raise CheckInputError(f"{flag} must be at least 1, got {value}")
+    return value
+
+
+def _latency(raw: object, flag: str, default: tuple[float, float]) -> tuple[float, float]:
+    """P50[:P99] in seconds; P99 defaults to 5 x P50."""
+    if raw is None:
+        return default
+    text = str(raw)
+    p50_text, _, p99_text = text.partition(":")
+    try:
+        p50 = float(p50_text)
+        p99 = float(p99_text) if p99_text else 5 * p50
+    except ValueError as exc:
+        raise CheckInputError(f"{flag} takes P50[:P99] in seconds, got {text!r}") from exc
+    if not (math.isfinite(p50) and math.isfinite(p99) and 0 < p50 <= p99):
+        raise CheckInputError(f"{flag} needs 0 < P50 <= P99, got {text!r}")
+    return p50, p99
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -1348,6 +1482,22 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--p99-call-seconds", type=float, default=None, metavar="N", help="your p99 call length, in seconds"
+    )
+    fleet = parser.add_argument_group("the cost of a look (rule fleet-fits-period)")
+    fleet.add_argument(
+        "--open-drains", default=None, metavar="N", help="drains open at once at your biggest scale-in"
+    )
+    fleet.add_argument(
+        "--aws-latency", default=None, metavar="P50[:P99]", help="one AWS call (default 0.1:1)"
+    )
+    fleet.add_argument(
+        "--livekit-latency", default=None, metavar="P50[:P99]", help="one LiveKit call (default 0.2:2)"
+    )
+    fleet.add_argument(
+        "--rooms-per-drain",
+        default=None,
+        metavar="N",
+        help=f"calls an instance holds when it drains (default {DEFAULT_ROOMS_PER_DRAIN})",
     )
     parser.add_argument(
         "--margin",

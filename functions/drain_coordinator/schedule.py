@@ -111,10 +111,12 @@ class Scheduler:
     def run_shard(self, shard: Shard, remaining_seconds: Callable[[], float]) -> RunResult:
         """One shard from the work queue: its records read afresh, then the same two passes."""
         result = RunResult()
-        if shard.stale(self.clock(), self.policy):
-            logger.info("shard superseded by a later tick: dropped", extra={"tickAt": shard.tick_at})
+        stale = shard.stale(self.clock(), self.policy)
+        if stale:
+            # A later tick has planned these looks again, but it may be waiting for a free
+            # invocation too: the heartbeats that are due still go out, only the looks are dropped.
+            logger.info("shard superseded by a later tick: heartbeats only", extra={"tickAt": shard.tick_at})
             result.steps.append({"action": "skip", "reason": "stale_shard", "items": len(shard.items)})
-            return result
         known: dict[str, DrainRecord] = {}
         known_stops: dict[str, TaskStopRecord] = {}
         for item in shard.items:
@@ -129,7 +131,7 @@ class Scheduler:
         items = [
             i for i in shard.items if i.kind is WorkKind.ORPHAN or i.key in known or i.key in known_stops
         ]
-        self._run(items, remaining_seconds, known, known_stops, result)
+        self._run(items, remaining_seconds, known, known_stops, result, looks=not stale)
         return result
 
     # -- the two passes ------------------------------------------------------------------------
@@ -141,6 +143,7 @@ class Scheduler:
         drains: dict[str, DrainRecord],
         stops: dict[str, TaskStopRecord],
         result: RunResult,
+        looks: bool = True,
     ) -> None:
         self.drains.breaker = Breaker()
         mine = [drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains]
@@ -157,6 +160,8 @@ class Scheduler:
                 drains.pop(record.instance_id, None)  # closed (gone) or saved elsewhere: no look
             else:
                 drains[record.instance_id] = saved
+        if not looks:
+            return
         for position, item in enumerate(items):
             if item.kind is WorkKind.DRAIN and item.key not in drains:
                 continue

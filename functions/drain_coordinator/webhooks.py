@@ -41,6 +41,7 @@ from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.observability import logger
 
 _BEARER = "Bearer "
+_ANSWER_RESERVE_SECONDS = 2.0
 
 
 class WebhookRefusedError(Exception):
@@ -54,7 +55,7 @@ class WebhookRefusedError(Exception):
 
 class DrainsPort(Protocol):
     def store_open_drains(self) -> Iterator[DrainRecord]: ...
-    def advance(self, record: DrainRecord) -> DrainStep: ...
+    def advance(self, record: DrainRecord, within: float | None = None) -> DrainStep: ...
 
 
 class RoomIndexPort(Protocol):
@@ -63,7 +64,8 @@ class RoomIndexPort(Protocol):
 
 
 class WebhookLedgerPort(Protocol):
-    def first_sighting(self, event_id: str, created_at: float) -> bool: ...
+    def first_sighting(self, event_id: str, created_at: float, hold_seconds: float | None = None) -> bool: ...
+    def taken(self, event_id: str) -> None: ...
     def release(self, event_id: str) -> None: ...
 
 
@@ -97,7 +99,11 @@ class WebhookService:
     clock: Callable[[], float]
     max_age_seconds: float = MAX_EVENT_AGE_SECONDS
 
-    def receive(self, body: str, authorization: str | None) -> WebhookOutcome:
+    def receive(
+        self, body: str, authorization: str | None, remaining_seconds: Callable[[], float] | None = None
+    ) -> WebhookOutcome:
+        """`remaining_seconds`: the invocation's time left; it bounds the looks and how long the
+        event's claim is held in progress should the invocation time out."""
         hook = _room_webhook(self._verify(body, authorization))
         logger.append_keys(webhookEvent=hook.event, webhookId=hook.event_id, room=hook.room)
         if not hook.event_id:
@@ -109,17 +115,21 @@ class WebhookService:
         if isinstance(intent, Ignore):
             # Nothing is done for it, so nothing needs guarding against its replay: no ledger write.
             return WebhookOutcome("ignored", hook.event, hook.event_id, hook.room, intent.reason)
-        if not self.ledger.first_sighting(hook.event_id, hook.created_at):
+        hold = None if remaining_seconds is None else remaining_seconds()
+        if not self.ledger.first_sighting(hook.event_id, hook.created_at, hold):
             raise WebhookRefusedError("replayed", f"event {hook.event_id} was taken before")
         try:
             if isinstance(intent, IndexAgent):
                 self.index.record_agent(intent.room, intent.task_arn, intent.identity, hook.created_at)
-                return WebhookOutcome("indexed", hook.event, hook.event_id, hook.room)
-            return self._look_again(hook, intent)
+                outcome = WebhookOutcome("indexed", hook.event, hook.event_id, hook.room)
+            else:
+                outcome = self._look_again(hook, intent, remaining_seconds)
         except BaseException:
             # LiveKit retries a failed delivery with the same event id: let that retry in.
             self.ledger.release(hook.event_id)
             raise
+        self.ledger.taken(hook.event_id)
+        return outcome
 
     def _verify(self, body: str, authorization: str | None) -> WebhookEvent:
         token = (authorization or "").strip()
@@ -145,11 +155,15 @@ class WebhookService:
             # livekit-api raises a bare Exception for a missing or mismatched body hash.
             raise WebhookRefusedError("bad_signature", str(exc)) from exc
 
-    def _look_again(self, hook: RoomWebhook, intent: LookAgain) -> WebhookOutcome:
+    def _look_again(
+        self, hook: RoomWebhook, intent: LookAgain, remaining_seconds: Callable[[], float] | None
+    ) -> WebhookOutcome:
         steps: list[dict[str, Any]] = []
         for record in drains_watching(intent.room, self.drains.store_open_drains()):
+            # Keep back a second or two to answer LiveKit and mark the event taken.
+            within = None if remaining_seconds is None else remaining_seconds() - _ANSWER_RESERVE_SECONDS
             try:
-                steps.append(self.drains.advance(record).as_dict())
+                steps.append(self.drains.advance(record, within).as_dict())
             except (AutoScalingError, StoreError) as exc:
                 # This look failed; the next reconcile tick looks again.
                 logger.exception("drain not advanced on a webhook", extra={"instanceID": record.instance_id})

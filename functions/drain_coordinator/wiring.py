@@ -88,7 +88,7 @@ def build_webhook_service(
         credentials=partial(livekit_credentials, config.livekit_secret_arn),
         drains=drains,
         index=RoomIndex(table, clock=now),
-        ledger=WebhookLedger(table),
+        ledger=WebhookLedger(table, clock=now),
         clock=now,
     )
 

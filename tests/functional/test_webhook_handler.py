@@ -67,11 +67,16 @@ class FakeLedger:
     seen: set[str] = field(default_factory=set)
     released: list[str] = field(default_factory=list)
 
-    def first_sighting(self, event_id: str, created_at: float) -> bool:
+    taken_ids: list[str] = field(default_factory=list)
+
+    def first_sighting(self, event_id: str, created_at: float, hold_seconds: float | None = None) -> bool:
         if event_id in self.seen:
             return False
         self.seen.add(event_id)
         return True
+
+    def taken(self, event_id: str) -> None:
+        self.taken_ids.append(event_id)
 
     def release(self, event_id: str) -> None:
         self.seen.discard(event_id)
@@ -466,7 +471,7 @@ class FailingDrains:
     def store_open_drains(self) -> Iterator[DrainRecord]:
         yield self.record
 
-    def advance(self, record: DrainRecord) -> DrainStep:
+    def advance(self, record: DrainRecord, within: float | None = None) -> DrainStep:
         raise self.error
 
 

@@ -116,6 +116,26 @@ def test_ledger_takes_an_event_once_until_released(world: World) -> None:
     assert (first, second, third) == (True, False, True)
 
 
+def test_a_claim_whose_invocation_timed_out_is_taken_over_by_the_retry(world: World) -> None:
+    # GIVEN an event claimed by an invocation with 10 s left, which then timed out: Lambda ran
+    # no `finally`, so the claim was neither released nor marked taken
+    ledger = WebhookLedger(table_of(world), clock=world.clock.now)
+    created = world.clock.now()
+    assert ledger.first_sighting("EV_slow", created, hold_seconds=10)
+
+    # WHEN LiveKit retries the delivery while the invocation could still be running, then after
+    retried_at_once = ledger.first_sighting("EV_slow", created, hold_seconds=10)
+    world.clock.advance(11)
+    retried_later = ledger.first_sighting("EV_slow", created, hold_seconds=10)
+
+    # THEN the early retry is refused (one look at a time), the later one takes the event over;
+    # once taken, a replay is refused for good
+    assert (retried_at_once, retried_later) == (False, True)
+    ledger.taken("EV_slow")
+    world.clock.advance(60)
+    assert ledger.first_sighting("EV_slow", created, hold_seconds=10) is False
+
+
 # --- the sender ------------------------------------------------------------------------------
 
 

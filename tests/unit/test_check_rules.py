@@ -15,12 +15,14 @@ from drainctl.check import (
     Budget,
     CoordinatorNumbers,
     HostStopTimeout,
+    LookCost,
     RuleResult,
     ecs_duration_seconds,
     evaluate,
     host_stop_timeout_setting,
     rule_deadline_outlasts_stop,
     rule_deadline_within_hook_cap,
+    rule_fleet_fits_period,
     rule_heartbeat_cadence,
     rule_heartbeat_timeout_in_range,
     rule_host_stop_timeout_agrees,
@@ -84,7 +86,7 @@ def assert_fails(result: RuleResult, *fragments: str) -> None:
 def test_evaluate_passes_every_rule_on_the_projects_defaults() -> None:
     # GIVEN the defaults of template.yaml and a worker task definition that matches them
     # WHEN every rule judges them
-    results = evaluate(a_budget(p99_call_seconds=480))
+    results = evaluate(a_budget(p99_call_seconds=480, cost=LookCost(open_drains=100)))
     # THEN nothing fails and nothing is skipped
     assert [r.status for r in results] == ["PASS"] * len(RULES)
 
@@ -340,15 +342,22 @@ def test_deadline_beyond_48_hours_fails_even_with_a_long_heartbeat() -> None:
 def test_reconcile_timeout_between_one_look_and_the_period_passes() -> None:
     result = rule_reconcile_fits_period(a_budget())
     assert result.status == "PASS"
-    assert result.detail == "one look 20 s <= Timeout 55 s < period 60 s"
+    assert result.detail == "one look 1.5 s <= Timeout 55 s < period 60 s"
 
 
 def test_reconcile_timeout_as_long_as_the_period_fails() -> None:
     assert_fails(rule_reconcile_fits_period(a_budget(reconcile_timeout=60)), "Timeout 60 s >= period 60 s")
 
 
-def test_reconcile_timeout_shorter_than_one_look_fails() -> None:
-    assert_fails(rule_reconcile_fits_period(a_budget(reconcile_timeout=15)), "Timeout 15 s < one look 20 s")
+def test_a_look_costs_what_its_calls_cost_at_the_given_latencies() -> None:
+    # GIVEN AWS answering in 2 s (p50 = p99) and LiveKit in 4 s, an instance holding 40 calls
+    slow = LookCost(aws_latency=(2.0, 2.0), livekit_latency=(4.0, 4.0), rooms_per_drain=40)
+    # THEN one look is 5 AWS calls and 1 + ceil(40 / 16) LiveKit rounds, each at its latency
+    budget = a_budget(cost=slow)
+    assert budget.look_seconds == 5 * 2.0 + 4 * 4.0
+    assert_fails(
+        rule_reconcile_fits_period(replace(budget, reconcile_timeout=15)), "Timeout 15 s < one look 26 s"
+    )
 
 
 def test_reconcile_timeout_is_skipped_without_a_period() -> None:
@@ -359,18 +368,50 @@ def test_reconcile_timeout_is_skipped_without_a_period() -> None:
 def test_lifecycle_timeout_of_one_look_passes() -> None:
     result = rule_lifecycle_timeout_fits_look(a_budget(lifecycle_timeout=20))
     assert result.status == "PASS"
-    assert result.detail == "Timeout 20 s >= 2 x LIVEKIT_TIMEOUT_SECONDS 5 s + 10 s = 20 s"
+    assert result.detail.startswith("Timeout 20 s >= one look 1.5 s (5 AWS calls x 0.16 s + 2 LiveKit rounds")
 
 
 def test_lifecycle_timeout_shorter_than_one_look_fails() -> None:
-    assert_fails(rule_lifecycle_timeout_fits_look(a_budget(lifecycle_timeout=15)), "Timeout 15 s < 2 x")
+    slow = LookCost(aws_latency=(2.0, 2.0), livekit_latency=(4.0, 4.0))
+    assert_fails(
+        rule_lifecycle_timeout_fits_look(a_budget(lifecycle_timeout=15, cost=slow)),
+        "Timeout 15 s < one look 18 s",
+    )
 
 
 def test_lifecycle_timeout_fails_when_livekit_calls_may_take_longer() -> None:
+    # a LiveKit slower than its timeout costs the timeout: the call is given up then
+    slow = LookCost(livekit_latency=(30.0, 30.0))
     assert_fails(
-        rule_lifecycle_timeout_fits_look(with_coordinator(livekit_timeout=12.5)),
-        "LIVEKIT_TIMEOUT_SECONDS 12.5 s + 10 s = 35 s",
+        rule_lifecycle_timeout_fits_look(
+            a_budget(lifecycle_timeout=15, cost=slow, coordinator=replace(COORDINATOR, livekit_timeout=12.5))
+        ),
+        "2 LiveKit rounds x 12.50 s",
     )
+
+
+def test_fleet_rule_is_skipped_unless_the_fleet_is_given() -> None:
+    assert rule_fleet_fits_period(a_budget()).status == "SKIP"
+
+
+def test_fleet_within_what_the_shards_cover_passes() -> None:
+    result = rule_fleet_fits_period(a_budget(cost=LookCost(open_drains=200)))
+    assert result.status == "PASS", result.detail
+    assert "10 + 1 at once do 220 a period" in result.detail
+
+
+def test_fleet_beyond_the_shards_fails_and_says_how_many_to_run_at_once() -> None:
+    # GIVEN 2,000 drains at the degraded latencies of the scale test
+    cost = LookCost(open_drains=2000, aws_latency=(0.2, 2.0), livekit_latency=(1.0, 4.0))
+    # THEN ten shards at once cannot look at them every period, and hooks are at risk
+    assert_fails(
+        rule_fleet_fits_period(a_budget(cost=cost)),
+        "2000 drains = 100 shards of 20",
+        "hooks at risk",
+        "raise AdvanceConcurrency to 199",
+    )
+    # AND with that many at once, it passes
+    assert rule_fleet_fits_period(a_budget(cost=replace(cost, advance_concurrency=199))).status == "PASS"
 
 
 # -- the stated p99 call length -----------------------------------------------------------------

@@ -247,3 +247,19 @@ def test_a_tick_sends_what_it_cannot_cover_as_shards_and_does_the_most_urgent_it
     assert {s["instance_id"] for s in done.steps if s.get("reason") != "before_look"} == {
         i.key for i in queue.sent[1].items
     }
+
+
+def test_a_stale_shard_still_sends_its_due_heartbeats_but_looks_at_nothing() -> None:
+    # GIVEN a shard that waited for a free invocation longer than a period
+    tick, _ = a_tick(5, look_seconds=0.5)
+    items = tuple(work_items([], tick.store.open_drains(), [], POLICY))
+    shard = Shard(tick.clock.t, items)
+    tick.clock.t += 61
+
+    # WHEN the advance function gets it
+    done = tick.scheduler.run_shard(shard, lambda: 55.0)
+
+    # THEN every due heartbeat was sent (a later tick may be waiting too), and no look was made
+    assert {i for c, i in tick.lifecycle.calls if c == "heartbeat"} == {i.key for i in items}
+    assert [s["action"] for s in done.steps if s.get("reason") != "before_look"] == ["skip"]
+    assert tick.sessions.still_held_calls == 0

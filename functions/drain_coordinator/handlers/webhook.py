@@ -79,7 +79,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if request.method != "POST":
         return _refused(405, "method_not_allowed", request.method)
     try:
-        outcome = wiring.webhook_service().receive(request.body, request.authorization)
+        outcome = wiring.webhook_service().receive(
+            request.body, request.authorization, lambda: context.get_remaining_time_in_millis() / 1000
+        )
     except WebhookRefusedError as exc:
         return _refused(401, exc.reason, exc.detail)
     except (CredentialsError, StoreError) as exc:

@@ -11,6 +11,8 @@ Room index items:
 
 Webhook ledger items:
   pk          "webhook#<event id>", written once (conditional): a second delivery is a replay
+  in_progress_until  while set, the claim of an invocation still at work; past it (the
+              invocation timed out), a retry of the event may take the claim over
   expires_at  TTL, well past the window in which a webhook's token is valid
 """
 
@@ -25,7 +27,7 @@ from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drain_coordinator.integrations.aws_clients import describe_error, error_code
-from drain_coordinator.integrations.store import OPEN_INDEX, StoreError, get_item, put_new
+from drain_coordinator.integrations.store import OPEN_INDEX, StoreError, get_item, put_if
 
 ROOM_KIND = "room"
 WEBHOOK_KIND = "webhook"
@@ -117,21 +119,48 @@ class RoomIndex:
 
 
 class WebhookLedger:
-    """Which webhook events were already taken, so a replayed one is refused."""
+    """Which webhook events were already taken, so a replayed one is refused.
 
-    def __init__(self, table: Any, ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS) -> None:
+    A claim is first held in progress until the invocation that made it would have timed out:
+    if that invocation dies with it (a Lambda timeout runs no `finally`), LiveKit's retry of the
+    same event, after that time, takes the claim over instead of being refused as a replay. The
+    same rule as Powertools Idempotency's in-progress expiry; see the README for why the ledger
+    stays ours (a replay of a taken event is refused and counted, not answered again).
+    """
+
+    def __init__(
+        self,
+        table: Any,
+        ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._table = table
         self._ttl_seconds = ttl_seconds
+        self._clock = clock
 
-    def first_sighting(self, event_id: str, created_at: float) -> bool:
-        """Record the event; False when it was recorded before (a duplicate delivery)."""
-        item = {
+    def first_sighting(self, event_id: str, created_at: float, hold_seconds: float | None = None) -> bool:
+        """Claim the event; False when it was taken before, or is being taken by a live invocation.
+        `hold_seconds`: how long the claim stays in progress (the invocation's time left)."""
+        now = self._clock()
+        item: dict[str, Any] = {
             "pk": _webhook_pk(event_id),
             "kind": WEBHOOK_KIND,
             "created_at": _num(created_at),
             "expires_at": int(created_at + self._ttl_seconds),
         }
-        return put_new(self._table, item, "record a webhook")
+        if hold_seconds is not None:
+            item["in_progress_until"] = _num(now + hold_seconds)
+        abandoned = Attr("in_progress_until").exists() & Attr("in_progress_until").lt(_num(now))
+        return put_if(self._table, item, Attr("pk").not_exists() | abandoned, "record a webhook")
+
+    def taken(self, event_id: str) -> None:
+        """The event was handled: its claim is final, a replay of it is refused from now on."""
+        try:
+            self._table.update_item(
+                Key={"pk": _webhook_pk(event_id)}, UpdateExpression="REMOVE in_progress_until"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(describe_error(exc, "record a webhook as taken")) from exc
 
     def release(self, event_id: str) -> None:
         """Forget the event: its handling failed and LiveKit's retry must be taken, not refused."""

@@ -212,6 +212,11 @@ def put_if_version(table: Any, item: dict[str, Any], version: int, what: str) ->
     return _put_if(table, item, Attr("version").eq(version), what)
 
 
+def put_if(table: Any, item: dict[str, Any], condition: Any, what: str) -> bool:
+    """Write an item if `condition` holds for the one stored; False when it does not."""
+    return _put_if(table, item, condition, what)
+
+
 def _put_if(table: Any, item: dict[str, Any], condition: Any, what: str) -> bool:
     try:
         table.put_item(Item=item, ConditionExpression=condition)
