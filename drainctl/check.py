@@ -1419,10 +1419,14 @@ def _inputs(args: argparse.Namespace) -> CheckInputs:
         task_definition=None if args.task_definition is None else Path(args.task_definition),
         p99_call_seconds=p99,
         margin=margin,
-        open_drains=_positive_int(args.open_drains, "--open-drains"),
-        aws_latency=_latency(args.aws_latency, "--aws-latency", DEFAULT_AWS_LATENCY),
-        livekit_latency=_latency(args.livekit_latency, "--livekit-latency", DEFAULT_LIVEKIT_LATENCY),
-        rooms_per_drain=_positive_int(args.rooms_per_drain, "--rooms-per-drain") or DEFAULT_ROOMS_PER_DRAIN,
+        # (getattr: a caller's own Namespace may predate these options)
+        open_drains=_positive_int(getattr(args, "open_drains", None), "--open-drains"),
+        aws_latency=_latency(getattr(args, "aws_latency", None), "--aws-latency", DEFAULT_AWS_LATENCY),
+        livekit_latency=_latency(
+            getattr(args, "livekit_latency", None), "--livekit-latency", DEFAULT_LIVEKIT_LATENCY
+        ),
+        rooms_per_drain=_positive_int(getattr(args, "rooms_per_drain", None), "--rooms-per-drain")
+        or DEFAULT_ROOMS_PER_DRAIN,
     )
 
 
