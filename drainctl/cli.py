@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from drainctl import alarms as alarms_command
 from drainctl import bench as bench_command
 from drainctl import check as check_command
 from drainctl import replay as replay_command
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_command.add_parser(sub)
     simulate_command.add_parser(sub)
     bench_command.add_parser(sub)
+    alarms_command.add_parser(sub)
     return parser
 
 
@@ -73,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return simulate_command.run(args)
         if args.command == "bench":
             return bench_command.run(args)
+        if args.command == "alarms":
+            return alarms_command.run(args)
         if args.command == "replay":
             if args.sessions < 0:
                 raise replay_command.ReplayInputError("--sessions cannot be negative")

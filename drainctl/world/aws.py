@@ -46,6 +46,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from drainctl.world import cloudformation_alarms  # noqa: F401 - adds alarms to moto's CloudFormation
 from drainctl.world.clock import VirtualClock
 from drainctl.world.lifecycle_actions import (
     PROCEED,

@@ -53,8 +53,12 @@ NO_RESOURCE_LEVEL_ACTIONS = {
     "ecs:DescribeTaskDefinition",
 }
 # AWS managed policies the stack attaches: SAM's for logs and X-Ray, ECS's for the worker hosts.
+# SAM attaches AWSLambdaVPCAccessExecutionRole to every function whose VpcConfig is set, and an
+# !If on FunctionsInVpc counts as set: outside a VPC it is granted and unused (network
+# interfaces only; https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html).
 AWS_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
     "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
     "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role",

@@ -170,7 +170,10 @@ def test_parameters_without_values_are_the_defaults(template: Template) -> None:
             if name.startswith("Worker")
             and name not in ("WorkerDrainTimeout", "WorkerStopTimeout", "WorkerTaskFamily")
         },
+        "CreateWorkerCapacityProvider": "true",
         "LogLevel": "INFO",
+        "FunctionSubnetIds": "",
+        "FunctionSecurityGroupIds": "",
         "RebalanceDrain": "false",
         "AdvanceConcurrency": "10",
         "ShardSize": "20",

@@ -1,4 +1,4 @@
-"""Rules 1-5 of DESIGN.md as properties over whole drains, ticks and probes drawn by hypothesis."""
+"""Rules 1-5 of docs/ARCHITECTURE.md as properties over whole drains, ticks and probes drawn by hypothesis."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The pure decision that advances a drain. No I/O: a function of the record, a probe and now.
 
-Rules (DESIGN.md), each property-tested in tests/unit/test_decide_properties.py:
+Rules (docs/ARCHITECTURE.md), each property-tested in tests/unit/test_decide_properties.py:
 1. Never complete while sessions or tasks remain, before the deadline.
 2. Always complete by the deadline; sessions still held then are dropped and counted.
 3. Heartbeat before the hook's heartbeat timer runs out, every time, while the drain is open.
