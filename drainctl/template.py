@@ -135,7 +135,9 @@ def load_template(path: Path) -> Template:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TemplateError(f"cannot read template {path}: {exc}") from exc
+        raise TemplateError(f"cannot read template {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"template {path} is not UTF-8 text (byte {exc.start})") from exc
     try:
         body = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 import urllib.request
@@ -66,6 +67,7 @@ logger = logging.getLogger(__name__)
 REGION: Final = "us-east-1"
 ACCOUNT_ID: Final = "123456789012"  # moto's default account, reached with any dummy key
 _DUMMY_KEY: Final = "testing"
+_MOTO_ACCOUNT_ENV: Final = "MOTO_ACCOUNT_ID"  # moto.core.responses.BaseResponse.get_current_account
 
 _INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _IN_SERVICE: Final = "InService"
@@ -185,7 +187,7 @@ _session_lock = threading.Lock()
 _session: Any = None  # boto3's Session, typed loosely: services here are plain strings
 
 
-def _new_client(service: str, endpoint_url: str) -> Any:
+def _new_client(service: str, endpoint_url: str, region: str) -> Any:
     # One session for the process: loading botocore's service models is the slow part.
     global _session
     with _session_lock:
@@ -195,7 +197,7 @@ def _new_client(service: str, endpoint_url: str) -> Any:
             )
         # One attempt: a local error is a bug to see at once, not a blip to retry.
         config = Config(retries={"mode": "standard", "total_max_attempts": 1})
-        return _session.client(service, endpoint_url=endpoint_url, config=config)
+        return _session.client(service, endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 # moto's backends are process-wide, so one extension at a time.
@@ -605,10 +607,25 @@ class _LifecycleExtension:
 
 
 class LocalAws:
-    """moto on 127.0.0.1 (ephemeral port) with lifecycle actions; one running per process."""
+    """moto on 127.0.0.1 (ephemeral port) with lifecycle actions; one running per process.
 
-    def __init__(self, clock: VirtualClock, on_event: EventSink | None = None) -> None:
+    `region` and `account` are where the world's resources live (moto serves any): the region its
+    clients sign for, the account moto answers as (`MOTO_ACCOUNT_ID`, read by moto's server on
+    every request, set while this one runs).
+    """
+
+    def __init__(
+        self,
+        clock: VirtualClock,
+        on_event: EventSink | None = None,
+        *,
+        region: str = REGION,
+        account: str = ACCOUNT_ID,
+    ) -> None:
         self.clock = clock
+        self.region = region
+        self.account = account
+        self._saved_account: str | None = None
         self.lifecycle = LifecycleActionLog()
         self._on_event = on_event
         self._extension = _LifecycleExtension(clock, self.lifecycle, self._emit)
@@ -623,6 +640,8 @@ class LocalAws:
         if self._server is not None:
             raise LocalAwsError("the local AWS is already running")
         self._extension.install()
+        self._saved_account = os.environ.get(_MOTO_ACCOUNT_ENV)
+        os.environ[_MOTO_ACCOUNT_ENV] = self.account
         try:
             self._server = _MotoHttpServer(lambda: self.request_hook)
             self._endpoint_url = self._server.url
@@ -658,6 +677,11 @@ class LocalAws:
         self._server = None
         self._endpoint_url = None
         self._clients.clear()
+        if self._saved_account is None:
+            os.environ.pop(_MOTO_ACCOUNT_ENV, None)
+        else:
+            os.environ[_MOTO_ACCOUNT_ENV] = self._saved_account
+        self._saved_account = None
         self._extension.uninstall()
 
     def _reset_moto(self) -> None:
@@ -676,10 +700,10 @@ class LocalAws:
         return self._endpoint_url
 
     def client(self, service: str) -> Any:
-        """A boto3 client of the local AWS (dummy credentials, us-east-1); one per service."""
+        """A boto3 client of the local AWS (dummy credentials, its region); one per service."""
         endpoint_url = self.endpoint_url
         if service not in self._clients:
-            self._clients[service] = _new_client(service, endpoint_url)
+            self._clients[service] = _new_client(service, endpoint_url, self.region)
         return self._clients[service]
 
     def expire_due_actions(self) -> list[LifecycleAction]:
@@ -699,7 +723,7 @@ class LocalAws:
         max_size: int | None = None,
         image_id: str = "ami-0abcdef1234567890",
         instance_type: str = "c6i.xlarge",
-        availability_zone: str = "us-east-1a",
+        availability_zone: str | None = None,  # None: the region's first zone
         tags: Mapping[str, str] | None = None,
     ) -> list[str]:
         """A launch template and a group whose instances have exactly `instance_ids`.
@@ -730,7 +754,7 @@ class LocalAws:
                 MinSize=min_size,
                 MaxSize=max(count, max_size or 0),
                 DesiredCapacity=count,
-                AvailabilityZones=[availability_zone],
+                AvailabilityZones=[availability_zone or f"{self.region}a"],
                 Tags=group_tags,
             )
         if terminate_hook is not None:

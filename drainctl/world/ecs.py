@@ -14,7 +14,7 @@ from typing import Any
 from moto.backends import get_backend
 from moto.moto_api import state_manager
 
-from drainctl.world.aws import ACCOUNT_ID, REGION, LocalAws
+from drainctl.world.aws import LocalAws
 
 WORKER_CONTAINER = "agent"
 _PINNED = {"progression": "manual", "times": 10**12}
@@ -36,7 +36,7 @@ class LocalEcs:
 
     @property
     def _backend(self) -> Any:
-        return get_backend("ecs")[ACCOUNT_ID][REGION]
+        return get_backend("ecs")[self._aws.account][self._aws.region]
 
     def create_cluster(self) -> None:
         self._client.create_cluster(clusterName=self.cluster)
@@ -65,7 +65,9 @@ class LocalEcs:
         return str(answer["taskDefinition"]["taskDefinitionArn"])
 
     def register_instance(self, ec2_instance_id: str) -> str:
-        document = json.dumps({"instanceId": ec2_instance_id, "region": REGION, "accountId": ACCOUNT_ID})
+        document = json.dumps(
+            {"instanceId": ec2_instance_id, "region": self._aws.region, "accountId": self._aws.account}
+        )
         answer = self._client.register_container_instance(
             cluster=self.cluster, instanceIdentityDocument=document
         )

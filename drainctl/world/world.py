@@ -62,6 +62,10 @@ class WorldConfig:
     seed: int = 7
     # LiveKit sends signed webhooks to the template's WebhookFunction (when it has one).
     livekit_webhooks: bool = True
+    # Where the world's AWS resources live: moto serves any region and account (a replayed
+    # event's own, so its ARNs are the world's).
+    region: str = REGION
+    account: str = ACCOUNT_ID
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,9 @@ class World:
         self.clock = VirtualClock(self.config.start)
         self.rng = random.Random(self.config.seed)
         self._pending: list[dict[str, Any]] = []
-        self.aws = LocalAws(self.clock, on_event=self._pending.append)
+        self.aws = LocalAws(
+            self.clock, on_event=self._pending.append, region=self.config.region, account=self.config.account
+        )
         self.livekit = LocalLiveKit()
         # Requests cost virtual time only when a test sets `latency.seconds_per_request`.
         self.latency = VirtualLatency(self.clock)
@@ -98,8 +104,8 @@ class World:
             self.clock.now,
             self._pending.append,
             lambda: str(uuid.UUID(int=self.rng.getrandbits(128))),
-            region=REGION,
-            account=ACCOUNT_ID,
+            region=self.config.region,
+            account=self.config.account,
         )
         self.lambdas = LocalLambda(self.clock.now)
         self.deliveries: list[Delivery] = []
@@ -172,11 +178,11 @@ class World:
                 "TerminateLifecycleHook": self.hook_name,
             },
             attributes={
-                "DeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{STACK_NAME}-DeadLetterQueue",
+                "DeadLetterQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{STACK_NAME}-DeadLetterQueue",
                 "DeadLetterQueue.QueueName": f"{STACK_NAME}-DeadLetterQueue",
-                "WorkQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{STACK_NAME}-work",
+                "WorkQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{STACK_NAME}-work",
                 "WorkQueue.QueueName": f"{STACK_NAME}-work",
-                "ReconcileScheduleRole.Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/reconcile-schedule",
+                "ReconcileScheduleRole.Arn": f"arn:aws:iam::{cfg.account}:role/reconcile-schedule",
             },
             pseudo={"AWS::StackName": STACK_NAME},
         )
@@ -249,8 +255,8 @@ class World:
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_SESSION_TOKEN": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": self.config.region,
+                "AWS_REGION": self.config.region,
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_DEV": "false",
             }
@@ -351,7 +357,7 @@ class World:
         if worker.container_reason:
             container["reason"] = worker.container_reason
         detail: dict[str, Any] = {
-            "clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT_ID}:cluster/{self.config.cluster}",
+            "clusterArn": f"arn:aws:ecs:{self.config.region}:{self.config.account}:cluster/{self.config.cluster}",
             "containerInstanceArn": worker.container_instance_arn,
             "containers": [container],
             "desiredStatus": "STOPPED",
@@ -375,9 +381,9 @@ class World:
             "id": str(uuid.UUID(int=self.rng.getrandbits(128))),
             "detail-type": "ECS Task State Change",
             "source": "aws.ecs",
-            "account": ACCOUNT_ID,
+            "account": self.config.account,
             "time": _iso(now, millis=False),
-            "region": REGION,
+            "region": self.config.region,
             "resources": [worker.task_arn],
             "detail": detail,
         }

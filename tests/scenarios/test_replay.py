@@ -118,7 +118,7 @@ def test_replay_rejects_an_event_the_handler_rejects(
 def test_replay_refuses_bad_options(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
     status, _, err = replay(capsys, TERMINATE, *args)
     assert status == 2
-    assert err.startswith("drainctl: ")
+    assert err.startswith("drainctl replay: ")
 
 
 def test_replay_forced_kill_prints_the_verdict_the_dropped_calls_and_the_alarms(
