@@ -560,7 +560,7 @@ class Coordinator:
             )
         except EcsError as exc:
             self.breaker.record(ECS, ok=False)
-            return record, Probe.failed(str(exc))
+            return record, self._rooms_without_ecs(record, str(exc), within, started)
         self.breaker.record(ECS, ok=True)
         left = None if within is None else within - (self.clock() - started)
         if left is not None and left <= 0:
@@ -580,6 +580,22 @@ class Coordinator:
             return record, Probe.failed(str(exc))
         self.breaker.record(LIVEKIT, ok=True)
         return replace(record, watched_rooms=held), Probe(tasks=tasks, sessions=held)
+
+    def _rooms_without_ecs(
+        self, record: DrainRecord, error: str, within: float | None, started: float
+    ) -> Probe:
+        """ECS failed: the look fails, but the rooms it already watches are asked of LiveKit all
+        the same, so the calls cut at a deadline reached while ECS is down are still counted."""
+        if not record.watched_rooms or not record.rooms_final or self.breaker.is_open(LIVEKIT):
+            return Probe.failed(error)
+        left = None if within is None else within - (self.clock() - started)
+        try:
+            seen = self.sessions.still_held(record.watched_rooms, within=left)
+        except (LiveKitProbeError, CredentialsError) as exc:
+            self.breaker.record(LIVEKIT, ok=False)
+            return Probe.failed(f"{error}; {exc}")
+        self.breaker.record(LIVEKIT, ok=True)
+        return Probe.failed(error, sessions_seen=seen)
 
     def _resolve_container_instance(self, record: DrainRecord) -> DrainRecord:
         if record.extra.get("ecs") != ECS_PENDING:

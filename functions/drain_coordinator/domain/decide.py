@@ -77,7 +77,12 @@ def decide(record: DrainRecord, probe: Probe, now: float, policy: DrainPolicy) -
     if probe.empty:
         return Complete(outcome=DrainOutcome.DRAINED)
     if deadline_reached(record, now, policy):
-        dropped = probe.session_count if probe.ok else (record.sessions_remaining or 0)
+        if probe.ok:
+            dropped = probe.session_count
+        elif probe.sessions_seen is not None:
+            dropped = len(probe.sessions_seen)
+        else:
+            dropped = record.sessions_remaining or 0
         return Complete(outcome=DrainOutcome.DEADLINE, dropped_sessions=dropped)
     if not probe.ok:
         return Hold(error=probe.error or "probe failed", heartbeat=heartbeat_due(record, now, policy))
@@ -92,6 +97,10 @@ def apply(record: DrainRecord, action: Action, probe: Probe, now: float) -> Drai
         record = replace(record, sessions_remaining=probe.session_count, tasks_remaining=probe.task_count)
     else:
         record = replace(record, probe_errors=record.probe_errors + 1)
+        if probe.sessions_seen is not None:
+            record = replace(
+                record, sessions_remaining=len(probe.sessions_seen), watched_rooms=probe.sessions_seen
+            )
     match action:
         case Complete(outcome=outcome, dropped_sessions=dropped):
             return record.closed(outcome, now, dropped)

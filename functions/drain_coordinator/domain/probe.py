@@ -25,10 +25,13 @@ class Probe:
     # room -> task ARN of the agent participant still holding it
     sessions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    # A failed look that still saw the watched rooms (LiveKit answered, ECS did not): the calls
+    # are known though the tasks are not. It proves nothing about the drain being over.
+    sessions_seen: dict[str, str] | None = None
 
     @classmethod
-    def failed(cls, error: str) -> Probe:
-        return cls(error=error)
+    def failed(cls, error: str, sessions_seen: dict[str, str] | None = None) -> Probe:
+        return cls(error=error, sessions_seen=sessions_seen)
 
     @property
     def ok(self) -> bool:
