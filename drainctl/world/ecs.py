@@ -71,12 +71,17 @@ class LocalEcs:
         )
         return str(answer["containerInstance"]["containerInstanceArn"])
 
-    def start_task(self, container_instance_arn: str, task_definition: str, started_by: str) -> str:
+    def start_task(
+        self, container_instance_arn: str, task_definition: str, started_by: str, group: str | None = None
+    ) -> str:
+        """`group` is "service:<name>" for a service's task, as ECS sets it; a standalone task's
+        is "family:<family>" (moto's default)."""
         answer = self._client.start_task(
             cluster=self.cluster,
             taskDefinition=task_definition,
             containerInstances=[container_instance_arn],
             startedBy=started_by,
+            **({"group": group} if group else {}),
         )
         return str(answer["tasks"][0]["taskArn"])
 
@@ -101,6 +106,10 @@ class LocalEcs:
         for container in task.containers:
             container.exit_code = exit_code
             container.last_status = "STOPPED"
+
+    def set_group(self, task_arn: str, group: str) -> None:
+        """The task's ECS group: "family:<family>" makes it a standalone task's."""
+        self._task(task_arn).group = group
 
     def rename_task(self, task_arn: str, new_arn: str) -> None:
         """Give a task the ARN of a recorded event (replay), in moto's ECS as everywhere else."""

@@ -31,7 +31,7 @@ from drainctl.world.alarms import Firing, alarm_specs, datapoints, firing
 from drainctl.world.aws import ACCOUNT_ID, REGION, LocalAws, TerminateHook
 from drainctl.world.clock import VirtualClock
 from drainctl.world.ecs import WORKER_CONTAINER, LocalEcs
-from drainctl.world.fleet import DEFAULT_SERVICE, Fleet, Worker, WorkerState
+from drainctl.world.fleet import DEFAULT_SERVICE, DeploymentConfiguration, Fleet, Worker, WorkerState
 from drainctl.world.lambda_runtime import LocalLambda
 from drainctl.world.latency import VirtualLatency
 from drainctl.world.lifecycle_actions import TERMINATED
@@ -280,12 +280,35 @@ class World:
         self.services[name] = spec
         return spec
 
+    def configure_deployment(
+        self,
+        service: str,
+        *,
+        minimum_healthy_percent: int = 100,
+        maximum_percent: int = 200,
+        health_delay_seconds: float = 0.0,
+        slots_per_instance: int | None = None,
+    ) -> DeploymentConfiguration:
+        """Run `service` under the ECS service scheduler (fleet.py): replacements placed and
+        healthy before old tasks stop, on a DRAINING instance and in a deploy alike.
+        `slots_per_instance` is how many worker tasks an instance has room for (None: any)."""
+        config = DeploymentConfiguration(minimum_healthy_percent, maximum_percent, health_delay_seconds)
+        self.fleet.deployments[service] = config
+        self.fleet.slots_per_instance = slots_per_instance
+        return config
+
     def deploy(self, service: str, now: float | None = None) -> list[Worker]:
-        """A rolling deploy (minimum healthy 100 %, maximum 200 %): each old worker gets a
-        replacement on its instance first, then is told to stop. Returns the old workers."""
+        """A rolling deploy. Under a deployment configuration the service scheduler replaces each
+        old worker (placed, healthy, then the old one told to stop). Without one, each old worker
+        gets a replacement on its instance first, at once healthy, then is told to stop. Returns
+        the old workers."""
         spec = self.services[service]
         at = self.clock.now() if now is None else now
-        old = [w for w in self.fleet.workers.values() if w.service == service and w.accepting]
+        old = [w for w in self.fleet.workers.values() if w.service == service and w.live]
+        if service in self.fleet.deployments:
+            for worker in old:
+                self.fleet.doom(worker, at)
+            return old
         for worker in old:
             self._add_worker(worker.instance_id, worker.container_instance_arn, spec)
         for worker in old:
@@ -308,6 +331,7 @@ class World:
         )
         for instance_id in instance_ids:
             container_instance = self.ecs.register_instance(instance_id)
+            self.fleet.instances[container_instance] = instance_id
             for name in services or [DEFAULT_SERVICE]:
                 for _ in range(workers_per_instance):
                     self._add_worker(instance_id, container_instance, self.services[name])

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
+from drain_coordinator.domain.deadline import DeadlinePolicy, extended_deadline
 from drain_coordinator.domain.decide import (
     Action,
     Complete,
@@ -414,6 +415,7 @@ class Coordinator:
             return DrainStep(action="skip", instance_id=record.instance_id, reason="closed")
         now = self.clock()
         record, probe = self._probe(record)
+        record = self._extend_deadline(record, probe, now)
         action = decide(record, probe, now, self.policy)
         if probe.ok:
             _put(MetricName.SESSIONS_REMAINING, probe.session_count)
@@ -457,6 +459,19 @@ class Coordinator:
         if not record.is_open:
             self._emit_closed(record, handed)
         return step
+
+    def _extend_deadline(self, record: DrainRecord, probe: Probe, now: float) -> DrainRecord:
+        """A worker ECS has not told to stop yet may still take calls: the deadline waits for it
+        (domain/deadline.py)."""
+        policy = DeadlinePolicy(self.worker_stop_timeout_seconds, self.policy.reconcile_period_seconds)
+        deadline_at = extended_deadline(record, probe, now, policy)
+        if deadline_at == record.deadline_at:
+            return record
+        logger.info(
+            "deadline extended: a worker still waits for its SIGTERM",
+            extra={"deadlineAt": deadline_at, "previousDeadlineAt": record.deadline_at},
+        )
+        return replace(record, deadline_at=deadline_at)
 
     def _hand_over(
         self, record: DrainRecord, rooms: Mapping[str, str], now: float, kill_at: float | None = None

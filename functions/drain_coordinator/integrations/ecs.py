@@ -80,6 +80,7 @@ class EcsCluster:
                             arn=str(task["taskArn"]),
                             last_status=str(task.get("lastStatus", "UNKNOWN")),
                             desired_status=str(task.get("desiredStatus", "UNKNOWN")),
+                            group=str(task.get("group", "")),
                         )
                     )
         except (ClientError, BotoCoreError) as exc:
