@@ -51,7 +51,7 @@ class LocalEcs:
         self.cluster = cluster
         # Tasks stay where the world puts them; moto would otherwise walk them to STOPPED.
         state_manager.set_transition(model_name="ecs::task", transition=_PINNED)
-        EC2ContainerServiceBackend.update_container_instances_state = _update_state_from_active_only  # type: ignore[method-assign]
+        EC2ContainerServiceBackend.update_container_instances_state = _update_state_from_active_only  # type: ignore[method-assign,assignment]
 
     def close(self) -> None:
         state_manager.unset_transition(model_name="ecs::task")

@@ -9,6 +9,7 @@ timeouts, the functions' environment and event patterns), so the world cannot dr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
+from moto.backends import get_backend
 from moto.moto_api._internal import mock_random
 
 from drain_coordinator import wiring
@@ -40,6 +42,7 @@ from drainctl.world.spot import SpotInterruptions
 from drainctl.world.webhooks import WEBHOOK_FUNCTION, LiveKitWebhookSender, decoded_response
 
 STACK_NAME = "livekit-drain"
+CAPACITY_REBALANCE_SECONDS = 60  # the new instance launched and in service before the old goes
 WORKER_FAMILY = "livekit-agent"
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours)\)$")
 
@@ -101,6 +104,9 @@ class World:
             region=REGION,
             account=ACCOUNT_ID,
         )
+        self.spot.on_rebalance = self._capacity_rebalance
+        # Capacity Rebalancing's pending terminations: (when, instance id)
+        self._rebalancing: list[tuple[float, str]] = []
         self.lambdas = LocalLambda(self.clock.now)
         self.deliveries: list[Delivery] = []
         self.unrouted: list[dict[str, Any]] = []
@@ -404,6 +410,37 @@ class World:
             "detail": detail,
         }
 
+    def set_capacity_rebalance(self, enabled: bool = True) -> None:
+        """Turn on the group's own Capacity Rebalancing (as UpdateAutoScalingGroup would: moto's
+        takes the flag at creation only)."""
+        backend = get_backend("autoscaling")[ACCOUNT_ID][REGION]
+        backend.autoscaling_groups[self.config.group_name].capacity_rebalance = enabled
+
+    def _capacity_rebalance(self, instance_id: str) -> None:
+        """Auto Scaling's own answer to a rebalance recommendation, when the group has Capacity
+        Rebalancing on: it launches a replacement at once, then terminates the old instance
+        (through its terminate hooks) once the new one is in service.
+        https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-capacity-rebalancing.html"""
+        autoscaling = self.aws.client("autoscaling")
+        found = autoscaling.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"]
+        if not found:
+            return
+        (group,) = autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[found[0]["AutoScalingGroupName"]]
+        )["AutoScalingGroups"]
+        if not group.get("CapacityRebalance"):
+            return
+        autoscaling.set_desired_capacity(
+            AutoScalingGroupName=group["AutoScalingGroupName"], DesiredCapacity=group["DesiredCapacity"] + 1
+        )
+        self._rebalancing.append((self.clock.now() + CAPACITY_REBALANCE_SECONDS, instance_id))
+
+    def _rebalance_due(self, now: float) -> None:
+        for due, instance_id in [r for r in self._rebalancing if r[0] <= now]:
+            self._rebalancing.remove((due, instance_id))
+            with contextlib.suppress(Exception):  # already leaving (Terminating:Wait): nothing to do
+                self.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
+
     def workers_on(self, instance_id: str) -> list[Worker]:
         return [w for w in self.fleet.workers.values() if w.instance_id == instance_id]
 
@@ -487,6 +524,7 @@ class World:
         now = self.clock.advance(seconds)
         self.aws.expire_due_actions()
         self.spot.reclaim_due(now)
+        self._rebalance_due(now)
         self.fleet.step(now, self.terminated_instances())
         out: list[Delivery] = []
         for event in self.take_pending_events():

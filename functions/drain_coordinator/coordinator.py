@@ -66,6 +66,7 @@ class GroupPort(Protocol):
 
     def waiting_instances(self, asg_name: str) -> list[str]: ...
     def group_of(self, instance_id: str) -> str | None: ...
+    def capacity_rebalance(self, asg_name: str) -> bool: ...
     def terminate_keeping_capacity(self, instance_id: str) -> None: ...
 
 
@@ -324,6 +325,11 @@ class Coordinator:
                 return [DrainStep(action="skip", instance_id=instance_id, reason="other_group")]
             if self.store.get(instance_id) is not None:
                 return [DrainStep(action="skip", instance_id=instance_id, reason="already_draining")]
+            if group.capacity_rebalance(asg_name):
+                # The group replaces the instance itself, then terminates it through the hook
+                # (which drains it): a second replacement would be one too many.
+                logger.info("rebalance recommendation: the group's own Capacity Rebalancing replaces it")
+                return [DrainStep(action="skip", instance_id=instance_id, reason="group_capacity_rebalance")]
             group.terminate_keeping_capacity(instance_id)
         except InstanceNotTerminableError as exc:
             logger.info("rebalance recommendation: instance already leaving", extra={"reason": str(exc)})
@@ -393,6 +399,7 @@ class Coordinator:
             arn = self.ecs.container_instance_of(instance_id)
             if arn is None:
                 logger.warning("instance is not registered in the ECS cluster: no tasks to wait for")
+                _put(MetricName.INSTANCES_NOT_REGISTERED)
                 return None, ECS_NOT_REGISTERED
             self.ecs.drain(arn)
         except EcsError as exc:

@@ -34,6 +34,8 @@ class MetricName(StrEnum):
     PROBE_ERRORS = "ProbeErrors"
     EVENTS_REJECTED = "EventsRejected"
     WEBHOOK_REFUSED = "WebhookRefused"  # unsigned, badly signed, other key, or replayed
+    # a drained instance that is no ECS container instance of the cluster: released at once
+    INSTANCES_NOT_REGISTERED = "InstancesNotRegistered"
 
 
 UNITS: dict[MetricName, MetricUnit] = {

@@ -60,6 +60,17 @@ class LifecycleActions:
         found = answer.get("AutoScalingInstances", [])
         return str(found[0]["AutoScalingGroupName"]) if found else None
 
+    def capacity_rebalance(self, asg_name: str) -> bool:
+        """Whether the group's own Capacity Rebalancing is on: it then replaces an instance on a
+        rebalance recommendation itself.
+        https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-capacity-rebalancing.html"""
+        try:
+            answer = self._client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
+        except (ClientError, BotoCoreError) as exc:
+            raise AutoScalingError(_describe(exc, "describe_auto_scaling_groups")) from exc
+        groups = answer.get("AutoScalingGroups", [])
+        return bool(groups and groups[0].get("CapacityRebalance"))
+
     def terminate_keeping_capacity(self, instance_id: str) -> None:
         """Terminate the instance in its group without lowering the desired capacity: the group
         launches a replacement, and the terminate hook holds this one while it drains."""
