@@ -209,7 +209,11 @@ class Coordinator:
         # A duplicate or late event (the drain is open, or closed already) touches nothing:
         # a record exists only once ECS was told DRAINING, so nothing is left undone.
         existing = self.store.get(ref.instance_id)
-        if existing is not None:
+        if existing is not None and existing.superseded_by(ref):
+            logger.info(
+                "instance taken again under a new lifecycle action: a new drain replaces the closed one"
+            )
+        elif existing is not None:
             self._learn_lifecycle_action(existing, trigger)
             logger.info("drain already exists for this instance: duplicate or late event ignored")
             return [DrainStep(action="skip", instance_id=ref.instance_id, reason="duplicate")]
@@ -233,7 +237,8 @@ class Coordinator:
             opened_at=now,
             extra=extra,
         )
-        steps = self._open(record, reason=TRIGGER_ADOPTED if adopted else None)
+        replacing = existing if existing is not None and existing.superseded_by(ref) else None
+        steps = self._open(record, reason=TRIGGER_ADOPTED if adopted else None, replacing=replacing)
         if steps[0].action == "skip" and not adopted:
             # Opened at the same moment by reconcile's adoption: hand it what the event knows.
             opened = self.store.get(ref.instance_id)
@@ -337,9 +342,21 @@ class Coordinator:
         logger.info("rebalance recommendation: instance terminated in its group, a replacement launches")
         return [DrainStep(action="rebalance", instance_id=instance_id, reason="terminated_with_replacement")]
 
-    def _open(self, record: DrainRecord, reason: str | None) -> list[DrainStep]:
+    def _open(
+        self, record: DrainRecord, reason: str | None, replacing: DrainRecord | None = None
+    ) -> list[DrainStep]:
+        """Save a new drain; over `replacing` (the instance's closed drain of an earlier lifecycle
+        action), conditional on that record's version, so two deliveries open one drain."""
         instance_id = record.instance_id
-        if not self.store.open_drain(record):
+        if replacing is None:
+            opened = self.store.open_drain(record)
+        else:
+            try:
+                record = self.store.save(replace(record, version=replacing.version))
+                opened = True
+            except StaleDrainError:
+                opened = False
+        if not opened:
             logger.info("drain opened concurrently: duplicate or late event ignored")
             return [DrainStep(action="skip", instance_id=instance_id, reason="duplicate")]
         _put(MetricName.DRAIN_STARTED)

@@ -11,6 +11,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from drain_coordinator.domain.records import LifecycleRef
 
 TERMINATING_WAIT = "Terminating:Wait"
+# A terminate hook holding an instance on its way back to a warm pool (ReuseOnScaleIn) waits here.
+# https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pool-instance-lifecycle.html
+WARMED_PENDING_WAIT = "Warmed:Pending:Wait"
+HOOK_WAIT_STATES = (TERMINATING_WAIT, WARMED_PENDING_WAIT)
 
 
 class LifecycleActionGoneError(Exception):
@@ -36,7 +40,8 @@ class LifecycleActions:
         self._call("complete_lifecycle_action", ref, LifecycleActionResult=result)
 
     def waiting_instances(self, asg_name: str) -> list[str]:
-        """Instances of the group held in `Terminating:Wait` (by our hook, or any other)."""
+        """Instances of the group held by a terminate hook (ours or any other): in
+        `Terminating:Wait`, or `Warmed:Pending:Wait` on the way back to a warm pool."""
         waiting: list[str] = []
         try:
             paginator = self._client.get_paginator("describe_auto_scaling_groups")
@@ -45,7 +50,7 @@ class LifecycleActions:
                     waiting += [
                         str(i["InstanceId"])
                         for i in group.get("Instances", [])
-                        if i.get("LifecycleState") == TERMINATING_WAIT
+                        if i.get("LifecycleState") in HOOK_WAIT_STATES
                     ]
         except (ClientError, BotoCoreError) as exc:
             raise AutoScalingError(_describe(exc, "describe_auto_scaling_groups")) from exc
