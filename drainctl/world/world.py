@@ -43,6 +43,7 @@ from drainctl.world.webhooks import WEBHOOK_FUNCTION, LiveKitWebhookSender, deco
 
 STACK_NAME = "livekit-drain"
 CAPACITY_REBALANCE_SECONDS = 60  # the new instance launched and in service before the old goes
+ECS_MANAGED_DRAINING_HOOK = "ecs-managed-draining-termination-hook"
 WORKER_FAMILY = "livekit-agent"
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours)\)$")
 
@@ -410,6 +411,40 @@ class World:
             "detail": detail,
         }
 
+    def enable_managed_draining(self, heartbeat_timeout: int = 3600) -> None:
+        """ECS managed instance draining on the group's capacity provider: ECS puts its own
+        terminate hook on the group beside ours; on each of its lifecycle actions it sets the
+        container instance DRAINING and completes the action once the instance runs no task
+        (`_managed_draining`). The heartbeat timeout is the world's choice.
+        https://docs.aws.amazon.com/AmazonECS/latest/developerguide/managed-instance-draining.html"""
+        self.aws.client("autoscaling").put_lifecycle_hook(
+            LifecycleHookName=ECS_MANAGED_DRAINING_HOOK,
+            AutoScalingGroupName=self.config.group_name,
+            LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
+            HeartbeatTimeout=heartbeat_timeout,
+            DefaultResult="CONTINUE",
+        )
+        self._managed_draining_on = True
+
+    def _managed_draining(self) -> None:
+        """What ECS does for its own hook's open actions."""
+        if not getattr(self, "_managed_draining_on", False):
+            return
+        for action in self.aws.lifecycle.open_actions():
+            if action.hook_name != ECS_MANAGED_DRAINING_HOOK:
+                continue
+            arns = {a for a, i in self.fleet.instances.items() if i == action.instance_id}
+            for arn in arns:
+                if self.ecs.instance_status(arn) == "ACTIVE":
+                    self.ecs.set_status(arn, "DRAINING")
+            if all(w.state is WorkerState.STOPPED for w in self.workers_on(action.instance_id)):
+                self.aws.client("autoscaling").complete_lifecycle_action(
+                    LifecycleHookName=ECS_MANAGED_DRAINING_HOOK,
+                    AutoScalingGroupName=action.group_name,
+                    LifecycleActionToken=action.token,
+                    LifecycleActionResult="CONTINUE",
+                )
+
     def set_capacity_rebalance(self, enabled: bool = True) -> None:
         """Turn on the group's own Capacity Rebalancing (as UpdateAutoScalingGroup would: moto's
         takes the flag at creation only)."""
@@ -525,6 +560,7 @@ class World:
         self.aws.expire_due_actions()
         self.spot.reclaim_due(now)
         self._rebalance_due(now)
+        self._managed_draining()
         self.fleet.step(now, self.terminated_instances())
         out: list[Delivery] = []
         for event in self.take_pending_events():
