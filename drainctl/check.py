@@ -208,6 +208,37 @@ class Budget:
     p99_call_seconds: float | None = None
     parameter_problem: str | None = None  # why CloudFormation would refuse the parameters
     cost: LookCost = field(default_factory=LookCost)
+    # (where, ReuseOnScaleIn as set; None: unset, AWS's default false)
+    warm_pools: tuple[tuple[str, bool | None], ...] = ()
+    # (where, ManagedDraining as set; None: unset, AWS's default ENABLED)
+    managed_draining: tuple[tuple[str, str | None], ...] = ()
+
+    def assumptions(self) -> list[str]:
+        """What the report takes for granted because the inputs do not say it."""
+        assumed: list[str] = []
+        if not self.has_task_definition:
+            assumed.append(f"no worker task definition: the worker's numbers are {self.worker_source}")
+        if self.stop_timeout is None and not self.on_fargate:
+            hosts = (
+                "the hosts' ECS_CONTAINER_STOP_TIMEOUT"
+                if self.hosts
+                else "ECS's default 30 s (no launch template)"
+            )
+            assumed.append(
+                f"the worker container sets no stopTimeout: {hosts} applies, {_n(self.effective_stop_timeout)} s"
+            )
+        for host in self.hosts:
+            if host.raw is None:
+                assumed.append(f"{host.source} does not set ECS_CONTAINER_STOP_TIMEOUT: the agent's 30 s")
+        for where, reuse in self.warm_pools:
+            if reuse is None:
+                assumed.append(f"{where} sets no InstanceReusePolicy: ReuseOnScaleIn false (AWS's default)")
+        for where, draining in self.managed_draining:
+            if draining is None:
+                assumed.append(
+                    f"{where} sets no ManagedDraining: ENABLED (AWS's default for a new capacity provider)"
+                )
+        return assumed
 
     @property
     def on_fargate(self) -> bool:
@@ -666,6 +697,52 @@ def rule_parameters_accepted(budget: Budget) -> RuleResult:
     return result(True, "every value within its constraints; the template's Rules hold")
 
 
+def rule_warm_pool_reuse(budget: Budget) -> RuleResult:
+    rule_id, title = "warm-pool-reuse", "no warm pool reuses scaled-in instances"
+    why = (
+        "with ReuseOnScaleIn an instance goes back to the warm pool (its hook waits in "
+        "Warmed:Pending:Wait) and returns later; its container instance stays DRAINING, and this "
+        "version does not set it ACTIVE again, so ECS places no task on it"
+    )
+    if not budget.warm_pools:
+        return _skip(rule_id, title, why, "no AWS::AutoScaling::WarmPool in the template")
+    reused = [where for where, reuse in budget.warm_pools if reuse]
+    if reused:
+        return RuleResult(rule_id, title, False, "ReuseOnScaleIn true in " + ", ".join(reused), why)
+    return RuleResult(
+        rule_id,
+        title,
+        True,
+        "; ".join(
+            f"{where}: ReuseOnScaleIn {'false' if r is False else 'unset (false)'}"
+            for where, r in budget.warm_pools
+        ),
+        why,
+    )
+
+
+def rule_managed_draining_beside_hook(budget: Budget) -> RuleResult:
+    rule_id, title = "managed-draining-beside-hook", "ECS managed draining and the coordinator's hook agree"
+    why = (
+        "with ECS managed draining on, ECS adds its own ecs-managed-draining-termination-hook to the "
+        "group and sets the instance DRAINING itself; the instance terminates only once every hook "
+        "completed, in no set order (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/managed-instance-draining.html)"
+    )
+    if not budget.managed_draining:
+        return _skip(rule_id, title, why, "no AWS::ECS::CapacityProvider in the template")
+    details = []
+    for where, value in budget.managed_draining:
+        effective = (value or "ENABLED").upper()
+        if effective == "ENABLED":
+            details.append(
+                f"{where}: ManagedDraining {value or 'unset (ENABLED)'}: two terminate hooks; the instance "
+                "waits for both, and the coordinator does not set DRAINING again"
+            )
+        else:
+            details.append(f"{where}: ManagedDraining {value}: the coordinator's hook alone")
+    return RuleResult(rule_id, title, True, "; ".join(details), why)
+
+
 RULES: Final[tuple[Callable[[Budget], RuleResult], ...]] = (
     rule_launch_type_ec2,
     rule_stop_timeout_covers_drain,
@@ -681,6 +758,8 @@ RULES: Final[tuple[Callable[[Budget], RuleResult], ...]] = (
     rule_p99_call_fits_drain,
     rule_numbers_agree,
     rule_parameters_accepted,
+    rule_warm_pool_reuse,
+    rule_managed_draining_beside_hook,
 )
 
 
@@ -1292,6 +1371,26 @@ def _hosts(reader: _Reader) -> tuple[HostStopTimeout, ...]:
     return tuple(hosts)
 
 
+def _warm_pools(reader: _Reader) -> tuple[tuple[str, bool | None], ...]:
+    found: list[tuple[str, bool | None]] = []
+    for logical_id in reader.resources("AWS::AutoScaling::WarmPool"):
+        policy = reader.resolve(
+            reader.raw_properties(logical_id).get("InstanceReusePolicy"), f"{logical_id}.InstanceReusePolicy"
+        )
+        raw = _mapping(policy).get("ReuseOnScaleIn")
+        found.append((f"warm pool {logical_id}", None if raw is None else _truthy(raw)))
+    return tuple(found)
+
+
+def _managed_draining(reader: _Reader) -> tuple[tuple[str, str | None], ...]:
+    found: list[tuple[str, str | None]] = []
+    for logical_id in reader.resources("AWS::ECS::CapacityProvider"):
+        provider = _mapping(reader.raw_properties(logical_id).get("AutoScalingGroupProvider", {}))
+        raw = reader.resolve(provider.get("ManagedDraining"), f"{logical_id}.ManagedDraining")
+        found.append((f"capacity provider {logical_id}", None if raw is None else str(raw)))
+    return tuple(found)
+
+
 # -- all together -------------------------------------------------------------------------------
 
 
@@ -1328,6 +1427,8 @@ def load_budget(inputs: CheckInputs) -> Budget:
         "reconcile_timeout": _function_timeout(reader, reconcile),
         "lifecycle_timeout": _function_timeout(reader, lifecycle),
         "hosts": _hosts(reader),
+        "warm_pools": _warm_pools(reader),
+        "managed_draining": _managed_draining(reader),
         "margin": inputs.margin,
         "p99_call_seconds": inputs.p99_call_seconds,
         "parameter_problem": parameter_problem,
@@ -1389,6 +1490,7 @@ def _format_report(budget: Budget, results: Sequence[RuleResult], inputs: CheckI
     lines = [
         f"drainctl check: {inputs.template}{with_config}; worker numbers from {budget.worker_source}",
         *_table(results),
+        *(f"ASSUMED {line}" for line in budget.assumptions()),
         _verdict(results),
     ]
     return "\n".join(lines)
@@ -1541,7 +1643,15 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(budget)
     passed = all(result.passed for result in results)
     if args.json:
-        print(json.dumps({"passed": passed, "rules": [result.as_dict() for result in results]}))
+        print(
+            json.dumps(
+                {
+                    "passed": passed,
+                    "rules": [result.as_dict() for result in results],
+                    "assumed": budget.assumptions(),
+                }
+            )
+        )
     else:
         print(_format_report(budget, results, inputs))
     return 0 if passed else 1

@@ -14,6 +14,15 @@ same call lengths and the same event at the same moment:
   instance would go at once, which only drops more.
 - `ec2-coordinator`: the project as deployed: the real handlers on the template's routes.
 
+ECS's service scheduler: with `--minimum-healthy-percent P` (the template's service says 100) and
+`--health-delay S`, a worker ECS means to stop (on a DRAINING instance, or in a deploy) gets its
+replacement placed first (within `--maximum-percent`, 200), and SIGTERM only once the replacement
+is healthy S seconds later and P % of the service stays healthy; until then the old worker
+reports itself available and LiveKit keeps sending it calls, unless it quiesces (the packaged
+worker does, on a DRAINING instance, within 10 s; `--no-quiesce` models a worker that does not).
+"calls kept off by the quiesce" counts the calls LiveKit would otherwise have dispatched to a
+quiesced worker. Without either flag, ECS stops the tasks seconds after DRAINING.
+
 A Spot reclaim is the world's EC2 interruption: the two-minute warning event, then the instance
 gone 120 s later whatever anyone does. The coordinator hears the warning and drains (no new
 call lands on the instance), but cannot extend the two minutes.
@@ -204,6 +213,15 @@ class Scenario:
     seed: int = 7
     strategies: tuple[str, ...] = STRATEGIES
     template: Path | None = None
+    # ECS's deploymentConfiguration; None: no service scheduler (tasks stop seconds after DRAINING)
+    minimum_healthy_percent: int | None = None
+    maximum_percent: int = 200
+    health_delay_seconds: float = 0.0
+    quiesce: bool = True
+
+    @property
+    def scheduled(self) -> bool:
+        return self.minimum_healthy_percent is not None or self.health_delay_seconds > 0
 
     @property
     def arrival_rate(self) -> float:
@@ -266,6 +284,16 @@ class Scenario:
             raise SimulateInputError(
                 f"--warm-up must be within 0-86400 seconds, not {self.warm_up_seconds:g}"
             )
+        if self.minimum_healthy_percent is not None and not 0 <= self.minimum_healthy_percent <= 100:
+            raise SimulateInputError(
+                f"--minimum-healthy-percent must be within 0-100, not {self.minimum_healthy_percent}"
+            )
+        if not 100 <= self.maximum_percent <= 200:
+            raise SimulateInputError(f"--maximum-percent must be within 100-200, not {self.maximum_percent}")
+        if not 0 <= self.health_delay_seconds <= 3600:
+            raise SimulateInputError(
+                f"--health-delay must be within 0-3600 seconds, not {self.health_delay_seconds:g}"
+            )
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown or not self.strategies or len(set(self.strategies)) != len(self.strategies):
             raise SimulateInputError(
@@ -289,6 +317,7 @@ class Outcome:
     lambda_invocations: int
     invocations_by_function: dict[str, int]
     series: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, sessions left)
+    calls_kept_off_by_quiesce: int = 0
 
     @property
     def dropped_pct(self) -> float:
@@ -305,6 +334,7 @@ class Outcome:
             "heartbeats": self.heartbeats,
             "lambda_invocations": self.lambda_invocations,
             "lambda_invocations_by_function": dict(sorted(self.invocations_by_function.items())),
+            "calls_kept_off_by_quiesce": self.calls_kept_off_by_quiesce,
         }
 
 
@@ -365,6 +395,10 @@ class SimulationResult:
                 "hook_heartbeat_timeout": self.hook_heartbeat_timeout,
                 "drain_deadline": self.drain_deadline,
                 "fargate_stop_timeout": FARGATE_STOP_TIMEOUT_CAP,
+                "minimum_healthy_percent": s.minimum_healthy_percent,
+                "maximum_percent": s.maximum_percent,
+                "health_delay_seconds": s.health_delay_seconds,
+                "quiesce": s.quiesce,
             },
             "expected_fargate_dropped_pct": round(self.expected_capped_drop_pct, 1),
             "events": [
@@ -452,9 +486,22 @@ class _Driver:
         self._instances: list[str] = []
 
     def build(self) -> None:
+        s = self.scenario
+        if s.scheduled:
+            self.world.configure_deployment(
+                self.service,
+                minimum_healthy_percent=100
+                if s.minimum_healthy_percent is None
+                else s.minimum_healthy_percent,
+                maximum_percent=s.maximum_percent,
+                health_delay_seconds=s.health_delay_seconds,
+            )
         self._instances = self.world.create_fleet(
-            self.scenario.instances, self.scenario.workers_per_instance, services=[self.service]
+            s.instances, s.workers_per_instance, services=[self.service]
         )
+        if not s.quiesce:
+            for worker in self.world.fleet.workers.values():
+                worker.quiesce_seconds = None
 
     @property
     def now(self) -> float:
@@ -479,6 +526,7 @@ class _Driver:
             return
         least = min(len(w.calls) for w in candidates)
         worker = self._placement.choice([w for w in candidates if len(w.calls) == least])
+        self.world.fleet.count_kept_off(self.service)
         self.world.fleet.start_call(worker, now, length)
         self.totals.calls_placed += 1
 
@@ -488,6 +536,7 @@ class _Driver:
         """Start the event now; step until it has finished (or its window ran out); measure."""
         world = self.world
         t0 = self.now
+        kept_off_before = world.fleet.quiesce_kept_off
         victims: list[str] = []
         if kind == DEPLOY:
             affected = world.deploy(self.service, now=t0)
@@ -523,6 +572,7 @@ class _Driver:
         outcome = self._measure(t0, end, affected, victims, in_flight)
         outcome.finish_seconds = None if finished_at is None else round(finished_at - t0, 1)
         outcome.series = series
+        outcome.calls_kept_off_by_quiesce = world.fleet.quiesce_kept_off - kept_off_before
         return outcome
 
     def _busiest(self, count: int) -> list[str]:
@@ -670,6 +720,10 @@ def render_table(result: SimulationResult) -> str:
             ),
             ("heartbeats", [str(event.outcomes[n].heartbeats) for n in names]),
             ("Lambda invocations", [str(event.outcomes[n].lambda_invocations) for n in names]),
+            (
+                "calls kept off by the quiesce",
+                [str(event.outcomes[n].calls_kept_off_by_quiesce) for n in names],
+            ),
         ]
         for title, cells in rows:
             lines.append(f"  {title:<30}" + "".join(f"{c:>{width}}" for c in cells))
@@ -771,6 +825,26 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strategies", default=",".join(STRATEGIES), help=f"comma-separated subset of {','.join(STRATEGIES)}"
     )
+    parser.add_argument(
+        "--minimum-healthy-percent",
+        type=int,
+        default=None,
+        metavar="P",
+        help="run the service under ECS's scheduler: replacements healthy before old tasks stop (template: 100)",
+    )
+    parser.add_argument(
+        "--maximum-percent", type=int, default=200, metavar="P", help="ECS maximumPercent (200)"
+    )
+    parser.add_argument(
+        "--health-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds a replacement takes to become healthy (implies the scheduler)",
+    )
+    parser.add_argument(
+        "--no-quiesce", action="store_true", help="workers that keep taking calls on a DRAINING instance"
+    )
     parser.add_argument("--warm-up", type=float, default=None, help="seconds of calls before the first event")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--template", type=Path, default=None)
@@ -805,6 +879,10 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         seed=args.seed,
         strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
         template=args.template,
+        minimum_healthy_percent=args.minimum_healthy_percent,
+        maximum_percent=args.maximum_percent,
+        health_delay_seconds=args.health_delay,
+        quiesce=not args.no_quiesce,
     )
     scenario.validate()
     if args.template is not None and not args.template.is_file():

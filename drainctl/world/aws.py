@@ -370,10 +370,26 @@ class _LifecycleExtension:
     # -- the lifecycle of a held instance --------------------------------------------------------
 
     def _terminate_hook(self, backend: AutoScalingBackend, group_name: str) -> LifecycleHook | None:
-        for hook in backend.lifecycle_hooks.values():
-            if hook.auto_scaling_group_name == group_name and hook.lifecycle_transition == TERMINATING:
-                return hook
-        return None
+        hooks = self._terminate_hooks(backend, group_name)
+        return hooks[0] if hooks else None
+
+    def _terminate_hooks(self, backend: AutoScalingBackend, group_name: str) -> list[LifecycleHook]:
+        """Every terminate hook of the group, in the order they were put (ours, and e.g. ECS
+        managed draining's `ecs-managed-draining-termination-hook`)."""
+        return [
+            hook
+            for hook in backend.lifecycle_hooks.values()
+            if hook.auto_scaling_group_name == group_name and hook.lifecycle_transition == TERMINATING
+        ]
+
+    def _hold_all(
+        self, backend: AutoScalingBackend, group: FakeAutoScalingGroup, state: InstanceState
+    ) -> None:
+        """One lifecycle action per terminate hook, each with its own token and event: the
+        instance stays in Terminating:Wait until every one of them has ended, in any order.
+        https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks-overview.html"""
+        for hook in self._terminate_hooks(backend, group.name):
+            self._hold(backend, group, hook, state)
 
     def _hold(
         self,
@@ -429,9 +445,16 @@ class _LifecycleExtension:
         result: LifecycleActionResult | None,
         at: float,
     ) -> LifecycleAction:
-        """End the action; for a terminate hook every result terminates the instance."""
+        """End the action; for a terminate hook every result terminates the instance, once the
+        instance's actions under the group's other terminate hooks have ended too."""
         ended = self._log.end(action.token, ended_by=ended_by, at=at, result=result)
         backend = self._backends.pop(action.token)
+        if any(a.instance_id == action.instance_id for a in self._log.open_actions()):
+            logger.info(
+                "lifecycle action ended; another hook still holds the instance",
+                extra={**_log_keys(ended), "endedBy": ended_by, "result": result},
+            )
+            return ended
         group = backend.autoscaling_groups.get(action.group_name)
         self._log.set_state(action.instance_id, PROCEED)
         if group is not None:
@@ -477,7 +500,7 @@ class _LifecycleExtension:
         elif missing < 0:
             leaving = [s for s in in_service if not s.protected_from_scale_in][:-missing]
             for state in leaving:
-                self._hold(backend, group, hook, state)
+                self._hold_all(backend, group, state)
         if group.name in backend.autoscaling_groups:
             backend.update_attached_elbs(group.name)
             backend.update_attached_target_groups(group.name)
@@ -517,7 +540,7 @@ class _LifecycleExtension:
                     " group's min size."
                 )
             group.desired_capacity = (original_size or 0) - 1
-        self._hold(backend, group, hook, state)
+        self._hold_all(backend, group, state)
         # Launches the replacement when the capacity was not decremented.
         group.set_desired_capacity(group.desired_capacity)
         return TerminateInstanceActivity(state.instance, original_size or 0)

@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 from moto.backends import get_backend
+from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.models import EC2ContainerServiceBackend
 from moto.moto_api import state_manager
 
 from drainctl.world.aws import LocalAws
@@ -20,15 +22,50 @@ WORKER_CONTAINER = "agent"
 _PINNED = {"progression": "manual", "times": 10**12}
 
 
+_ORIGINAL_UPDATE_STATE = EC2ContainerServiceBackend.update_container_instances_state
+
+
+def _update_state_from_active_only(
+    backend: Any, cluster_str: str, list_container_instance_ids: list[str], status: str
+) -> Any:
+    """AWS: "A container instance can't be changed to DRAINING until it has reached an ACTIVE
+    status. If the instance is in any other status, an error will be received."
+    https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateContainerInstancesState.html
+    moto sets any status from any status; DRAINING again (ECS managed draining or the agent's
+    Spot draining got there first) is refused here as AWS refuses it."""
+    if status.upper() == "DRAINING":
+        cluster = backend._get_cluster(cluster_str)
+        for arn in list_container_instance_ids:
+            instance = backend.container_instances.get(cluster.name, {}).get(arn.split("/")[-1])
+            if instance is not None and instance.status != "ACTIVE":
+                raise InvalidParameterException(
+                    f"Container instance {arn} is in {instance.status} status: only an ACTIVE"
+                    " container instance can be set to DRAINING"
+                )
+    return _ORIGINAL_UPDATE_STATE(backend, cluster_str, list_container_instance_ids, status)
+
+
 class LocalEcs:
     def __init__(self, aws: LocalAws, cluster: str) -> None:
         self._aws = aws
         self.cluster = cluster
         # Tasks stay where the world puts them; moto would otherwise walk them to STOPPED.
         state_manager.set_transition(model_name="ecs::task", transition=_PINNED)
+        EC2ContainerServiceBackend.update_container_instances_state = _update_state_from_active_only  # type: ignore[method-assign,assignment]
 
     def close(self) -> None:
         state_manager.unset_transition(model_name="ecs::task")
+        EC2ContainerServiceBackend.update_container_instances_state = _ORIGINAL_UPDATE_STATE  # type: ignore[method-assign]
+
+    @property
+    def aws(self) -> LocalAws:
+        return self._aws
+
+    def set_status(self, container_instance_arn: str, status: str) -> None:
+        """Someone else set the container instance's status (ECS managed draining, the agent's
+        Spot draining, an operator, a warm pool's instance registering again)."""
+        instance_id = container_instance_arn.rsplit("/", 1)[-1]
+        self._backend.container_instances[self.cluster][instance_id].status = status
 
     @property
     def _client(self) -> Any:
@@ -73,12 +110,17 @@ class LocalEcs:
         )
         return str(answer["containerInstance"]["containerInstanceArn"])
 
-    def start_task(self, container_instance_arn: str, task_definition: str, started_by: str) -> str:
+    def start_task(
+        self, container_instance_arn: str, task_definition: str, started_by: str, group: str | None = None
+    ) -> str:
+        """`group` is "service:<name>" for a service's task, as ECS sets it; a standalone task's
+        is "family:<family>" (moto's default)."""
         answer = self._client.start_task(
             cluster=self.cluster,
             taskDefinition=task_definition,
             containerInstances=[container_instance_arn],
             startedBy=started_by,
+            **({"group": group} if group else {}),
         )
         return str(answer["tasks"][0]["taskArn"])
 
@@ -103,6 +145,10 @@ class LocalEcs:
         for container in task.containers:
             container.exit_code = exit_code
             container.last_status = "STOPPED"
+
+    def set_group(self, task_arn: str, group: str) -> None:
+        """The task's ECS group: "family:<family>" makes it a standalone task's."""
+        self._task(task_arn).group = group
 
     def rename_task(self, task_arn: str, new_arn: str) -> None:
         """Give a task the ARN of a recorded event (replay), in moto's ECS as everywhere else."""

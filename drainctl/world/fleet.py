@@ -5,6 +5,21 @@ does on SIGTERM (reports full, takes no new job, exits once its jobs end, gives 
 drain_timeout); ECS SIGKILLs it at stopTimeout; Auto Scaling terminating the instance ends every
 call still on it. Every call that ends any other way than by hanging up is a dropped call.
 
+LiveKit dispatches a job to any worker that reports itself available, whatever ECS thinks of its
+instance (https://docs.livekit.io/agents/server/#worker-lifecycle): a worker on a DRAINING
+instance keeps taking calls until its SIGTERM, unless it quiesces (the packaged worker's
+`quiesce.py`: it learns its container instance is DRAINING and reports itself unavailable
+within one poll).
+
+A service given a `DeploymentConfiguration` is stopped on a DRAINING instance the way ECS
+documents: a replacement is placed on an ACTIVE instance with room (`maximumPercent` allowing),
+becomes healthy `health_delay_seconds` later, and the old task gets SIGTERM only while the
+service keeps `minimumHealthyPercent` of its desired count healthy; a full cluster delays it.
+https://docs.aws.amazon.com/AmazonECS/latest/developerguide/container-instance-draining.html
+https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service_definition_parameters.html#deploymentConfiguration
+A service without one is stopped SIGTERM_DELAY_SECONDS after DRAINING and not replaced (as ECS
+does with `minimumHealthyPercent: 0` and no room for replacements).
+
 When a worker dies its agent leaves its rooms at once, but the caller stays on the line a little
 while, hearing silence, before hanging up (`CALLER_PATIENCE_SECONDS`): that is what LiveKit shows
 for a dropped call, and what the coordinator counts.
@@ -12,6 +27,7 @@ for a dropped call, and what the coordinator counts.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,10 +39,12 @@ from drainctl.world.livekit_server import LocalLiveKit
 SESSION_TAG_ATTRIBUTE = "ecs.task_arn"
 SIGTERM_DELAY_SECONDS = 5  # the ECS scheduler stops tasks on a DRAINING instance within seconds
 CALLER_PATIENCE_SECONDS = 20  # a caller left in silence hangs up after this long
+QUIESCE_POLL_SECONDS = 10  # the packaged worker's look at its container instance's status
 DEFAULT_SERVICE = "livekit-agents"
 
 
 class WorkerState(StrEnum):
+    STARTING = "starting"  # placed, not yet healthy: takes no call, does not count as healthy
     RUNNING = "running"
     DRAINING = "draining"
     STOPPED = "stopped"
@@ -73,10 +91,34 @@ class Worker:
     # True while the world plays a recorded stop: the worker then does only what it is told.
     scripted: bool = False
     calls: dict[str, Call] = field(default_factory=dict)
+    healthy_at: float = 0.0  # when a STARTING task becomes healthy
+    # The quiesce's poll period (None: a worker that never learns its instance is DRAINING).
+    quiesce_seconds: float | None = QUIESCE_POLL_SECONDS
+    next_quiesce_poll: float = 0.0
+    quiesced_at: float | None = None
+    # Set when ECS means to stop this task (its instance DRAINING, a deploy): its replacement.
+    replaced_by: str | None = None
+    replacing: str | None = None
+    doomed_at: float | None = None
 
     @property
     def accepting(self) -> bool:
-        return self.state is WorkerState.RUNNING
+        return self.state is WorkerState.RUNNING and self.quiesced_at is None
+
+    @property
+    def live(self) -> bool:
+        """Placed and not told to stop: what a service counts towards its desired count."""
+        return self.state in (WorkerState.STARTING, WorkerState.RUNNING)
+
+
+@dataclass(frozen=True)
+class DeploymentConfiguration:
+    """A service's ECS `deploymentConfiguration` and how long its new tasks take to be healthy
+    (container health check, load balancer health check grace)."""
+
+    minimum_healthy_percent: int = 100
+    maximum_percent: int = 200
+    health_delay_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +143,12 @@ class Fleet:
         self._draining_seen: dict[str, float] = {}
         self._hangups: list[tuple[float, str, str]] = []  # (when, room, caller identity)
         self._room_seq = 0
+        self.deployments: dict[str, DeploymentConfiguration] = {}
+        # container instance ARN -> EC2 instance id, for placing replacements
+        self.instances: dict[str, str] = {}
+        self.slots_per_instance: int | None = None  # worker tasks an instance has room for
+        self.quiesce_kept_off = 0  # calls LiveKit would have sent to a quiesced worker
+        self._counterfactual = random.Random(rng.random())
 
     # -- building ------------------------------------------------------------------------------
 
@@ -113,13 +161,32 @@ class Fleet:
         drain_timeout: int,
         stop_timeout: int,
         service: str = DEFAULT_SERVICE,
+        now: float | None = None,
+        healthy_after: float = 0.0,
     ) -> Worker:
-        arn = self._ecs.start_task(container_instance_arn, task_definition, started_by=f"ecs-svc/{service}")
+        arn = self._ecs.start_task(
+            container_instance_arn,
+            task_definition,
+            started_by=f"ecs-svc/{service}",
+            group=f"service:{service}" if service else None,
+        )
         worker = Worker(
             arn, instance_id, container_instance_arn, drain_timeout, stop_timeout, service, task_definition
         )
+        self.instances.setdefault(container_instance_arn, instance_id)
+        if now is not None:
+            worker.next_quiesce_poll = now
+        if healthy_after > 0 and now is not None:
+            worker.state = WorkerState.STARTING
+            worker.healthy_at = now + healthy_after
         self.workers[arn] = worker
         return worker
+
+    def make_standalone(self, worker: Worker) -> None:
+        """A task started by RunTask/StartTask, no service: DRAINING does not stop it."""
+        worker.service = ""
+        family = worker.task_definition.rsplit("/", 1)[-1].split(":", 1)[0]
+        self._ecs.set_group(worker.task_arn, f"family:{family}")
 
     def start_call(self, worker: Worker, now: float, length: float) -> Call:
         if not worker.accepting:
@@ -137,13 +204,9 @@ class Fleet:
         return call
 
     def accepting_workers(self, service: str | None = None) -> list[Worker]:
-        return [
-            w
-            for w in self.workers.values()
-            if w.accepting
-            and (service is None or w.service == service)
-            and self._ecs.instance_status(w.container_instance_arn) == "ACTIVE"
-        ]
+        """Every worker that reports itself available, on a DRAINING instance too: LiveKit knows
+        nothing of ECS."""
+        return [w for w in self.workers.values() if w.accepting and (service is None or w.service == service)]
 
     def place_call(self, now: float, length: float, service: str | None = None) -> Call | None:
         """A new call goes to the least-loaded worker that takes calls (LiveKit's dispatch)."""
@@ -152,7 +215,27 @@ class Fleet:
             return None
         least = min(len(w.calls) for w in candidates)
         worker = self._rng.choice([w for w in candidates if len(w.calls) == least])
+        self.count_kept_off(service)
         return self.start_call(worker, now, length)
+
+    def count_kept_off(self, service: str | None) -> None:
+        """Would LiveKit have sent this call to a quiesced worker, had it not quiesced? The same
+        dispatch drawn among the workers with the quiesced ones back (a generator of its own, so
+        the real dispatch is not disturbed)."""
+        quiesced = [
+            w
+            for w in self.workers.values()
+            if w.state is WorkerState.RUNNING
+            and w.quiesced_at is not None
+            and (service is None or w.service == service)
+        ]
+        if not quiesced:
+            return
+        unquiesced = quiesced + self.accepting_workers(service)
+        least = min(len(w.calls) for w in unquiesced)
+        pick = self._counterfactual.choice([w for w in unquiesced if len(w.calls) == least])
+        if pick.quiesced_at is not None:
+            self.quiesce_kept_off += 1
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -179,20 +262,30 @@ class Fleet:
                 continue
             if worker.scripted:
                 continue
+            if worker.state is WorkerState.STARTING and now >= worker.healthy_at:
+                worker.state = WorkerState.RUNNING
+                worker.next_quiesce_poll = now
+                self._event(now, "task_healthy", task=worker.task_arn, instance=worker.instance_id)
             if worker.state is WorkerState.RUNNING:
-                self._maybe_sigterm(worker, now)
-            if worker.state is WorkerState.DRAINING:
-                assert worker.sigterm_at is not None
-                if not worker.calls:
-                    self.stop(worker, now, exit_code=0, end=None)
-                elif now >= worker.sigterm_at + worker.stop_timeout:
-                    self.stop(worker, now, exit_code=137, end=CallEnd.SIGKILL)
-                elif now >= worker.sigterm_at + worker.drain_timeout:
-                    self.stop(worker, now, exit_code=0, end=CallEnd.DRAIN_TIMED_OUT)
+                self._quiesce(worker, now)
+                if worker.service not in self.deployments:
+                    self._maybe_sigterm(worker, now)
+        for service, config in self.deployments.items():
+            self._schedule(service, config, now, terminated_instances)
+        for worker in list(self.workers.values()):
+            if worker.state is not WorkerState.DRAINING or worker.scripted:
+                continue
+            assert worker.sigterm_at is not None
+            if not worker.calls:
+                self.stop(worker, now, exit_code=0, end=None)
+            elif now >= worker.sigterm_at + worker.stop_timeout:
+                self.stop(worker, now, exit_code=137, end=CallEnd.SIGKILL)
+            elif now >= worker.sigterm_at + worker.drain_timeout:
+                self.stop(worker, now, exit_code=0, end=CallEnd.DRAIN_TIMED_OUT)
 
     def sigterm(self, worker: Worker, now: float, reason: str) -> None:
         """ECS stops the task: desired STOPPED, SIGTERM; the worker drains."""
-        if worker.state is not WorkerState.RUNNING:
+        if not worker.live:
             return
         self._ecs.signal_stop(worker.task_arn, reason)
         worker.state = WorkerState.DRAINING
@@ -250,6 +343,129 @@ class Fleet:
         )
         if self.on_task_change:
             self.on_task_change(worker, now)
+
+    def _quiesce(self, worker: Worker, now: float) -> None:
+        """The packaged worker's quiesce: each poll it learns its container instance's status and
+        reports itself unavailable while it is DRAINING (available again once ACTIVE)."""
+        if worker.quiesce_seconds is None or now < worker.next_quiesce_poll:
+            return
+        worker.next_quiesce_poll = now + worker.quiesce_seconds
+        draining = self._ecs.instance_status(worker.container_instance_arn) == "DRAINING"
+        if draining and worker.quiesced_at is None:
+            worker.quiesced_at = now
+            self._event(now, "quiesced", task=worker.task_arn, instance=worker.instance_id)
+        elif not draining and worker.quiesced_at is not None:
+            worker.quiesced_at = None
+
+    def doom(self, worker: Worker, now: float) -> None:
+        """ECS means to replace this task (a deploy): it stops once its replacement allows."""
+        if worker.live and worker.doomed_at is None:
+            worker.doomed_at = now
+
+    def _schedule(
+        self, service: str, config: DeploymentConfiguration, now: float, terminated: set[str]
+    ) -> None:
+        """The ECS service scheduler for one service: replace the tasks it means to stop (on a
+        DRAINING instance, or in a deploy) within maximumPercent, and stop them only while
+        minimumHealthyPercent of the desired count stays healthy."""
+        live = [w for w in self.workers.values() if w.service == service and w.live]
+        for worker in live:
+            if worker.doomed_at is None and self._on_draining_instance(worker):
+                worker.doomed_at = now
+                self._note_draining(worker, now)
+        doomed = [w for w in live if w.doomed_at is not None]
+        if not doomed:
+            return
+        replacing = sum(
+            1 for w in doomed if w.replaced_by in self.workers and self.workers[w.replaced_by].live
+        )
+        desired = len(live) - replacing
+        room = math.floor(desired * config.maximum_percent / 100) - len(live)
+        for worker in doomed:
+            if room <= 0:
+                break
+            if worker.replaced_by is not None:
+                continue
+            placed = self._place_replacement(worker, now, config, terminated)
+            if placed is None:
+                break  # no ACTIVE instance has room: the cluster is full
+            room -= 1
+        healthy = sum(1 for w in live if w.state is WorkerState.RUNNING)
+        minimum = math.ceil(desired * config.minimum_healthy_percent / 100)
+        # Tasks whose replacement is healthy go first; a task still STARTING stops at once.
+        order = sorted(doomed, key=lambda w: (w.state is not WorkerState.STARTING, not self._replaced(w)))
+        for worker in order:
+            if now < worker.doomed_at + SIGTERM_DELAY_SECONDS:  # type: ignore[operator]
+                continue
+            if worker.state is WorkerState.STARTING:
+                self.stop(worker, now, exit_code=0, end=None, reason="Task stopped before it became healthy")
+                continue
+            if healthy - 1 < minimum:
+                break
+            healthy -= 1
+            self.sigterm(worker, now, self._stop_reason(worker))
+
+    def _replaced(self, worker: Worker) -> bool:
+        replacement = self.workers.get(worker.replaced_by or "")
+        return replacement is not None and replacement.state is WorkerState.RUNNING
+
+    def _stop_reason(self, worker: Worker) -> str:
+        if self._on_draining_instance(worker):
+            return f"Service {worker.service}: container instance is in DRAINING state"
+        return f"Scaling activity initiated by (deployment ecs-svc/{worker.service})"
+
+    def _on_draining_instance(self, worker: Worker) -> bool:
+        return self._ecs.instance_status(worker.container_instance_arn) == "DRAINING"
+
+    def _note_draining(self, worker: Worker, now: float) -> None:
+        if worker.container_instance_arn not in self._draining_seen:
+            self._draining_seen[worker.container_instance_arn] = now
+            self._event(now, "instance_draining", instance=worker.instance_id)
+
+    def _place_replacement(
+        self, worker: Worker, now: float, config: DeploymentConfiguration, terminated: set[str]
+    ) -> Worker | None:
+        """A replacement task on the least-loaded ACTIVE instance with room, if there is one."""
+        load: dict[str, int] = dict.fromkeys(
+            (
+                arn
+                for arn, instance_id in self.instances.items()
+                if instance_id not in terminated and self._ecs.instance_status(arn) == "ACTIVE"
+            ),
+            0,
+        )
+        for other in self.workers.values():
+            if other.state is not WorkerState.STOPPED and other.container_instance_arn in load:
+                load[other.container_instance_arn] += 1
+        free = [
+            (count, arn)
+            for arn, count in load.items()
+            if self.slots_per_instance is None or count < self.slots_per_instance
+        ]
+        if not free:
+            return None
+        _, arn = min(free)
+        replacement = self.add_worker(
+            self.instances[arn],
+            arn,
+            worker.task_definition,
+            drain_timeout=worker.drain_timeout,
+            stop_timeout=worker.stop_timeout,
+            service=worker.service,
+            now=now,
+            healthy_after=config.health_delay_seconds,
+        )
+        replacement.quiesce_seconds = worker.quiesce_seconds
+        worker.replaced_by = replacement.task_arn
+        replacement.replacing = worker.task_arn
+        self._event(
+            now,
+            "task_placed",
+            task=replacement.task_arn,
+            instance=replacement.instance_id,
+            replaces=worker.task_arn,
+        )
+        return replacement
 
     def _maybe_sigterm(self, worker: Worker, now: float) -> None:
         # A standalone task (RunTask, no service) keeps running on a DRAINING instance: ECS only

@@ -84,11 +84,19 @@ class LifecycleActionLog:
         with self._lock:
             return [a for a in self._actions.values() if a.is_open]
 
-    def action_for(self, instance_id: str) -> LifecycleAction | None:
-        """The latest action of an instance, open or ended."""
+    def action_for(self, instance_id: str, hook_name: str | None = None) -> LifecycleAction | None:
+        """The latest action of an instance, open or ended: of `hook_name`, or (several hooks
+        holding it at once) of the group's first hook."""
         with self._lock:
-            found = [a for a in self._actions.values() if a.instance_id == instance_id]
-            return found[-1] if found else None
+            found = [
+                a
+                for a in self._actions.values()
+                if a.instance_id == instance_id and (hook_name is None or a.hook_name == hook_name)
+            ]
+            if not found:
+                return None
+            latest = found[-1].started_at
+            return next(a for a in found if a.started_at == latest)
 
     def state_of(self, instance_id: str) -> str | None:
         """The lifecycle state a hook put the instance in; None if no hook ever held it."""

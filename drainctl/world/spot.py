@@ -38,6 +38,9 @@ class SpotInterruptions:
         self._lock = threading.Lock()
         self._due: dict[str, float] = {}  # instance id -> reclaim time
         self.reclaimed: set[str] = set()
+        # Called with the instance id on each rebalance recommendation (the group's own Capacity
+        # Rebalancing answers it, when turned on).
+        self.on_rebalance: Callable[[str], None] | None = None
 
     def interrupt(self, instance_id: str, *, instance_action: str = "terminate") -> float:
         """EC2 sends the two-minute warning now; returns when it reclaims the instance."""
@@ -65,6 +68,8 @@ class SpotInterruptions:
                 {"instance-id": instance_id},
             )
         )
+        if self.on_rebalance is not None:
+            self.on_rebalance(instance_id)
 
     def reclaim_due(self, now: float) -> list[str]:
         """Instances whose reclaim time has come: they are gone from now on."""

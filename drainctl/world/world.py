@@ -9,6 +9,7 @@ timeouts, the functions' environment and event patterns), so the world cannot dr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
+from moto.backends import get_backend
 from moto.moto_api._internal import mock_random
 
 from drain_coordinator import wiring
@@ -31,7 +33,7 @@ from drainctl.world.alarms import Firing, alarm_specs, datapoints, firing
 from drainctl.world.aws import ACCOUNT_ID, REGION, LocalAws, TerminateHook
 from drainctl.world.clock import VirtualClock
 from drainctl.world.ecs import WORKER_CONTAINER, LocalEcs
-from drainctl.world.fleet import DEFAULT_SERVICE, Fleet, Worker, WorkerState
+from drainctl.world.fleet import DEFAULT_SERVICE, DeploymentConfiguration, Fleet, Worker, WorkerState
 from drainctl.world.lambda_runtime import LocalLambda
 from drainctl.world.latency import VirtualLatency
 from drainctl.world.lifecycle_actions import TERMINATED
@@ -40,6 +42,8 @@ from drainctl.world.spot import SpotInterruptions
 from drainctl.world.webhooks import WEBHOOK_FUNCTION, LiveKitWebhookSender, decoded_response
 
 STACK_NAME = "livekit-drain"
+CAPACITY_REBALANCE_SECONDS = 60  # the new instance launched and in service before the old goes
+ECS_MANAGED_DRAINING_HOOK = "ecs-managed-draining-termination-hook"
 WORKER_FAMILY = "livekit-agent"
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours)\)$")
 
@@ -107,6 +111,9 @@ class World:
             region=self.config.region,
             account=self.config.account,
         )
+        self.spot.on_rebalance = self._capacity_rebalance
+        # Capacity Rebalancing's pending terminations: (when, instance id)
+        self._rebalancing: list[tuple[float, str]] = []
         self.lambdas = LocalLambda(self.clock.now)
         self.deliveries: list[Delivery] = []
         self.unrouted: list[dict[str, Any]] = []
@@ -288,12 +295,35 @@ class World:
         self.services[name] = spec
         return spec
 
+    def configure_deployment(
+        self,
+        service: str,
+        *,
+        minimum_healthy_percent: int = 100,
+        maximum_percent: int = 200,
+        health_delay_seconds: float = 0.0,
+        slots_per_instance: int | None = None,
+    ) -> DeploymentConfiguration:
+        """Run `service` under the ECS service scheduler (fleet.py): replacements placed and
+        healthy before old tasks stop, on a DRAINING instance and in a deploy alike.
+        `slots_per_instance` is how many worker tasks an instance has room for (None: any)."""
+        config = DeploymentConfiguration(minimum_healthy_percent, maximum_percent, health_delay_seconds)
+        self.fleet.deployments[service] = config
+        self.fleet.slots_per_instance = slots_per_instance
+        return config
+
     def deploy(self, service: str, now: float | None = None) -> list[Worker]:
-        """A rolling deploy (minimum healthy 100 %, maximum 200 %): each old worker gets a
-        replacement on its instance first, then is told to stop. Returns the old workers."""
+        """A rolling deploy. Under a deployment configuration the service scheduler replaces each
+        old worker (placed, healthy, then the old one told to stop). Without one, each old worker
+        gets a replacement on its instance first, at once healthy, then is told to stop. Returns
+        the old workers."""
         spec = self.services[service]
         at = self.clock.now() if now is None else now
-        old = [w for w in self.fleet.workers.values() if w.service == service and w.accepting]
+        old = [w for w in self.fleet.workers.values() if w.service == service and w.live]
+        if service in self.fleet.deployments:
+            for worker in old:
+                self.fleet.doom(worker, at)
+            return old
         for worker in old:
             self._add_worker(worker.instance_id, worker.container_instance_arn, spec)
         for worker in old:
@@ -316,6 +346,7 @@ class World:
         )
         for instance_id in instance_ids:
             container_instance = self.ecs.register_instance(instance_id)
+            self.fleet.instances[container_instance] = instance_id
             for name in services or [DEFAULT_SERVICE]:
                 for _ in range(workers_per_instance):
                     self._add_worker(instance_id, container_instance, self.services[name])
@@ -387,6 +418,71 @@ class World:
             "resources": [worker.task_arn],
             "detail": detail,
         }
+
+    def enable_managed_draining(self, heartbeat_timeout: int = 3600) -> None:
+        """ECS managed instance draining on the group's capacity provider: ECS puts its own
+        terminate hook on the group beside ours; on each of its lifecycle actions it sets the
+        container instance DRAINING and completes the action once the instance runs no task
+        (`_managed_draining`). The heartbeat timeout is the world's choice.
+        https://docs.aws.amazon.com/AmazonECS/latest/developerguide/managed-instance-draining.html"""
+        self.aws.client("autoscaling").put_lifecycle_hook(
+            LifecycleHookName=ECS_MANAGED_DRAINING_HOOK,
+            AutoScalingGroupName=self.config.group_name,
+            LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
+            HeartbeatTimeout=heartbeat_timeout,
+            DefaultResult="CONTINUE",
+        )
+        self._managed_draining_on = True
+
+    def _managed_draining(self) -> None:
+        """What ECS does for its own hook's open actions."""
+        if not getattr(self, "_managed_draining_on", False):
+            return
+        for action in self.aws.lifecycle.open_actions():
+            if action.hook_name != ECS_MANAGED_DRAINING_HOOK:
+                continue
+            arns = {a for a, i in self.fleet.instances.items() if i == action.instance_id}
+            for arn in arns:
+                if self.ecs.instance_status(arn) == "ACTIVE":
+                    self.ecs.set_status(arn, "DRAINING")
+            if all(w.state is WorkerState.STOPPED for w in self.workers_on(action.instance_id)):
+                self.aws.client("autoscaling").complete_lifecycle_action(
+                    LifecycleHookName=ECS_MANAGED_DRAINING_HOOK,
+                    AutoScalingGroupName=action.group_name,
+                    LifecycleActionToken=action.token,
+                    LifecycleActionResult="CONTINUE",
+                )
+
+    def set_capacity_rebalance(self, enabled: bool = True) -> None:
+        """Turn on the group's own Capacity Rebalancing (as UpdateAutoScalingGroup would: moto's
+        takes the flag at creation only)."""
+        backend = get_backend("autoscaling")[ACCOUNT_ID][REGION]
+        backend.autoscaling_groups[self.config.group_name].capacity_rebalance = enabled
+
+    def _capacity_rebalance(self, instance_id: str) -> None:
+        """Auto Scaling's own answer to a rebalance recommendation, when the group has Capacity
+        Rebalancing on: it launches a replacement at once, then terminates the old instance
+        (through its terminate hooks) once the new one is in service.
+        https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-capacity-rebalancing.html"""
+        autoscaling = self.aws.client("autoscaling")
+        found = autoscaling.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"]
+        if not found:
+            return
+        (group,) = autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[found[0]["AutoScalingGroupName"]]
+        )["AutoScalingGroups"]
+        if not group.get("CapacityRebalance"):
+            return
+        autoscaling.set_desired_capacity(
+            AutoScalingGroupName=group["AutoScalingGroupName"], DesiredCapacity=group["DesiredCapacity"] + 1
+        )
+        self._rebalancing.append((self.clock.now() + CAPACITY_REBALANCE_SECONDS, instance_id))
+
+    def _rebalance_due(self, now: float) -> None:
+        for due, instance_id in [r for r in self._rebalancing if r[0] <= now]:
+            self._rebalancing.remove((due, instance_id))
+            with contextlib.suppress(Exception):  # already leaving (Terminating:Wait): nothing to do
+                self.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
 
     def workers_on(self, instance_id: str) -> list[Worker]:
         return [w for w in self.fleet.workers.values() if w.instance_id == instance_id]
@@ -471,6 +567,8 @@ class World:
         now = self.clock.advance(seconds)
         self.aws.expire_due_actions()
         self.spot.reclaim_due(now)
+        self._rebalance_due(now)
+        self._managed_draining()
         self.fleet.step(now, self.terminated_instances())
         out: list[Delivery] = []
         for event in self.take_pending_events():

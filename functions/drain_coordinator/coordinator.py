@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+from drain_coordinator.domain.deadline import DeadlinePolicy, extended_deadline
 from drain_coordinator.domain.decide import (
     Action,
     Complete,
@@ -66,6 +67,7 @@ class GroupPort(Protocol):
 
     def waiting_instances(self, asg_name: str) -> list[str]: ...
     def group_of(self, instance_id: str) -> str | None: ...
+    def capacity_rebalance(self, asg_name: str) -> bool: ...
     def terminate_keeping_capacity(self, instance_id: str) -> None: ...
 
 
@@ -172,7 +174,11 @@ class Coordinator:
         # A duplicate or late event (the drain is open, or closed already) touches nothing:
         # a record exists only once ECS was told DRAINING, so nothing is left undone.
         existing = self.store.get(ref.instance_id)
-        if existing is not None:
+        if existing is not None and existing.superseded_by(ref):
+            logger.info(
+                "instance taken again under a new lifecycle action: a new drain replaces the closed one"
+            )
+        elif existing is not None:
             self._learn_lifecycle_action(existing, trigger)
             logger.info("drain already exists for this instance: duplicate or late event ignored")
             return [DrainStep(action="skip", instance_id=ref.instance_id, reason="duplicate")]
@@ -196,7 +202,10 @@ class Coordinator:
             opened_at=now,
             extra=extra,
         )
-        steps = self._open(record, reason=TRIGGER_ADOPTED if adopted else None, within=within)
+        replacing = existing if existing is not None and existing.superseded_by(ref) else None
+        steps = self._open(
+            record, reason=TRIGGER_ADOPTED if adopted else None, replacing=replacing, within=within
+        )
         if steps[0].action == "skip" and not adopted:
             # Opened at the same moment by reconcile's adoption: hand it what the event knows.
             opened = self.store.get(ref.instance_id)
@@ -290,6 +299,11 @@ class Coordinator:
                 return [DrainStep(action="skip", instance_id=instance_id, reason="other_group")]
             if self.store.get(instance_id) is not None:
                 return [DrainStep(action="skip", instance_id=instance_id, reason="already_draining")]
+            if group.capacity_rebalance(asg_name):
+                # The group replaces the instance itself, then terminates it through the hook
+                # (which drains it): a second replacement would be one too many.
+                logger.info("rebalance recommendation: the group's own Capacity Rebalancing replaces it")
+                return [DrainStep(action="skip", instance_id=instance_id, reason="group_capacity_rebalance")]
             group.terminate_keeping_capacity(instance_id)
         except InstanceNotTerminableError as exc:
             logger.info("rebalance recommendation: instance already leaving", extra={"reason": str(exc)})
@@ -297,9 +311,25 @@ class Coordinator:
         logger.info("rebalance recommendation: instance terminated in its group, a replacement launches")
         return [DrainStep(action="rebalance", instance_id=instance_id, reason="terminated_with_replacement")]
 
-    def _open(self, record: DrainRecord, reason: str | None, within: float | None = None) -> list[DrainStep]:
+    def _open(
+        self,
+        record: DrainRecord,
+        reason: str | None,
+        replacing: DrainRecord | None = None,
+        within: float | None = None,
+    ) -> list[DrainStep]:
+        """Save a new drain; over `replacing` (the instance's closed drain of an earlier lifecycle
+        action), conditional on that record's version, so two deliveries open one drain."""
         instance_id = record.instance_id
-        if not self.store.open_drain(record):
+        if replacing is None:
+            opened = self.store.open_drain(record)
+        else:
+            try:
+                record = self.store.save(replace(record, version=replacing.version))
+                opened = True
+            except StaleDrainError:
+                opened = False
+        if not opened:
             logger.info("drain opened concurrently: duplicate or late event ignored")
             return [DrainStep(action="skip", instance_id=instance_id, reason="duplicate")]
         _put(MetricName.DRAIN_STARTED)
@@ -359,6 +389,7 @@ class Coordinator:
             arn = self.ecs.container_instance_of(instance_id)
             if arn is None:
                 logger.warning("instance is not registered in the ECS cluster: no tasks to wait for")
+                _put(MetricName.INSTANCES_NOT_REGISTERED)
                 return None, ECS_NOT_REGISTERED
             self.ecs.drain(arn)
         except EcsError as exc:
@@ -420,6 +451,7 @@ class Coordinator:
         left = None if within is None else within - (self.clock() - look_started)
         record, probe = self._probe(record, left)
         now = self.clock()
+        record = self._extend_deadline(record, probe, now)
         action = decide(record, probe, now, self.policy)
         if probe.ok:
             _put(MetricName.SESSIONS_REMAINING, probe.session_count)
@@ -485,6 +517,19 @@ class Coordinator:
         if not record.is_open:
             self._emit_closed(record, handed)
         return step
+
+    def _extend_deadline(self, record: DrainRecord, probe: Probe, now: float) -> DrainRecord:
+        """A worker ECS has not told to stop yet may still take calls: the deadline waits for it
+        (domain/deadline.py)."""
+        policy = DeadlinePolicy(self.worker_stop_timeout_seconds, self.policy.reconcile_period_seconds)
+        deadline_at = extended_deadline(record, probe, now, policy)
+        if deadline_at == record.deadline_at:
+            return record
+        logger.info(
+            "deadline extended: a worker still waits for its SIGTERM",
+            extra={"deadlineAt": deadline_at, "previousDeadlineAt": record.deadline_at},
+        )
+        return replace(record, deadline_at=deadline_at)
 
     def _hand_over(
         self, record: DrainRecord, rooms: Mapping[str, str], now: float, kill_at: float | None = None

@@ -35,6 +35,8 @@ class MetricName(StrEnum):
     EVENTS_REJECTED = "EventsRejected"
     WEBHOOK_REFUSED = "WebhookRefused"  # unsigned, badly signed, other key, or replayed
     DRAINS_DEFERRED = "DrainsDeferred"  # open drains not looked at for more than one period
+    # a drained instance that is no ECS container instance of the cluster: released at once
+    INSTANCES_NOT_REGISTERED = "InstancesNotRegistered"
 
 
 UNITS: dict[MetricName, MetricUnit] = {

@@ -45,7 +45,7 @@ def test_livekit_fault_holds_the_instance_with_heartbeats_until_the_deadline(
     # LiveKit failing every request for the whole drain
     (victim,) = world.create_fleet(1)
     (worker,) = world.workers_on(victim)
-    worker.service = ""
+    world.fleet.make_standalone(worker)
     start_calls(world, victim, [[3000.0, 3000.0]])
     break_livekit(world, fault, monkeypatch)
 

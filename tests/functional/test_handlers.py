@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -216,3 +217,29 @@ def test_calls_left_at_the_deadline_are_handed_to_their_task_stops_and_counted_o
     stop = harness.stops.get(TASK_A)
     assert stop is not None
     assert set(stop.watched_rooms) == {"call-0", "call-1"}
+
+
+def test_an_instance_taken_again_from_a_warm_pool_is_drained_again(harness: Harness) -> None:
+    # GIVEN an instance whose first scale-in drained it (ReuseOnScaleIn sent it to the warm pool)
+    harness.ecs.instances[INSTANCE] = CI_ARN
+    first = load_event(TERMINATE)
+    assert actions(lifecycle.handler(first, FakeLambdaContext())) == ["drain_started", "complete"]
+
+    # WHEN it came back, took calls, and a later scale-in opens a new lifecycle action for it
+    harness.clock.t += 3600
+    harness.busy(calls=2)
+    second = json.loads(json.dumps(first))
+    second["detail"]["LifecycleActionToken"] = "2c1f0e9d-8b7a-4c6d-9e5f-4a3b2c1d0e9f"
+    second["id"] = "second-scale-in"
+    taken = datetime.fromisoformat(first["time"].replace("Z", "+00:00")) + timedelta(hours=1)
+    second["time"] = taken.strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = lifecycle.handler(second, FakeLambdaContext())
+    # ... and the first action's event is delivered once more
+    duplicate = lifecycle.handler(second, FakeLambdaContext())
+
+    # THEN the new action has a drain of its own, holding the instance while its calls run
+    assert actions(result) == ["drain_started", "wait"]
+    record = harness.store.get(INSTANCE)
+    assert record is not None and record.is_open
+    assert record.lifecycle.action_token == second["detail"]["LifecycleActionToken"]
+    assert actions(duplicate) == ["skip"]

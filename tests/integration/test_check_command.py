@@ -101,7 +101,7 @@ def test_a_misconfigured_user_stack_is_refused_with_one_line_per_problem(
     assert "HookHeartbeatTimeout=30 is below MinValue 180" in failed["parameters-accepted"]
     assert sum(1 for line in out.splitlines() if line.startswith("FAIL ")) == 4
     assert out.splitlines()[-1] == (
-        "FAIL: 4 of 14 rules fail: launch-type-ec2, stop-timeout-covers-drain, heartbeat-cadence, "
+        "FAIL: 4 of 16 rules fail: launch-type-ec2, stop-timeout-covers-drain, heartbeat-cadence, "
         "parameters-accepted"
     )
 
@@ -352,7 +352,8 @@ def test_json_prints_one_object_with_the_verdict_and_every_rule(capsys: pytest.C
     status, out, _ = run_check(capsys, "--template", str(TEMPLATE), "--json")
     report = json.loads(out)
     assert status == 0
-    assert set(report) == {"passed", "rules"}
+    assert set(report) == {"passed", "rules", "assumed"}
+    assert report["assumed"] and all(isinstance(line, str) for line in report["assumed"])
     assert report["passed"] is True
     assert len(report["rules"]) == len(check.RULES)
     assert set(report["rules"][0]) == {"rule", "title", "status", "passed", "detail", "why"}

@@ -666,7 +666,13 @@ def _either_branch(policies: Any) -> list[Mapping[str, Any]]:
     if isinstance(policies, Mapping) and "Fn::If" in policies:
         _, when_true, when_false = policies["Fn::If"]
         return [*_either_branch(when_true), *_either_branch(when_false)]
-    return [p for p in _as_list(policies) if isinstance(p, Mapping) and "PolicyDocument" in p]
+    found: list[Mapping[str, Any]] = []
+    for policy in _as_list(policies):
+        if isinstance(policy, Mapping) and "Fn::If" in policy:
+            found += _either_branch(policy)
+        elif isinstance(policy, Mapping) and "PolicyDocument" in policy:
+            found.append(policy)
+    return found
 
 
 def _as_list(value: Any) -> list[Any]:

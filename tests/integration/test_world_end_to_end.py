@@ -219,7 +219,7 @@ def test_calls_outlasting_the_deadline_are_dropped_and_counted_once(aws_calls: A
     with World(WorldConfig(params=params)) as world:
         (victim,) = world.create_fleet(1)
         (worker,) = world.workers_on(victim)
-        worker.service = ""
+        world.fleet.make_standalone(worker)
         calls = start_calls(world, victim, [[300.0, 400.0]])
 
         # WHEN it is scaled in with calls that outlast the deadline

@@ -33,6 +33,7 @@ OUTCOME_KEYS = {
     "heartbeats",
     "lambda_invocations",
     "lambda_invocations_by_function",
+    "calls_kept_off_by_quiesce",
 }
 
 
@@ -233,6 +234,8 @@ def test_lognormal_expectation_matches_its_samples() -> None:
         (["--workers-per-instance", "0"], "--workers-per-instance"),
         (["--concurrency", "5", "--rate", "3"], "not allowed with"),
         (["--instances", "many"], "invalid int value"),
+        (["--minimum-healthy-percent", "150"], "--minimum-healthy-percent"),
+        (["--health-delay", "-1"], "--health-delay"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
@@ -280,3 +283,56 @@ def test_bench_quick_prints_every_figure_as_json(capsys: pytest.CaptureFixture[s
     assert figures["release_latency_seconds"]["samples"]
     assert figures["artifact_bytes"] == {}
     assert "sam build skipped" in err
+
+
+def test_a_deploy_and_a_scale_in_behind_a_slow_healthy_replacement_drop_no_call_with_the_coordinator() -> (
+    None
+):
+    # GIVEN the template's service (minimum healthy 100 %, maximum 200 %), replacements that take
+    # 3 minutes to become healthy (old workers keep taking calls until then), the packaged worker
+    scenario = Scenario(
+        instances=3,
+        workers_per_instance=2,
+        lengths=parse_lengths("uniform:180-480"),
+        concurrency=12,
+        deploy=True,
+        scale_in=1,
+        warm_up_seconds=480,
+        seed=5,
+        strategies=(EC2_COORDINATOR,),
+        minimum_healthy_percent=100,
+        health_delay_seconds=180,
+    )
+    # WHEN it is simulated
+    result = simulate.simulate(scenario)
+    deploy, scale_in = (e.outcomes[EC2_COORDINATOR] for e in result.events)
+
+    # THEN the coordinator dropped no call in either event, each finished, and the quiesce kept
+    # calls off the scaled-in instance's workers while their replacements became healthy
+    assert (deploy.calls_dropped, scale_in.calls_dropped) == (0, 0)
+    assert deploy.finish_seconds is not None and deploy.finish_seconds >= 180
+    assert scale_in.finish_seconds is not None
+    assert scale_in.calls_kept_off_by_quiesce > 0
+    assert deploy.calls_kept_off_by_quiesce == 0  # a deploy drains no instance
+
+
+def test_without_the_quiesce_the_scaled_in_workers_keep_taking_calls_until_their_sigterm(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the same scale-in, workers that do not quiesce
+    status, out, _ = run_cli(
+        simulate,
+        [
+            "--instances", "3", "--workers-per-instance", "2", "--concurrency", "12",
+            "--scale-in", "1", "--warm-up", "480", "--seed", "5", "--strategies", "ec2-coordinator",
+            "--minimum-healthy-percent", "100", "--health-delay", "180", "--no-quiesce", "--json",
+        ],
+        capsys,
+    )  # fmt: skip
+    # THEN nothing was kept off, and still no call was dropped: the deadline waited for them
+    assert status == 0
+    (event,) = json.loads(out)["events"]
+    outcome = event["strategies"][EC2_COORDINATOR]
+    assert outcome["calls_kept_off_by_quiesce"] == 0
+    assert outcome["calls_dropped"] == 0
+    assert json.loads(out)["scenario"]["quiesce"] is False

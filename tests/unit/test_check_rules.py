@@ -66,6 +66,8 @@ def a_budget(**changes: Any) -> Budget:
         argv=("python", "-m", "livekit_drain_worker", "start"),
         declared_stop_timeout=900,
         hosts=HOSTS,
+        warm_pools=(("warm pool WorkerWarmPool", False),),
+        managed_draining=(("capacity provider WorkerCapacityProvider", "DISABLED"),),
     )
     return replace(budget, **changes)
 
@@ -603,3 +605,41 @@ def test_schedule_period_of_a_fixed_rate(expression: str, period: int) -> None:
 )
 def test_schedule_period_is_none_without_a_fixed_gap(expression: str) -> None:
     assert schedule_period_seconds(expression) is None
+
+
+# -- warm pools, ECS managed draining, and what the report assumed ---------------------------------
+
+from drainctl.check import rule_managed_draining_beside_hook, rule_warm_pool_reuse  # noqa: E402
+
+
+def test_a_warm_pool_that_reuses_scaled_in_instances_fails() -> None:
+    # GIVEN a warm pool with ReuseOnScaleIn true
+    budget = a_budget(warm_pools=(("warm pool WorkerWarmPool", True),))
+    # WHEN / THEN the rule fails and says why
+    result = rule_warm_pool_reuse(budget)
+    assert result.status == "FAIL"
+    assert "WorkerWarmPool" in result.detail and "DRAINING" in result.why
+
+
+def test_a_warm_pool_without_reuse_passes_and_its_default_is_said() -> None:
+    budget = a_budget(warm_pools=(("warm pool WorkerWarmPool", None),))
+    assert rule_warm_pool_reuse(budget).status == "PASS"
+    assert any("ReuseOnScaleIn false (AWS's default)" in line for line in budget.assumptions())
+    assert rule_warm_pool_reuse(a_budget(warm_pools=())).status == "SKIP"
+
+
+def test_managed_draining_unset_is_taken_as_enabled_and_said_plainly() -> None:
+    # GIVEN a capacity provider that does not set ManagedDraining
+    budget = a_budget(managed_draining=(("capacity provider Workers", None),))
+    # WHEN the rule judges it
+    result = rule_managed_draining_beside_hook(budget)
+    # THEN it reads AWS's default (ENABLED): two hooks, and the report says it assumed so
+    assert result.status == "PASS"
+    assert "two terminate hooks" in result.detail
+    assert any("ENABLED (AWS's default" in line for line in budget.assumptions())
+
+
+def test_a_container_without_stop_timeout_says_which_value_was_assumed() -> None:
+    budget = a_budget(stop_timeout=None)
+    assert any("sets no stopTimeout" in line and "900 s" in line for line in budget.assumptions())
+    assert a_budget().assumptions() == []

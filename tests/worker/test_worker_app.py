@@ -82,7 +82,8 @@ def test_running_worker_serves_its_health_check_and_keeps_protection(
             "LIVEKIT_MAX_JOBS": "1",
         }
     )
-    server, keeper = build_server(checked)
+    # (the quiesce would ask the real ECS API: off here, tested in test_worker_quiesce.py)
+    server, keeper = build_server(checked, {"LIVEKIT_DRAIN_QUIESCE": "false"})
     assert keeper is not None
 
     async def start_check_stop() -> tuple[bool, bool]:

@@ -188,3 +188,72 @@ def test_keep_protection_follows_the_active_job_count(ecs: LocalEcsEndpoints) ->
         {"ProtectionEnabled": True, "ExpiresInMinutes": MINUTES},
         {"ProtectionEnabled": False},
     ]
+
+
+# -- a deploy is never held past the cap -----------------------------------------------------------
+
+from dataclasses import dataclass, field  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+HOLD_CAP = 600 + 900  # drain timeout + stop timeout
+
+
+@dataclass
+class RecordingAgent:
+    """The ECS agent's protection, as a deploy sees it: when the protection in force ends."""
+
+    now: float = 0.0
+    expires_at: float | None = None
+    requests: list[tuple[float, bool, int | None]] = field(default_factory=list)
+
+    def set_protection(self, enabled: bool, expires_in_minutes: int | None = None) -> None:
+        self.requests.append((self.now, enabled, expires_in_minutes))
+        self.expires_at = self.now + 60 * (expires_in_minutes or 0) if enabled else None
+
+
+def test_steady_traffic_no_longer_renews_protection_forever() -> None:
+    # GIVEN a worker that always holds a call (steady traffic), protection of 60 minutes
+    agent = RecordingAgent()
+    protection = ScaleInProtection(agent, expires_in_minutes=MINUTES, max_hold_seconds=HOLD_CAP)
+
+    # WHEN it syncs every 10 s for ten hours
+    for tick in range(3600):
+        agent.now = tick * 10.0
+        protection.sync(active_jobs=2, now=agent.now)
+
+    # THEN protection was released within the cap of its start, and never asked for again
+    assert agent.requests[0] == (0.0, True, HOLD_CAP // 60)
+    assert agent.requests[-1][1] is False and agent.requests[-1][0] <= HOLD_CAP
+    assert agent.expires_at is None and protection.protected is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(min_value=1, max_value=900), st.integers(0, 3)), min_size=1, max_size=300)
+)
+def test_a_deploy_starting_at_any_moment_waits_at_most_drain_plus_stop_timeout(
+    syncs: list[tuple[float, int]],
+) -> None:
+    # GIVEN any sequence of syncs with calls coming and going
+    agent = RecordingAgent()
+    protection = ScaleInProtection(agent, expires_in_minutes=MINUTES, max_hold_seconds=HOLD_CAP)
+    for gap, jobs in syncs:
+        agent.now += gap
+        # WHEN the worker syncs
+        protection.sync(active_jobs=jobs, now=agent.now)
+        # THEN the protection in force ends no later than the cap from now
+        if agent.expires_at is not None:
+            assert agent.expires_at - agent.now <= HOLD_CAP + 1e-6  # float sums
+
+
+def test_an_idle_moment_starts_a_new_spell_of_protection() -> None:
+    agent = RecordingAgent()
+    protection = ScaleInProtection(agent, expires_in_minutes=MINUTES, max_hold_seconds=HOLD_CAP)
+    protection.sync(active_jobs=1, now=0.0)
+    protection.sync(active_jobs=1, now=HOLD_CAP + 10.0)  # spent: released
+    protection.sync(active_jobs=0, now=HOLD_CAP + 20.0)  # idle
+    agent.now = HOLD_CAP + 30.0
+    protection.sync(active_jobs=1, now=agent.now)
+    assert protection.protected is True and agent.requests[-1] == (agent.now, True, HOLD_CAP // 60)

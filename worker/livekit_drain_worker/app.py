@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 
 from livekit.agents import AgentServer, JobContext, WorkerOptions, cli
 from livekit.agents.utils.hw import get_cpu_monitor
@@ -22,6 +23,7 @@ from livekit_drain_worker.protection import (
     TaskProtectionClient,
     keep_protection,
 )
+from livekit_drain_worker.quiesce import QuiesceKeeper, attach_quiesce
 from livekit_drain_worker.tagging import TaggedEntrypoint, TaggingRequestHandler
 
 PROTECTION_SYNC_SECONDS = 10.0
@@ -61,15 +63,36 @@ class ProtectionKeeper:
         )
 
 
-def build_server(checked: Preflight) -> tuple[AgentServer, ProtectionKeeper | None]:
+def protection_hold_cap(checked: Preflight) -> int:
+    """How long one spell of task protection may hold a deploy: drain timeout + stop timeout
+    (the stop timeout the preflight checked, else the least it requires)."""
+    settings = checked.settings
+    stop = checked.stop_budget.stop_timeout_seconds or checked.stop_budget.required_seconds
+    return settings.drain_timeout_seconds + stop
+
+
+def build_server(
+    checked: Preflight, environ: Mapping[str, str] | None = None
+) -> tuple[AgentServer, ProtectionKeeper | None]:
     """The worker, and its protection keeper when task protection is on."""
-    server = AgentServer.from_server_options(build_worker_options(checked))
+    options = build_worker_options(checked)
+    metadata = checked.metadata
+    quiesce: QuiesceKeeper | None = attach_quiesce(
+        options,
+        os.environ if environ is None else environ,
+        cluster=None if metadata is None else metadata.cluster,
+        task_arn=checked.task_arn,
+    )
+    server = AgentServer.from_server_options(options)
+    if quiesce is not None:
+        server.on("worker_started", quiesce.start)
     settings = checked.settings
     if not (settings.task_protection and checked.agent_uri is not None):
         return server, None
     protection = ScaleInProtection(
         TaskProtectionClient(checked.agent_uri),
         expires_in_minutes=settings.task_protection_minutes,
+        max_hold_seconds=protection_hold_cap(checked),
     )
     keeper = ProtectionKeeper(server, protection)
     server.on("worker_started", keeper.start)

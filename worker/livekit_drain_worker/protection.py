@@ -6,9 +6,14 @@ protect its task when its first call starts, renews the protection at half its l
 calls go on, and releases it once idle. Errors are logged and retried on the next sync: a
 failure here costs the protection, never a call.
 
-The trade-off: ECS does not stop a protected task in a deployment either. A deploy waits for
-each busy worker to go idle (or for the protection to expire, at most
-``LIVEKIT_DRAIN_TASK_PROTECTION_MINUTES``) before replacing it. Off by default; turn it on with
+The trade-off: ECS does not stop a protected task in a deployment either; it waits for the
+protection to be released or to expire
+(https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-scale-in-protection.html).
+Renewed for as long as calls go on, steady traffic would hold a deploy forever, so one spell of
+protection is capped (`max_hold_seconds`, the worker's drain timeout + stop timeout): its
+expiry never lies further than the cap from the spell's start, it is released when a renewal
+would pass the cap, and a new spell starts only after the worker was idle. A deploy, whenever
+it starts, waits at most the cap for this task. Off by default; turn it on with
 ``LIVEKIT_DRAIN_TASK_PROTECTION=true``. The task role needs ``ecs:UpdateTaskProtection``.
 ECS scopes protection to service auto scaling and deployments; an instance's termination is the
 drain coordinator's business.
@@ -96,9 +101,14 @@ class ScaleInProtection:
         *,
         expires_in_minutes: int,
         renew_after_seconds: float | None = None,
+        max_hold_seconds: float | None = None,
     ) -> None:
         self.client = client
         self.expires_in_minutes = expires_in_minutes
+        # None: no cap (each spell is renewed while calls go on)
+        self.max_hold_seconds = max_hold_seconds
+        self.spell_started_at: float | None = None
+        self.spent = False  # this spell reached its cap: no protection until the worker is idle
         # Renew at half the lifetime: a missed sync or two still leaves time before expiry.
         self.renew_after_seconds = (
             expires_in_minutes * 60 / 2 if renew_after_seconds is None else renew_after_seconds
@@ -107,16 +117,39 @@ class ScaleInProtection:
         self.renew_at: float | None = None
 
     def sync(self, active_jobs: int, now: float) -> None:
-        if active_jobs > 0:
-            if not self.protected or (self.renew_at is not None and now >= self.renew_at):
-                self._set(True, active_jobs, now)
-        elif self.protected:
-            self._set(False, active_jobs, now)
+        if active_jobs == 0:
+            self.spent = False
+            self.spell_started_at = None
+            if self.protected:
+                self._set(False, active_jobs, now)
+            return
+        if self.spent or (self.protected and (self.renew_at is None or now < self.renew_at)):
+            return
+        minutes = self._minutes_left(now)
+        if minutes < 1:
+            # The spell's cap is reached: let a deploy have this task.
+            self.spent = True
+            if self.protected:
+                self._set(False, active_jobs, now)
+            logger.info(
+                "task protection held as long as allowed: released until the worker is idle",
+                extra={"active_jobs": active_jobs, "max_hold_seconds": self.max_hold_seconds},
+            )
+            return
+        self._set(True, active_jobs, now, minutes)
 
-    def _set(self, enabled: bool, active_jobs: int, now: float) -> None:
+    def _minutes_left(self, now: float) -> int:
+        """The protection's lifetime to ask for now: never past the spell's cap."""
+        if self.max_hold_seconds is None:
+            return self.expires_in_minutes
+        started = self.spell_started_at if self.spell_started_at is not None else now
+        return min(self.expires_in_minutes, int((started + self.max_hold_seconds - now) // 60))
+
+    def _set(self, enabled: bool, active_jobs: int, now: float, minutes: int | None = None) -> None:
         renewing = enabled and self.protected
+        minutes = self.expires_in_minutes if minutes is None else minutes
         try:
-            self.client.set_protection(enabled, self.expires_in_minutes if enabled else None)
+            self.client.set_protection(enabled, minutes if enabled else None)
         except TaskProtectionError as error:
             logger.warning(
                 "task protection update failed",
@@ -124,14 +157,16 @@ class ScaleInProtection:
             )
             return
         self.protected = enabled
-        self.renew_at = now + self.renew_after_seconds if enabled else None
+        if enabled and self.spell_started_at is None:
+            self.spell_started_at = now
+        self.renew_at = now + min(self.renew_after_seconds, minutes * 60 / 2) if enabled else None
         logger.info(
             "task protection renewed"
             if renewing
             else ("task protection enabled" if enabled else "task protection released"),
             extra={
                 "active_jobs": active_jobs,
-                "expires_in_minutes": self.expires_in_minutes if enabled else None,
+                "expires_in_minutes": minutes if enabled else None,
             },
         )
 

@@ -10,11 +10,21 @@ class WorkerTask:
     arn: str
     last_status: str  # PENDING | RUNNING | DEACTIVATING | STOPPING | DEPROVISIONING | ...
     desired_status: str  # RUNNING | STOPPED
+    # ECS's task group: "service:<name>" for a service's task, "family:<name>" for a standalone one.
+    group: str = ""
 
     @property
     def told_to_stop(self) -> bool:
         """ECS has sent (or will send) SIGTERM: a LiveKit worker then takes no new job."""
         return self.desired_status == "STOPPED"
+
+    @property
+    def stopped_by_draining(self) -> bool:
+        """ECS stops a service's tasks on a DRAINING instance (once their replacements are healthy,
+        with minimumHealthyPercent 100); a standalone task (RunTask, StartTask) it never stops.
+        https://docs.aws.amazon.com/AmazonECS/latest/developerguide/container-instance-draining.html
+        A task whose group is unknown counts as a service's: waiting for it is the safe side."""
+        return not self.group.startswith("family:")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from drain_coordinator.domain.records import LifecycleRef
 
 TERMINATING_WAIT = "Terminating:Wait"
+# A terminate hook holding an instance on its way back to a warm pool (ReuseOnScaleIn) waits here.
+# https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pool-instance-lifecycle.html
+WARMED_PENDING_WAIT = "Warmed:Pending:Wait"
+HOOK_WAIT_STATES = (TERMINATING_WAIT, WARMED_PENDING_WAIT)
 
 
 class LifecycleActionGoneError(Exception):
@@ -36,7 +40,8 @@ class LifecycleActions:
         self._call("complete_lifecycle_action", ref, LifecycleActionResult=result)
 
     def waiting_instances(self, asg_name: str) -> list[str]:
-        """Instances of the group held in `Terminating:Wait` (by our hook, or any other)."""
+        """Instances of the group held by a terminate hook (ours or any other): in
+        `Terminating:Wait`, or `Warmed:Pending:Wait` on the way back to a warm pool."""
         waiting: list[str] = []
         try:
             paginator = self._client.get_paginator("describe_auto_scaling_groups")
@@ -45,7 +50,7 @@ class LifecycleActions:
                     waiting += [
                         str(i["InstanceId"])
                         for i in group.get("Instances", [])
-                        if i.get("LifecycleState") == TERMINATING_WAIT
+                        if i.get("LifecycleState") in HOOK_WAIT_STATES
                     ]
         except (ClientError, BotoCoreError) as exc:
             raise AutoScalingError(_describe(exc, "describe_auto_scaling_groups")) from exc
@@ -59,6 +64,17 @@ class LifecycleActions:
             raise AutoScalingError(_describe(exc, "describe_auto_scaling_instances")) from exc
         found = answer.get("AutoScalingInstances", [])
         return str(found[0]["AutoScalingGroupName"]) if found else None
+
+    def capacity_rebalance(self, asg_name: str) -> bool:
+        """Whether the group's own Capacity Rebalancing is on: it then replaces an instance on a
+        rebalance recommendation itself.
+        https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-capacity-rebalancing.html"""
+        try:
+            answer = self._client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
+        except (ClientError, BotoCoreError) as exc:
+            raise AutoScalingError(_describe(exc, "describe_auto_scaling_groups")) from exc
+        groups = answer.get("AutoScalingGroups", [])
+        return bool(groups and groups[0].get("CapacityRebalance"))
 
     def terminate_keeping_capacity(self, instance_id: str) -> None:
         """Terminate the instance in its group without lowering the desired capacity: the group

@@ -24,6 +24,7 @@ class EcsCluster:
         self.cluster = cluster
         self._family = worker_task_family
         self._stop_timeouts: dict[str, int] = {}
+        self._statuses: dict[str, str] = {}  # container instance ARN -> status, as last described
 
     def container_instance_of(self, ec2_instance_id: str) -> str | None:
         """The container instance ARN registered for this EC2 instance, if any."""
@@ -36,13 +37,23 @@ class EcsCluster:
                 for ci in described.get("containerInstances", []):
                     # Checked here too: the filter narrows the list on AWS, the match decides.
                     if ci.get("ec2InstanceId") == ec2_instance_id:
-                        return str(ci["containerInstanceArn"])
+                        arn = str(ci["containerInstanceArn"])
+                        self._statuses[arn] = str(ci.get("status", ""))
+                        return arn
         except (ClientError, BotoCoreError) as exc:
             raise EcsError(describe_error(exc, "find the container instance")) from exc
         return None
 
     def drain(self, container_instance_arn: str) -> None:
-        """DRAINING: ECS stops placing tasks here and stops service tasks (SIGTERM, then stopTimeout)."""
+        """DRAINING: ECS stops placing tasks here and stops service tasks (SIGTERM, then stopTimeout).
+
+        Nothing to do when it is DRAINING already (ECS managed draining, the agent's Spot
+        draining or an operator set it first): AWS accepts DRAINING from ACTIVE only and refuses
+        it otherwise. https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateContainerInstancesState.html
+        A refusal because it became DRAINING meanwhile is retried by the caller, which then finds
+        it DRAINING."""
+        if self._statuses.get(container_instance_arn) == "DRAINING":
+            return
         try:
             response = self._client.update_container_instances_state(
                 cluster=self.cluster, containerInstances=[container_instance_arn], status="DRAINING"
@@ -52,6 +63,7 @@ class EcsCluster:
         failures = response.get("failures", [])
         if failures:
             raise EcsError(f"set DRAINING failed: {failures[0].get('reason', 'unknown')}")
+        self._statuses[container_instance_arn] = "DRAINING"
 
     def worker_tasks_on(self, container_instance_arn: str) -> tuple[WorkerTask, ...]:
         """Worker tasks on the instance that have not stopped yet (running or stopping)."""
@@ -80,6 +92,7 @@ class EcsCluster:
                             arn=str(task["taskArn"]),
                             last_status=str(task.get("lastStatus", "UNKNOWN")),
                             desired_status=str(task.get("desiredStatus", "UNKNOWN")),
+                            group=str(task.get("group", "")),
                         )
                     )
         except (ClientError, BotoCoreError) as exc:
