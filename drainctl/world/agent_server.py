@@ -467,10 +467,9 @@ class LocalAgentServer:
             record.ended_at = self._clock()
         room = record.job.room.name
         if record.joined:
-            try:
+            # LookupError: the room closed first, taking the agent with it.
+            with contextlib.suppress(LookupError):
                 self.livekit.leave(room, record.identity)
-            except LookupError:
-                pass  # the room closed first, taking the agent with it
         self._emit(
             "job_ended",
             job_id=record.job.id,
