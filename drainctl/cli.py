@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--instances", type=int, default=3)
     demo.add_argument("--workers-per-instance", type=int, default=2)
     demo.add_argument("--template", type=Path, default=None)
+    demo.add_argument(
+        "--real-worker",
+        action="store_true",
+        help="also run one worker task as the real packaged livekit-agents worker (about a minute)",
+    )
 
     rep = sub.add_parser("replay", help="replay one event file against a local world built to match it")
     rep.add_argument("event", type=Path)
@@ -93,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 instances=args.instances,
                 workers_per_instance=args.workers_per_instance,
                 template=args.template,
+                real_worker=args.real_worker,
             )
     except replay_command.ReplayInputError as exc:
         print(f"drainctl: {exc}", file=sys.stderr)
