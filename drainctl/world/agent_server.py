@@ -62,7 +62,6 @@ from livekit.protocol import agent, agent_dispatch, models
 from drainctl.world.livekit_server import (
     AccessTokenRejectedError,
     LocalLiveKit,
-    RoomNotFoundError,
     verify_access_token,
 )
 
@@ -753,6 +752,5 @@ __all__ = [
     "JobSnapshot",
     "LocalAgentServer",
     "NoWorkerAvailableError",
-    "RoomNotFoundError",
     "WorkerSnapshot",
 ]

@@ -17,13 +17,12 @@ from collections.abc import Iterator
 import pytest
 
 from drain_coordinator.domain.task_stops import ContainerExit, TaskStateChange, Verdict, judge
-from drain_coordinator.integrations.livekit import LiveKitCredentials, LiveKitSessions
+from drain_coordinator.integrations.livekit import SESSION_TAG_ATTRIBUTE, LiveKitCredentials, LiveKitSessions
 from drainctl.world import fleet
 from drainctl.world.agent_server import LocalAgentServer, NoWorkerAvailableError
 from drainctl.world.call_agent import CallPlan
 from drainctl.world.livekit_server import LocalLiveKit
 from drainctl.world.real_worker import RealWorker
-from livekit_drain_worker import SESSION_TAG_ATTRIBUTE
 from livekit_drain_worker.app import PROTECTION_SYNC_SECONDS
 from livekit_drain_worker.testing import LocalEcsEndpoints
 
@@ -93,7 +92,8 @@ def test_on_sigterm_the_worker_reports_full_takes_no_new_job_finishes_its_calls_
         call_seconds = PROTECTION_SYNC_SECONDS + 1
         place_call(livekit, agent_server, "call-1", CallPlan(call_seconds=call_seconds))
 
-        # THEN its agent is in the room tagged with the task ARN from the metadata endpoint,
+        # THEN its agent is in the room tagged (the attribute the coordinator reads) with the
+        # task ARN from the metadata endpoint,
         # and the task is protected from scale-in while the call runs, then released
         assert wait_until(lambda: agents_in(livekit, "call-1"), JOIN_SLACK_SECONDS)
         assert agents_in(livekit, "call-1")[0][SESSION_TAG_ATTRIBUTE] == ecs.task_arn
