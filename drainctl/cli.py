@@ -96,6 +96,11 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     demo.add_argument("--instances", type=_bounded_int(2, 50), default=3, help="2-50 (default 3)")
     demo.add_argument("--workers-per-instance", type=_bounded_int(1, 20), default=2, help="1-20 (default 2)")
     demo.add_argument("--template", type=Path, default=None)
+    demo.add_argument(
+        "--real-worker",
+        action="store_true",
+        help="also run one worker task as the real packaged livekit-agents worker (about a minute)",
+    )
 
     rep = sub.add_parser("replay", help="replay one event file against a local world built to match it")
     rep.add_argument("event", type=Path)
@@ -197,6 +202,7 @@ def _run(args: argparse.Namespace) -> int:
             instances=args.instances,
             workers_per_instance=args.workers_per_instance,
             template=args.template,
+            real_worker=args.real_worker,
         )
     return 1
 

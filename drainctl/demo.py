@@ -42,6 +42,7 @@ def run(
     workers_per_instance: int = 2,
     template: Path | None = None,
     out: TextIO | None = None,
+    real_worker: bool = False,
 ) -> int:
     out = out or sys.stdout
     with World(WorldConfig(seed=seed, template=template)) as world:
@@ -75,6 +76,10 @@ def run(
         _idle(world, WARM_UP_SECONDS, arrivals)
         deploy_ok = _act_deploy(world, arrivals, out)
         ok = scale_in_ok and deploy_ok
+        if real_worker:
+            from drainctl.world import real_worker_act
+
+            ok = real_worker_act.run(world, out) and ok
         out.write(
             "\nOK: no call dropped where the timers agree; every call the misconfigured service "
             "dropped was judged and alarmed.\n"

@@ -2,7 +2,8 @@
 
 This is the ground truth the coordinator is judged against. A worker drains the way livekit-agents
 does on SIGTERM (reports full, takes no new job, exits once its jobs end, gives up after
-drain_timeout); ECS SIGKILLs it at stopTimeout; Auto Scaling terminating the instance ends every
+drain_timeout and its jobs' shutdown grace: the timings below, observed on the real worker);
+ECS SIGKILLs it at stopTimeout; Auto Scaling terminating the instance ends every
 call still on it. Every call that ends any other way than by hanging up is a dropped call.
 
 LiveKit dispatches a job to any worker that reports itself available, whatever ECS thinks of its
@@ -41,6 +42,20 @@ SIGTERM_DELAY_SECONDS = 5  # the ECS scheduler stops tasks on a DRAINING instanc
 CALLER_PATIENCE_SECONDS = 20  # a caller left in silence hangs up after this long
 QUIESCE_POLL_SECONDS = 10  # the packaged worker's look at its container instance's status
 DEFAULT_SERVICE = "livekit-agents"
+
+# How the real worker drains, as tests/worker/test_real_worker.py observes it with the pinned
+# livekit-agents (1.8.9) running the packaged worker (a test fails when the SDK changes these):
+# - SIGTERM: it reports itself full at once (``UpdateWorkerStatus{WS_FULL}``) and takes no job;
+# - its last call ending, it exits 0 within about a second (`EXIT_AFTER_LAST_CALL_SECONDS`,
+#   below the model's one-second step);
+# - with calls still up at ``drain_timeout``, it asks each job to shut down and gives it
+#   ``shutdown_process_timeout`` (`JOB_SHUTDOWN_GRACE_SECONDS`, livekit-agents' default, which
+#   the packaged worker keeps) before killing it, then exits 0; the model takes the worst case
+#   (a job that does not close on request): the calls are cut and the worker exits at
+#   ``drain_timeout + JOB_SHUTDOWN_GRACE_SECONDS``. (livekit/agents worker.py ``drain`` and
+#   ``aclose``; ipc/supervised_proc.py ``aclose``.)
+EXIT_AFTER_LAST_CALL_SECONDS = 1.0
+JOB_SHUTDOWN_GRACE_SECONDS = 10
 
 
 class WorkerState(StrEnum):
@@ -280,7 +295,7 @@ class Fleet:
                 self.stop(worker, now, exit_code=0, end=None)
             elif now >= worker.sigterm_at + worker.stop_timeout:
                 self.stop(worker, now, exit_code=137, end=CallEnd.SIGKILL)
-            elif now >= worker.sigterm_at + worker.drain_timeout:
+            elif now >= worker.sigterm_at + worker.drain_timeout + JOB_SHUTDOWN_GRACE_SECONDS:
                 self.stop(worker, now, exit_code=0, end=CallEnd.DRAIN_TIMED_OUT)
 
     def sigterm(self, worker: Worker, now: float, reason: str) -> None:

@@ -357,6 +357,9 @@ class LocalLiveKit:
         self.delete_room_when_empty = delete_room_when_empty
         self.faults = LiveKitFaults()
         self.on_room_event: RoomEventHook | None = None
+        # Called after `on_room_event`, in order: other parts of the world that follow rooms
+        # (the local agent server ends the jobs of a room that closes).
+        self.room_listeners: list[RoomEventHook] = []
         # Wraps the serving of each request (the world's virtual latency); None: served as is.
         self.request_hook: Callable[[], AbstractContextManager[None]] | None = None
         self._clock = clock
@@ -490,6 +493,12 @@ class LocalLiveKit:
             events = self._close_room_locked(record)
         self._emit(events)
 
+    def room_sid(self, name: str) -> str | None:
+        """The sid of the open room `name`; None when it is not open."""
+        with self._lock:
+            record = self._rooms.get(name)
+            return None if record is None else record.sid
+
     def rooms(self) -> dict[str, list[ParticipantSnapshot]]:
         """Open rooms and their participants, in the order they were opened and joined."""
         with self._lock:
@@ -555,6 +564,8 @@ class LocalLiveKit:
             logger.debug("livekit room event", extra={"event": event, "room": info["room"]})
             if hook is not None:
                 hook(event, info)
+            for listener in list(self.room_listeners):
+                listener(event, info)
 
     # --- RoomService -------------------------------------------------------------------------
 

@@ -25,3 +25,13 @@ def ecs() -> Iterator[LocalEcsEndpoints]:
 @pytest.fixture
 def worker_dir() -> Path:
     return WORKER_DIR
+
+
+@pytest.fixture
+def agent_server_for_env() -> Iterator[object]:
+    """A started local agent server, for tests that only build a real worker's environment."""
+    from drainctl.world.agent_server import LocalAgentServer
+    from drainctl.world.livekit_server import LocalLiveKit
+
+    with LocalLiveKit() as livekit, LocalAgentServer(livekit) as server:
+        yield server
