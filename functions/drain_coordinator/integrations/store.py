@@ -32,6 +32,9 @@ DRAIN_KIND = "drain"
 TASK_STOP_KIND = "task_stop"
 
 
+_OPEN_PAGE_SIZE = 100
+
+
 class StaleDrainError(Exception):
     """Someone else saved this drain since it was read: re-read, decide again."""
 
@@ -231,7 +234,12 @@ def _put_if(table: Any, item: dict[str, Any], condition: Any, what: str) -> bool
 
 def _open_items(table: Any, kind: str) -> Iterator[dict[str, Any]]:
     """Every item of one kind in the sparse open-items index, page by page, by deadline."""
-    kwargs: dict[str, Any] = {"IndexName": OPEN_INDEX, "KeyConditionExpression": Key("open_kind").eq(kind)}
+    kwargs: dict[str, Any] = {
+        "IndexName": OPEN_INDEX,
+        "KeyConditionExpression": Key("open_kind").eq(kind),
+        # Bounded pages: each request answers in a bounded time, well inside its read timeout.
+        "Limit": _OPEN_PAGE_SIZE,
+    }
     try:
         while True:
             page = table.query(**kwargs)
