@@ -166,6 +166,8 @@ def _read_lengths_file(path: Path) -> tuple[float, ...]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise SimulateInputError(f"--lengths csv: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SimulateInputError(f"--lengths csv: {path} is not UTF-8 text (byte {exc.start})") from None
     values: list[float] = []
     for number, raw in enumerate(lines, start=1):
         cell = raw.split(",", 1)[0].strip()
