@@ -42,7 +42,7 @@ $(DEMO_VENV)/.installed: pyproject.toml
 	@echo "  Powertools, pydantic, aiohttp: about 150 MB, 1-2 minutes on a fresh machine (once; no dev tools, no SAM CLI)"
 	@test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
 	@set -o pipefail; $(DEMO_VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar off \
-		-e '.[demo]' | grep --line-buffered -E '^(Collecting|Successfully installed)' | cut -c1-100
+		-e '.[demo]' | awk '/^(Collecting|Successfully installed)/ { print substr($$0, 1, 110); fflush() }'
 	@touch $@
 
 lint: dev ## ruff (lint + format check) and mypy --strict
