@@ -628,7 +628,9 @@ def simulate(scenario: Scenario, progress: Callable[[str], None] | None = None) 
     for event in events:
         for strategy in scenario.strategies:
             if progress is not None:
-                progress(_progress_line(done, runs, time.perf_counter() - began, f"{event.label}, {strategy}"))
+                progress(
+                    _progress_line(done, runs, time.perf_counter() - began, f"{event.label}, {strategy}")
+                )
             outcome, spent, timers = _run_event(scenario, strategy, event.kind, event.count)
             done += 1
             event.outcomes[strategy] = outcome
