@@ -39,11 +39,14 @@ demo: $(DEMO_VENV)/.installed ## a fleet with live calls scales in; the coordina
 
 $(DEMO_VENV)/.installed: pyproject.toml
 	@echo "make demo: installing livekit-drain[demo] into $(DEMO_VENV): boto3, moto (server mode), livekit-api,"
-	@echo "  Powertools, pydantic, aiohttp: about 150 MB, 1-2 minutes on a fresh machine (once; no dev tools, no SAM CLI)"
+	@echo "  Powertools, pydantic, aiohttp: about 180 MB, 1-3 minutes on a fresh machine (once; no dev tools, no SAM CLI)"
+	@echo "  creating the virtualenv $(DEMO_VENV) ..."
 	@test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	@echo "  resolving and downloading with pip ..."
 	@set -o pipefail; $(DEMO_VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar off \
-		-e '.[demo]' | awk '/^(Collecting|Successfully installed)/ { print substr($$0, 1, 110); fflush() }'
+		-e '.[demo]' | awk '/^(Obtaining|  Installing build|  Preparing|Collecting|Successfully installed)/ { print substr($$0, 1, 110); fflush() }'
 	@touch $@
+	@echo "make demo: installed; the demo starts (about a minute)"
 
 lint: dev ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
