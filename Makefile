@@ -43,7 +43,7 @@ $(DEMO_VENV)/.installed: pyproject.toml
 	@echo "  creating the virtualenv $(DEMO_VENV) ..."
 	@test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
 	@echo "  resolving and downloading with pip ..."
-	@set -o pipefail; $(DEMO_VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar off \
+	@set -o pipefail; PYTHONUNBUFFERED=1 $(DEMO_VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar off \
 		-e '.[demo]' | awk '/^(Obtaining|  Installing build|  Preparing|Collecting|Successfully installed)/ { print substr($$0, 1, 110); fflush() }'
 	@touch $@
 	@echo "make demo: installed; the demo starts (about a minute)"

@@ -189,6 +189,10 @@ def _run(args: argparse.Namespace) -> int:
         return replay_command.replay(replay_command.load_event(args.event), options)
     if args.command == "demo":
         _template_file(args.template)
+        print(
+            "drainctl demo: starting the local world (moto, a LiveKit server, the coordinator) ...",
+            flush=True,
+        )
         from drainctl import demo
 
         return demo.run(
