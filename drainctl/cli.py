@@ -170,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in ("simulate", "bench"):
+        _template_file(args.template)  # before any progress line: a bad template is all it says
     if args.command in LAZY_COMMANDS:
         module = importlib.import_module(LAZY_COMMANDS[args.command][0])
         return int(module.run(args))
