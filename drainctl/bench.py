@@ -439,14 +439,45 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_bench(options: BenchOptions, report: Report) -> dict[str, Any]:
+# Each section's share of the whole run, in wall seconds on a 2-core machine (full, quick): the
+# estimate of what is left scales these by how fast this machine went so far.
+_SECTION_SECONDS: Final = {
+    "release latency": (40.0, 12.0),
+    "LiveKit calls per tick": (40.0, 4.0),
+    "reconcile wall time": (70.0, 4.0),
+    "handler imports": (25.0, 6.0),
+    "sam build": (90.0, 0.0),
+}
+
+
+def run_bench(options: BenchOptions, report: Report, progress: Report | None = None) -> dict[str, Any]:
     began = time.perf_counter()
     figures: dict[str, Any] = {"machine": machine()}
+    quick = options.rooms == QUICK_ROOMS
+    sections = [name for name in _SECTION_SECONDS if name != "sam build" or options.sam_build]
+    nominal = {name: _SECTION_SECONDS[name][1 if quick else 0] for name in sections}
+    done: list[str] = []
+
+    def section(name: str) -> None:
+        if progress is None:
+            return
+        elapsed = time.perf_counter() - began
+        spent_nominal = sum(nominal[n] for n in done)
+        pace = elapsed / spent_nominal if spent_nominal > 0 else 1.0
+        left = pace * sum(nominal[n] for n in sections if n not in done)
+        progress(f"drainctl bench: [{len(done) + 1}/{len(sections)}] {name} (about {left:.0f} s left)")
+        done.append(name)
+
+    section("release latency")
     figures["release_latency_seconds"] = release_latency(options, report)
+    section("LiveKit calls per tick")
     figures["livekit_calls_per_tick"] = livekit_calls_per_tick(options, report)
+    section("reconcile wall time")
     figures["reconcile_seconds"] = reconcile_seconds(options, report)
+    section("handler imports")
     figures["import_ratio"], figures["import_seconds"] = import_ratio(options, report)
     if options.sam_build:
+        section("sam build")
         figures["artifact_bytes"], figures["artifact_detail"] = artifact_bytes(options, report)
     else:
         report("sam build skipped (--quick or --skip-sam-build)")
@@ -495,7 +526,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         stream.flush()
 
     try:
-        figures = run_bench(options, report)
+        figures = run_bench(options, report, progress=lambda line: print(line, file=sys.stderr, flush=True))
     except BenchError as exc:
         print(f"drainctl bench: {exc}", file=sys.stderr)
         return 1

@@ -1246,8 +1246,12 @@ def _worker_from_file(path: Path) -> _Worker:
         document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CheckInputError(f"cannot read task definition {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CheckInputError(f"task definition {path}: not UTF-8 text (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise CheckInputError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise CheckInputError(f"{path}: JSON nested too deep") from exc
     if isinstance(document, Mapping) and isinstance(document.get("taskDefinition"), Mapping):
         document = document["taskDefinition"]
     if not isinstance(document, Mapping) or "containerDefinitions" not in document:

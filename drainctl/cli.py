@@ -176,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in ("simulate", "bench"):
+        _template_file(args.template)  # before any progress line: a bad template is all it says
     if args.command in LAZY_COMMANDS:
         module = importlib.import_module(LAZY_COMMANDS[args.command][0])
         return int(module.run(args))
@@ -195,6 +197,10 @@ def _run(args: argparse.Namespace) -> int:
         return replay_command.replay(replay_command.load_event(args.event), options)
     if args.command == "demo":
         _template_file(args.template)
+        print(
+            "drainctl demo: starting the local world (moto, a LiveKit server, the coordinator) ...",
+            flush=True,
+        )
         from drainctl import demo
 
         return demo.run(

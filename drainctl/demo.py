@@ -13,6 +13,7 @@ service dropped was caught (forced kill judged, alarm fired).
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,15 @@ CALL_SECONDS = (180.0, 480.0)  # calls uniform in 3-8 minutes
 CALLS_PER_WORKER = 2.0  # steady load the arrival rate aims for
 MISCONFIGURED = "misconfigured-agents"
 MISCONFIGURED_STOP_TIMEOUT = 120
+WIDTH = 100  # advice is wrapped to this many columns
+NEXT_STEPS = """
+Next steps
+  1. Check your own timers before you deploy:
+       drainctl check --template template.yaml --config samconfig.toml
+       drainctl check --task-definition my-task-definition.json   # your worker's, from ECS
+  2. Deploy the coordinator into your account: docs/deploy.md
+  3. Then watch it drain: drainctl status --stack <your stack>
+"""
 
 
 @dataclass
@@ -60,6 +70,7 @@ def run(
             f"calls {CALL_SECONDS[0] / 60:.0f}-{CALL_SECONDS[1] / 60:.0f} min; hook heartbeat timeout "
             f"{world.hook_heartbeat_timeout} s, drain deadline {world.params['DrainDeadline']} s\n"
         )
+        _say(out, f"{WARM_UP_SECONDS // 60} virtual minutes of calls arriving before the first act ...")
         _idle(world, WARM_UP_SECONDS, arrivals)
         scale_in_ok = _act_scale_in(world, ids, arrivals, out)
         # Act 2's second service, beside the first on the remaining instances.
@@ -73,6 +84,7 @@ def run(
             f"drain_timeout {world.drain_timeout} s but stopTimeout {MISCONFIGURED_STOP_TIMEOUT} s "
             "(WRONG: shorter than its calls, as on Fargate)\n"
         )
+        _say(out, f"{WARM_UP_SECONDS // 60} virtual minutes of calls arriving before the second act ...")
         _idle(world, WARM_UP_SECONDS, arrivals)
         deploy_ok = _act_deploy(world, arrivals, out)
         ok = scale_in_ok and deploy_ok
@@ -86,6 +98,7 @@ def run(
             if ok
             else "\nFAILED: see above.\n"
         )
+        out.write(NEXT_STEPS)
         return 0 if ok else 1
 
 
@@ -100,26 +113,30 @@ def _act_scale_in(world: World, ids: list[str], arrivals: Callable[[], None], ou
     victim = max(ids, key=lambda i: sum(len(w.calls) for w in world.workers_on(i)))
     in_flight = sum(len(w.calls) for w in world.workers_on(victim))
     start = world.clock.now()
-    events_before, deliveries_before = len(world.fleet.events), len(world.deliveries)
     world.aws.terminate_instance(victim, should_decrement_desired_capacity=True)
-    lines = [
-        _Line(
-            start,
-            "autoscaling",
-            f"scale-in: {victim} enters Terminating:Wait with {in_flight} calls in flight",
-        )
-    ]
+    stream = _Stream(out, "Act 1: scale-in of the busiest instance", start, world)
+    stream.show(
+        [
+            _Line(
+                start,
+                "autoscaling",
+                f"scale-in: {victim} enters Terminating:Wait with {in_flight} calls in flight",
+            )
+        ]
+    )
     limit = float(world.params["DrainDeadline"]) + 3 * world.period
     while world.instance_state(victim) != "Terminated" and world.clock.now() < start + limit:
         arrivals()
         world.step(1.0)
+        stream.pump(
+            instance_id=victim,
+            fleet_filter=lambda e: e.detail.get("instance") == victim,
+        )
     world.step(1.0)
-    lines += _coordinator_lines(world.deliveries[deliveries_before:], instance_id=victim)
-    lines += _fleet_lines(world.fleet.events[events_before:], lambda e: e.detail.get("instance") == victim)
+    stream.pump(instance_id=victim, fleet_filter=lambda e: e.detail.get("instance") == victim)
     action = world.aws.lifecycle.action_for(victim)
     if action is not None and action.ended_at is not None:
-        lines.append(_Line(action.ended_at, "autoscaling", f"{victim} terminated ({action.ended_by})"))
-    _timeline(out, "Act 1: scale-in of the busiest instance", start, lines)
+        stream.show([_Line(action.ended_at, "autoscaling", f"{victim} terminated ({action.ended_by})")])
     dropped = [c for c in world.fleet.calls_on(victim) if c.dropped]
     drain_seconds = (action.ended_at - action.started_at) if action and action.ended_at else None
     out.write("  summary\n")
@@ -134,44 +151,53 @@ def _act_scale_in(world: World, ids: list[str], arrivals: Callable[[], None], ou
 
 def _act_deploy(world: World, arrivals: Callable[[], None], out: TextIO) -> bool:
     start = world.clock.now()
-    events_before, deliveries_before = len(world.fleet.events), len(world.deliveries)
     in_flight = {
         name: sum(len(w.calls) for w in world.fleet.workers.values() if w.service == name and w.accepting)
         for name in (DEFAULT_SERVICE, MISCONFIGURED)
     }
     old = world.deploy(DEFAULT_SERVICE) + world.deploy(MISCONFIGURED)
-    lines = [
-        _Line(
-            start,
-            "ecs",
-            f"rolling deploy of both services: {len(old)} old workers told to stop, "
-            f"{in_flight[DEFAULT_SERVICE]} + {in_flight[MISCONFIGURED]} calls in flight",
-        )
-    ]
+    stream = _Stream(out, "Act 2: rolling deploy, one service right and one misconfigured", start, world)
+    stream.show(
+        [
+            _Line(
+                start,
+                "ecs",
+                f"rolling deploy of both services: {len(old)} old workers told to stop, holding "
+                f"{in_flight[DEFAULT_SERVICE]} calls ({DEFAULT_SERVICE}) + {in_flight[MISCONFIGURED]} "
+                f"calls ({MISCONFIGURED})",
+            )
+        ]
+    )
+
+    def keep(e: FleetEvent) -> bool:
+        return e.what in ("call_dropped", "task_stopped")
+
     limit = world.stop_timeout + 3 * world.period
     while any(w.stopped_at is None for w in old) and world.clock.now() < start + limit:
         arrivals()
         world.step(1.0)
-    _idle(world, 2 * world.period, arrivals)  # let the alarms' periods close
-    lines += _coordinator_lines(world.deliveries[deliveries_before:], instance_id=None)
-    lines += _fleet_lines(
-        world.fleet.events[events_before:], lambda e: e.what in ("call_dropped",) or e.what == "task_stopped"
-    )
+        stream.pump(instance_id=None, fleet_filter=keep, alarms_since=start)
+    for _ in range(2 * world.period):  # let the alarms' periods close
+        arrivals()
+        world.step(1.0)
+        stream.pump(instance_id=None, fleet_filter=keep, alarms_since=start)
+    stream.pump(instance_id=None, fleet_filter=keep, alarms_since=start, alarms_now=True)
     alarms = world.alarms_firing(since=start)
-    for fired in alarms:
-        lines.append(
-            _Line(fired.t, "cloudwatch", f"ALARM {fired.alarm.name} ({fired.alarm.metric} = {fired.value:g})")
-        )
-    _timeline(out, "Act 2: rolling deploy, one service right and one misconfigured", start, lines)
+    deliveries_before = stream.deliveries_at_start
     old_arns = {w.task_arn for w in old}
     out.write("  summary\n")
     ok = True
     for name in (DEFAULT_SERVICE, MISCONFIGURED):
-        calls = [c for c in world.fleet.calls_of(name) if c.task_arn in old_arns]
+        # the calls in flight on the old workers when they were told to stop (the header's numbers)
+        calls = [
+            c
+            for c in world.fleet.calls_of(name)
+            if c.task_arn in old_arns and (c.ended_at is None or c.ended_at >= start)
+        ]
         dropped = [c for c in calls if c.dropped]
         verdicts = _verdicts(world.deliveries[deliveries_before:], name)
         out.write(
-            f"    {name:<22} calls on the old workers {len(calls):>3}, dropped {len(dropped):>3}; "
+            f"    {name:<22} calls on the old workers at the deploy {len(calls):>3}, dropped {len(dropped):>3}; "
             f"verdicts {dict(sorted(verdicts.items()))}\n"
         )
         if name == DEFAULT_SERVICE:
@@ -180,7 +206,15 @@ def _act_deploy(world: World, arrivals: Callable[[], None], out: TextIO) -> bool
             judged = sum(n for v, n in verdicts.items() if v == "forced_kill")
             ok = ok and (not dropped or (judged > 0 and any(f.alarm.metric == "ForcedKills" for f in alarms)))
     for fired in alarms:
-        out.write(f"    alarm {fired.alarm.name}: {fired.alarm.description[:160]}...\n")
+        out.write(
+            textwrap.fill(
+                f"alarm {fired.alarm.name}: {fired.alarm.description}",
+                width=WIDTH,
+                initial_indent="    ",
+                subsequent_indent="      ",
+            )
+            + "\n"
+        )
     return ok
 
 
@@ -260,10 +294,57 @@ def _fleet_lines(events: list[FleetEvent], keep: Callable[[FleetEvent], bool]) -
     return lines
 
 
-def _timeline(out: TextIO, title: str, start: float, lines: list[_Line]) -> None:
-    out.write(f"\n{title}\n  timeline (minutes:seconds from the start of the act)\n")
-    for line in sorted(lines, key=lambda x: x.t):
-        out.write(f"    +{_mmss(line.t - start)}  {line.who:<12} {line.text}\n")
+class _Stream:
+    """An act's timeline, printed as it happens: what the coordinator and the fleet did since
+    the last look, in time order."""
+
+    def __init__(self, out: TextIO, title: str, start: float, world: World) -> None:
+        self._out = out
+        self._start = start
+        self._world = world
+        self._events = len(world.fleet.events)
+        self._deliveries = self.deliveries_at_start = len(world.deliveries)
+        self._alarms_shown: set[str] = set()
+        self._next_alarm_look = start + world.period
+        out.write(f"\n{title}\n  timeline (minutes:seconds from the start of the act)\n")
+        out.flush()
+
+    def pump(
+        self,
+        *,
+        instance_id: str | None,
+        fleet_filter: Callable[[FleetEvent], bool],
+        alarms_since: float | None = None,
+        alarms_now: bool = False,
+    ) -> None:
+        world = self._world
+        lines = _coordinator_lines(world.deliveries[self._deliveries :], instance_id=instance_id)
+        lines += _fleet_lines(world.fleet.events[self._events :], fleet_filter)
+        self._deliveries, self._events = len(world.deliveries), len(world.fleet.events)
+        if alarms_since is not None and (alarms_now or world.clock.now() >= self._next_alarm_look):
+            self._next_alarm_look = world.clock.now() + world.period
+            for fired in world.alarms_firing(since=alarms_since):
+                if fired.alarm.name not in self._alarms_shown:
+                    self._alarms_shown.add(fired.alarm.name)
+                    lines.append(
+                        _Line(
+                            fired.t,
+                            "cloudwatch",
+                            f"ALARM {fired.alarm.name} ({fired.alarm.metric} = {fired.value:g})",
+                        )
+                    )
+        self.show(lines)
+
+    def show(self, lines: list[_Line]) -> None:
+        for line in sorted(lines, key=lambda x: x.t):
+            self._out.write(f"    +{_mmss(line.t - self._start)}  {line.who:<12} {line.text}\n")
+        if lines:
+            self._out.flush()
+
+
+def _say(out: TextIO, text: str) -> None:
+    out.write(text + "\n")
+    out.flush()
 
 
 def _mmss(seconds: float) -> str:

@@ -40,7 +40,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -175,6 +175,8 @@ def _read_lengths_file(path: Path) -> tuple[float, ...]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise SimulateInputError(f"--lengths csv: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SimulateInputError(f"--lengths csv: {path} is not UTF-8 text (byte {exc.start})") from None
     values: list[float] = []
     for number, raw in enumerate(lines, start=1):
         cell = raw.split(",", 1)[0].strip()
@@ -661,7 +663,7 @@ def _run_event(
         return outcome, driver.totals, timers
 
 
-def simulate(scenario: Scenario) -> SimulationResult:
+def simulate(scenario: Scenario, progress: Callable[[str], None] | None = None) -> SimulationResult:
     """Run each event of the scenario under each strategy.
 
     Every (event, strategy) pair gets a fresh world with the same seed: the same fleet, the same
@@ -672,9 +674,15 @@ def simulate(scenario: Scenario) -> SimulationResult:
     events = [EventResult(kind, count, scenario.warm_up) for kind, count in scenario.events()]
     totals = {strategy: StrategyTotals() for strategy in scenario.strategies}
     timers: dict[str, int] = {}
+    runs, done, began = len(events) * len(scenario.strategies), 0, time.perf_counter()
     for event in events:
         for strategy in scenario.strategies:
+            if progress is not None:
+                progress(
+                    _progress_line(done, runs, time.perf_counter() - began, f"{event.label}, {strategy}")
+                )
             outcome, spent, timers = _run_event(scenario, strategy, event.kind, event.count)
+            done += 1
             event.outcomes[strategy] = outcome
             total = totals[strategy]
             total.calls_placed += spent.calls_placed
@@ -682,6 +690,12 @@ def simulate(scenario: Scenario) -> SimulationResult:
             total.calls_dropped += spent.calls_dropped
             total.wall_seconds += spent.wall_seconds
     return SimulationResult(scenario, events, totals, **timers)
+
+
+def _progress_line(done: int, runs: int, elapsed: float, what: str) -> str:
+    """`[k/n] what (about S s left)`: the estimate is the mean wall time of the runs so far."""
+    left = f"about {elapsed / done * (runs - done):.0f} s left" if done else "estimating"
+    return f"drainctl simulate: [{done + 1}/{runs}] {what} ({left})"
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -900,7 +914,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except SimulateInputError as exc:
         print(f"drainctl simulate: {exc}", file=sys.stderr)
         return 2
-    result = simulate(scenario)
+    result = simulate(scenario, progress=lambda line: print(line, file=sys.stderr, flush=True))
     if args.plot is not None:
         plot(result, args.plot)
     if args.json:

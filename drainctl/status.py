@@ -128,8 +128,12 @@ def collect(
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
 
+    from drain_coordinator.integrations.store import StoreError
+
     try:
         status = _collect(session, client, stack, at)
+    except StoreError as exc:
+        raise StatusInputError(f"cannot read the drain table: {exc}") from exc
     except NoCredentialsError as exc:
         raise StatusInputError(f"no AWS credentials: {exc}") from exc
     except ClientError as exc:

@@ -161,6 +161,8 @@ def samconfig_parameter_overrides(path: Path, config_env: str = "default") -> di
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise TemplateError(f"cannot read samconfig {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"samconfig {path} is not UTF-8 text (byte {exc.start})") from exc
     env = data.get(config_env, {})
     raw: Any = None
     for command in ("deploy", "global"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,27 @@ def test_bench_quick_prints_every_figure_as_json(capsys: pytest.CaptureFixture[s
     assert figures["release_latency_seconds"]["samples"]
     assert figures["artifact_bytes"] == {}
     assert "sam build skipped" in err
+    # AND a progress line with an estimate came before each of its four sections
+    progress = [line for line in err.splitlines() if line.startswith("drainctl bench: [")]
+    assert [line.split("]")[0] for line in progress] == [f"drainctl bench: [{k}/4" for k in range(1, 5)]
+    assert all(re.search(r"\(about \d+ s left\)$", line) for line in progress)
+
+
+def test_simulate_prints_a_progress_line_with_an_estimate_before_each_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the smallest run: two strategies, one deploy
+    argv = ["--instances", "2", "--workers-per-instance", "1", "--concurrency", "2", "--deploy"]
+    argv += ["--strategies", "fargate,ec2-coordinator", "--warm-up", "120"]
+    # WHEN drainctl simulate runs
+    status, out, err = run_cli(simulate, argv, capsys)
+    # THEN stderr says which run of how many comes next, and from the second on, how long is left
+    assert status == 0
+    progress = [line for line in err.splitlines() if line.startswith("drainctl simulate: [")]
+    assert len(progress) == 2
+    assert progress[0].startswith("drainctl simulate: [1/2] ") and progress[0].endswith("(estimating)")
+    assert re.search(r"^drainctl simulate: \[2/2\] .*ec2-coordinator \(about \d+ s left\)$", progress[1])
+    assert "drainctl simulate: [" not in out
 
 
 def test_a_deploy_and_a_scale_in_behind_a_slow_healthy_replacement_drop_no_call_with_the_coordinator() -> (
