@@ -249,3 +249,39 @@ def test_unreachable_ecs_is_ecs_error() -> None:
     # the look ending in an unexpected botocore exception
     with pytest.raises(EcsError):
         ecs.worker_tasks_on(CONTAINER_INSTANCE)
+
+
+# -- stop_timeout_of -------------------------------------------------------------------------------
+
+
+def _definition(aws: LocalAws, family: str, containers: list[dict[str, Any]]) -> str:
+    answer = aws_client("ecs", aws.endpoint_url).register_task_definition(
+        family=family,
+        requiresCompatibilities=["EC2"],
+        containerDefinitions=[{"image": "x", "memory": 256, "essential": True, **c} for c in containers],
+    )
+    return str(answer["taskDefinition"]["taskDefinitionArn"])
+
+
+def test_a_container_without_stop_timeout_stops_after_the_hosts_stop_timeout(cluster: Cluster) -> None:
+    # GIVEN a worker task definition with no stopTimeout, on hosts with ECS_CONTAINER_STOP_TIMEOUT=900s
+    definition = _definition(cluster.aws, "no-stop-timeout", [{"name": "worker"}])
+    ecs = EcsCluster(
+        aws_client("ecs", cluster.aws.endpoint_url), CLUSTER, host_stop_timeout=900, worker_container="worker"
+    )
+    # WHEN its stop timeout is read
+    # THEN it is the hosts' value, not the agent's 30 s default
+    assert ecs.stop_timeout_of(definition) == 900
+
+
+def test_the_stop_timeout_is_the_worker_containers_not_a_sidecars(cluster: Cluster) -> None:
+    # GIVEN a worker at 900 s beside a sidecar at 1200 s
+    definition = _definition(
+        cluster.aws,
+        "worker-and-sidecar",
+        [{"name": "log_router", "stopTimeout": 1200}, {"name": "worker", "stopTimeout": 900}],
+    )
+    ecs = EcsCluster(aws_client("ecs", cluster.aws.endpoint_url), CLUSTER, worker_container="worker")
+    # WHEN its stop timeout is read
+    # THEN ECS kills the worker at its own 900 s
+    assert ecs.stop_timeout_of(definition) == 900

@@ -65,6 +65,8 @@ CONTRACT_ENVIRONMENT = {
     "WORKER_TASK_FAMILY",
     "LIVEKIT_TIMEOUT_SECONDS",
     "REBALANCE_DRAIN",
+    "WORKER_CONTAINER_NAME",
+    "HOST_STOP_TIMEOUT_SECONDS",
 }
 
 # Actions IAM cannot scope to a resource: "*" is the only form they take.
@@ -169,6 +171,7 @@ def test_parameters_without_values_are_the_defaults(template: Template) -> None:
         },
         "LogLevel": "INFO",
         "RebalanceDrain": "false",
+        "HostStopTimeout": "30",
     }
 
 

@@ -10,7 +10,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.integrations.aws_clients import describe_error
 
-DEFAULT_STOP_TIMEOUT = 30  # ECS_CONTAINER_STOP_TIMEOUT's default on the EC2 launch type
+# ECS_CONTAINER_STOP_TIMEOUT's default on the EC2 launch type, used for a container without its
+# own stopTimeout: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-agent-config.html
+DEFAULT_STOP_TIMEOUT = 30
 _DESCRIBE_BATCH = 100  # DescribeTasks / DescribeContainerInstances take at most 100 ids
 
 
@@ -19,10 +21,20 @@ class EcsError(Exception):
 
 
 class EcsCluster:
-    def __init__(self, client: Any, cluster: str, worker_task_family: str = "") -> None:
+    def __init__(
+        self,
+        client: Any,
+        cluster: str,
+        worker_task_family: str = "",
+        *,
+        host_stop_timeout: int = DEFAULT_STOP_TIMEOUT,
+        worker_container: str = "",
+    ) -> None:
         self._client = client
         self.cluster = cluster
         self._family = worker_task_family
+        self._host_stop_timeout = host_stop_timeout
+        self._worker_container = worker_container
         self._stop_timeouts: dict[str, int] = {}
 
     def container_instance_of(self, ec2_instance_id: str) -> str | None:
@@ -87,7 +99,9 @@ class EcsCluster:
         return tuple(sorted(tasks, key=lambda t: t.arn))
 
     def stop_timeout_of(self, task_definition_arn: str) -> int:
-        """The task's stopTimeout: the largest of its containers' (ECS's EC2 default is 30 s)."""
+        """Seconds from SIGTERM to SIGKILL for the task's worker: its container's `stopTimeout`,
+        else the hosts' ECS_CONTAINER_STOP_TIMEOUT. Without a container of the worker's name, the
+        largest over the task's containers (each with the same fallback)."""
         if task_definition_arn in self._stop_timeouts:
             return self._stop_timeouts[task_definition_arn]
         try:
@@ -95,9 +109,10 @@ class EcsCluster:
         except (ClientError, BotoCoreError) as exc:
             raise EcsError(describe_error(exc, "read the task definition")) from exc
         containers = answer["taskDefinition"].get("containerDefinitions", [])
+        worker = [c for c in containers if c.get("name") == self._worker_container]
         timeout = max(
-            (int(c.get("stopTimeout", DEFAULT_STOP_TIMEOUT)) for c in containers),
-            default=DEFAULT_STOP_TIMEOUT,
+            (int(c.get("stopTimeout", self._host_stop_timeout)) for c in worker or containers),
+            default=self._host_stop_timeout,
         )
         self._stop_timeouts[task_definition_arn] = timeout  # a task definition revision never changes
         return timeout
