@@ -20,6 +20,7 @@ from drain_coordinator.domain.task_stops import (
     TaskStopRecord,
     Verdict,
     at_risk,
+    close_unobserved,
     close_with,
     judge,
     task_change_from,
@@ -118,6 +119,8 @@ class TaskStopTracker:
         if described is not None and described.get("lastStatus") == "STOPPED":
             change = task_change_from(described, observed_at=now)
             return self._judge(record, change).as_dict()
+        if described is None:
+            return self._close_unobserved(record, now).as_dict()
         try:
             held = self.sessions.still_held(record.watched_rooms)
         except _PROBE_ERRORS as exc:
@@ -219,6 +222,29 @@ class TaskStopTracker:
             reason=judgement.reason or None,
             instance_id=instance_id,
             service=closed.service or None,
+        )
+
+    def _close_unobserved(self, record: TaskStopRecord, now: float) -> TaskStep:
+        try:
+            calls_up = len(self.sessions.callers_still_in(record.watched_rooms))
+        except _PROBE_ERRORS as exc:
+            put_metric(MetricName.PROBE_ERRORS)
+            calls_up = record.sessions_remaining or 0
+            logger.warning("could not check the vanished task's calls", extra={"error": str(exc)})
+        closed = close_unobserved(record, calls_up, now)
+        try:
+            self.store.save(closed)
+        except StaleDrainError:
+            return TaskStep("stale", record.task_arn)
+        judgement = Judgement(Verdict.UNOBSERVED, calls_up, None, closed.reason, None)
+        self._emit(closed, judgement, None)
+        return TaskStep(
+            "task_stopped",
+            record.task_arn,
+            verdict=Verdict.UNOBSERVED.value,
+            dropped_sessions=calls_up,
+            reason=closed.reason,
+            service=record.service or None,
         )
 
     def _indexed_rooms(self, task_arn: str) -> dict[str, str]:

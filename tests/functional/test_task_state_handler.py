@@ -110,6 +110,7 @@ def test_reconcile_samples_a_long_stop_and_warns_before_the_kill(harness: Harnes
     calls_on_task(harness, 2)
     harness.clock.t = T_STOPPING
     task_state.handler(load_event("ecs-task-stopping-deploy.json"), FakeLambdaContext())
+    harness.ecs.described[TASK] = load_event("ecs-task-stopping-deploy.json")["detail"]  # still running
     seen = []
     for minute in range(1, 15):
         harness.clock.t = T_STOPPING + 60 * minute
@@ -166,3 +167,28 @@ def test_malformed_task_event_is_rejected_and_counted(
     result = task_state.handler(event, FakeLambdaContext())
     assert steps(result)[0]["action"] == "reject"
     assert metrics_in(capsys.readouterr().out)["EventsRejected"] == [({"service": "livekit-drain"}, 1.0)]
+
+
+def test_a_task_stop_whose_task_ecs_no_longer_describes_is_closed_and_counted(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a stop followed since its stopping event, whose task ECS has since forgotten (ECS
+    # describes a stopped task for about an hour; its STOPPED event was lost)
+    calls_on_task(harness, 1)
+    harness.clock.t = T_STOPPING
+    task_state.handler(load_event("ecs-task-stopping-deploy.json"), FakeLambdaContext())
+    capsys.readouterr()
+    harness.sessions.rooms.clear()
+    harness.clock.t = T_STOPPING + 7200
+    # WHEN reconcile looks at it
+    result = reconcile.handler({}, FakeLambdaContext())
+    # THEN it is closed with its own verdict and counted, and the next tick has nothing to look at
+    (step,) = steps(result)
+    assert step["action"] == "task_stopped"
+    assert step["verdict"] == "unobserved"
+    record = harness.stops.get(TASK)
+    assert record is not None
+    assert not record.is_open
+    completed = metrics_in(capsys.readouterr().out)["DrainCompleted"]
+    assert any(dims.get("Outcome") == "unobserved" for dims, _ in completed)
+    assert steps(reconcile.handler({}, FakeLambdaContext())) == []

@@ -33,6 +33,9 @@ class Verdict(StrEnum):
     OOM = "oom"  # killed by the kernel for memory
     CRASHED = "crashed"  # exited non-zero on its own
     DRAIN_TIMED_OUT = "drain_timed_out"  # exited with calls still up: the worker gave up its drain
+    # ECS no longer describes the task (it keeps a stopped task about an hour) and no STOPPED
+    # event came: how it ended cannot be known; the calls still without their agent are counted.
+    UNOBSERVED = "unobserved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,21 @@ def close_with(record: TaskStopRecord, judgement: Judgement, change: TaskStateCh
         stopped_at=change.stopped_at or change.observed_at,
         exit_code=judgement.exit_code,
         reason=judgement.reason,
+    )
+
+
+UNOBSERVED_REASON = "ECS no longer describes the task and no STOPPED event came"
+
+
+def close_unobserved(record: TaskStopRecord, calls_still_up: int, now: float) -> TaskStopRecord:
+    """A stop whose task ECS has forgotten: closed, so it is not looked at every minute forever."""
+    return replace(
+        record,
+        status=TaskStopStatus.CLOSED,
+        verdict=Verdict.UNOBSERVED,
+        dropped_sessions=calls_still_up,
+        stopped_at=now,
+        reason=UNOBSERVED_REASON,
     )
 
 
