@@ -62,6 +62,10 @@ class WorldConfig:
     seed: int = 7
     # LiveKit sends signed webhooks to the template's WebhookFunction (when it has one).
     livekit_webhooks: bool = True
+    # The stack's name (AWS::StackName): the prefix of its resources and alarms, and the `Stack`
+    # dimension of its metrics. Two worlds of two names are two stacks of one account.
+    stack_name: str = STACK_NAME
+    worker_family: str = WORKER_FAMILY  # the default service's task definition family
 
 
 @dataclass(frozen=True)
@@ -161,9 +165,9 @@ class World:
         self.hook_name = cfg.hook_name or str(hook["LifecycleHookName"])
         self.hook_heartbeat_timeout = int(hook["HeartbeatTimeout"])
         self.hook_default_result = str(hook["DefaultResult"])
-        self.table_name = f"{STACK_NAME}-DrainTable"
+        self.table_name = f"{cfg.stack_name}-DrainTable"
         # Physical names the local world gives what it does not create itself.
-        names = {logical_id: f"{STACK_NAME}-{logical_id}" for logical_id in base.logical_ids()}
+        names = {logical_id: f"{cfg.stack_name}-{logical_id}" for logical_id in base.logical_ids()}
         self.template: Template = base.with_context(
             params=self.params,
             resource_names={
@@ -172,11 +176,11 @@ class World:
                 "TerminateLifecycleHook": self.hook_name,
             },
             attributes={
-                "DeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{STACK_NAME}-DeadLetterQueue",
-                "DeadLetterQueue.QueueName": f"{STACK_NAME}-DeadLetterQueue",
+                "DeadLetterQueue.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{cfg.stack_name}-DeadLetterQueue",
+                "DeadLetterQueue.QueueName": f"{cfg.stack_name}-DeadLetterQueue",
                 "ReconcileScheduleRole.Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/reconcile-schedule",
             },
-            pseudo={"AWS::StackName": STACK_NAME},
+            pseudo={"AWS::StackName": cfg.stack_name},
         )
         self._create_table()
         self.ecs = self._ecs = LocalEcs(self.aws, cfg.cluster)
@@ -184,7 +188,7 @@ class World:
         self.drain_timeout = int(self.params["WorkerDrainTimeout"])
         self.stop_timeout = int(self.params["WorkerStopTimeout"])
         self.task_definition = self.ecs.register_worker_definition(
-            WORKER_FAMILY, stop_timeout=self.stop_timeout, drain_timeout=self.drain_timeout
+            cfg.worker_family, stop_timeout=self.stop_timeout, drain_timeout=self.drain_timeout
         )
         self.fleet = Fleet(self.ecs, self.livekit, self.rng)
         self.fleet.on_task_change = self._task_changed
@@ -210,7 +214,7 @@ class World:
 
     def _create_secret(self) -> str:
         answer = self.aws.client("secretsmanager").create_secret(
-            Name=f"{STACK_NAME}/livekit",
+            Name=f"{self.config.stack_name}/livekit",
             SecretString=json.dumps({"api_key": self.livekit.api_key, "api_secret": self.livekit.api_secret}),
         )
         return str(answer["ARN"])
@@ -353,7 +357,7 @@ class World:
             "containerInstanceArn": worker.container_instance_arn,
             "containers": [container],
             "desiredStatus": "STOPPED",
-            "group": f"service:{worker.service}" if worker.service else f"family:{WORKER_FAMILY}",
+            "group": f"service:{worker.service}" if worker.service else f"family:{self.config.worker_family}",
             "launchType": "EC2",
             "lastStatus": "STOPPED" if stopped else "RUNNING",
             "stoppedReason": worker.stop_reason,

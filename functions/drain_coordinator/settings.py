@@ -23,6 +23,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     table_name: str = Field(alias="DRAIN_TABLE_NAME", min_length=3, max_length=255)
+    # The stack's name: the `Stack` dimension of every metric (observability.stack_name()).
+    stack_name: str = Field(
+        alias="STACK_NAME", default="livekit-drain", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
+    )
     cluster: str = Field(alias="ECS_CLUSTER_NAME", min_length=1, max_length=255)
     asg_name: str = Field(alias="ASG_NAME", min_length=1, max_length=255)
     hook_name: str = Field(alias="LIFECYCLE_HOOK_NAME", min_length=1, max_length=255)

@@ -285,3 +285,34 @@ def test_the_stop_timeout_is_the_worker_containers_not_a_sidecars(cluster: Clust
     # WHEN its stop timeout is read
     # THEN ECS kills the worker at its own 900 s
     assert ecs.stop_timeout_of(definition) == 900
+
+
+def test_worker_tasks_on_marks_the_tasks_of_a_daemon_service(cluster: Cluster) -> None:
+    # GIVEN a worker of a replica service and a log router of a daemon service on one instance
+    client = aws_client("ecs", cluster.aws.endpoint_url)
+    client.create_service(
+        cluster=CLUSTER, serviceName="agents", taskDefinition=cluster.worker_definition, desiredCount=0
+    )
+    client.create_service(
+        cluster=CLUSTER,
+        serviceName="log-router",
+        taskDefinition=cluster.sidecar_definition,
+        schedulingStrategy="DAEMON",
+    )
+    started = {}
+    for service, definition in (
+        ("agents", cluster.worker_definition),
+        ("log-router", cluster.sidecar_definition),
+    ):
+        answer = client.start_task(
+            cluster=CLUSTER,
+            taskDefinition=definition,
+            containerInstances=[cluster.container_instances[0]],
+            group=f"service:{service}",
+        )
+        started[service] = answer["tasks"][0]["taskArn"]
+    # WHEN the instance's tasks are listed
+    by_arn = {t.arn: t for t in adapter(cluster.aws).worker_tasks_on(cluster.container_instances[0])}
+    # THEN only the daemon's task is marked as one
+    assert by_arn[started["log-router"]].daemon
+    assert not by_arn[started["agents"]].daemon

@@ -67,6 +67,7 @@ CONTRACT_ENVIRONMENT = {
     "REBALANCE_DRAIN",
     "WORKER_CONTAINER_NAME",
     "HOST_STOP_TIMEOUT_SECONDS",
+    "STACK_NAME",
 }
 
 # Actions IAM cannot scope to a resource: "*" is the only form they take.

@@ -10,11 +10,22 @@ class WorkerTask:
     arn: str
     last_status: str  # PENDING | RUNNING | DEACTIVATING | STOPPING | DEPROVISIONING | ...
     desired_status: str  # RUNNING | STOPPED
+    # A task of a DAEMON service. ECS stops daemon tasks on a DRAINING instance only after every
+    # other task has stopped, and a daemon (a log router, an agent) takes no call.
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/container-instance-draining.html
+    daemon: bool = False
 
     @property
     def told_to_stop(self) -> bool:
         """ECS has sent (or will send) SIGTERM: a LiveKit worker then takes no new job."""
         return self.desired_status == "STOPPED"
+
+
+def discovery_final(tasks: tuple[WorkerTask, ...]) -> bool:
+    """Whether the instance's rooms are all known: every worker task on it has been told to stop
+    (a stopping LiveKit worker takes no new job). Daemon tasks are stopped last and hold no call:
+    waiting for them would keep every look a full LiveKit scan until the end of the drain."""
+    return all(t.told_to_stop for t in tasks if not t.daemon)
 
 
 @dataclass(frozen=True, slots=True)
