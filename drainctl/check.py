@@ -125,6 +125,9 @@ class CoordinatorNumbers:
     drain_deadline: int
     reconcile_period: int
     livekit_timeout: float
+    # HOST_STOP_TIMEOUT_SECONDS (parameter HostStopTimeout): the hosts' ECS_CONTAINER_STOP_TIMEOUT
+    # as the coordinator is told it, for a worker container that sets no stopTimeout.
+    host_stop_timeout: int = ECS_DEFAULT_STOP_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,8 @@ class Budget:
         elif self.hosts:
             seconds = min(host.effective_seconds for host in self.hosts)
         else:
-            seconds = ECS_DEFAULT_STOP_TIMEOUT_SECONDS
+            # No hosts in the template: what the coordinator is told they use (HostStopTimeout).
+            seconds = self.coordinator.host_stop_timeout
         if self.on_fargate:
             seconds = min(seconds, FARGATE_MAX_STOP_TIMEOUT_SECONDS)
         return seconds
@@ -352,7 +356,12 @@ def rule_stop_timeout_covers_drain(budget: Budget) -> RuleResult:
     )
     stop = budget.effective_stop_timeout
     required = budget.required_stop_timeout
-    if budget.stop_timeout is None:
+    if budget.stop_timeout is None and not budget.hosts and not budget.on_fargate:
+        origin = (
+            f" (the container sets none: the hosts' ECS_CONTAINER_STOP_TIMEOUT applies, assumed"
+            f" {_n(stop)} s from HOST_STOP_TIMEOUT_SECONDS / HostStopTimeout)"
+        )
+    elif budget.stop_timeout is None:
         origin = f" (the container sets none: the hosts' {_n(stop)} s applies)"
     elif budget.on_fargate and budget.stop_timeout > FARGATE_MAX_STOP_TIMEOUT_SECONDS:
         origin = f" (stopTimeout {budget.stop_timeout} s, capped at 120 s on Fargate)"
@@ -668,6 +677,16 @@ def rule_numbers_agree(budget: Budget) -> RuleResult:
                 coordinator.stop_timeout,
                 "stopTimeout",
                 stop,
+            )
+        )
+    if budget.stop_timeout is None and budget.hosts and not budget.on_fargate:
+        # The container sets none: the coordinator must know the hosts' value.
+        pairs.append(
+            (
+                "HOST_STOP_TIMEOUT_SECONDS",
+                coordinator.host_stop_timeout,
+                "hosts' ECS_CONTAINER_STOP_TIMEOUT",
+                min(host.effective_seconds for host in budget.hosts),
             )
         )
     if budget.declared_stop_timeout is not None:
@@ -1049,6 +1068,7 @@ def _coordinator_numbers(reader: _Reader, lifecycle: str, reconcile: str) -> Coo
         drain_deadline=whole(lifecycle, "DRAIN_DEADLINE_SECONDS", "drain_deadline"),
         reconcile_period=whole(reconcile, "RECONCILE_PERIOD_SECONDS", "reconcile_period"),
         livekit_timeout=_seconds(livekit, f"{lifecycle} LIVEKIT_TIMEOUT_SECONDS"),
+        host_stop_timeout=whole(lifecycle, "HOST_STOP_TIMEOUT_SECONDS", "host_stop_timeout"),
     )
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from drain_coordinator.domain.task_stops import ContainerExit, worker_container_of
 from drainctl.template import TemplateError
 from drainctl.world.aws import ACCOUNT_ID, REGION, LocalAwsError
 from drainctl.world.fleet import CallEnd, Worker
@@ -396,7 +397,7 @@ def _replay_task(
     stopped = detail.get("lastStatus") == "STOPPED"
     stopping_at = _parse_time(detail.get("stoppingAt"), "detail.stoppingAt") or event_time
     stopped_at = _parse_time(detail.get("stoppedAt"), "detail.stoppedAt") or event_time
-    exit_code = _exit_code(detail)
+    exit_code, container_reason = _worker_exit(detail, str(world.params.get("WorkerContainerName", "worker")))
     asked_to_stop = detail.get("stopCode") in ("ServiceSchedulerInitiated", "UserInitiated", None)
     low, high = (
         options.call_seconds
@@ -428,8 +429,7 @@ def _replay_task(
             limit_seconds=stopped_at - world.clock.now() + 1,
             on_delivery=emit,
         )
-        containers = detail.get("containers") or [{}]
-        reason = str(containers[0].get("reason", "")) if isinstance(containers[0], dict) else ""
+        reason = container_reason
         world.fleet.stop(
             worker,
             world.clock.now(),
@@ -473,12 +473,19 @@ def _verdict(world: World) -> str | None:
     return None
 
 
-def _exit_code(detail: Mapping[str, Any]) -> int | None:
-    containers = detail.get("containers") or []
-    for container in containers:
-        if isinstance(container, dict) and isinstance(container.get("exitCode"), int):
-            return int(container["exitCode"])
-    return None
+def _worker_exit(detail: Mapping[str, Any], worker_container: str) -> tuple[int | None, str]:
+    """The worker container's exit code and reason, chosen as the coordinator chooses it."""
+    containers = tuple(
+        ContainerExit(
+            str(c.get("name", "")),
+            int(c["exitCode"]) if isinstance(c.get("exitCode"), int) else None,
+            str(c.get("reason", "")),
+        )
+        for c in detail.get("containers") or []
+        if isinstance(c, dict)
+    )
+    worker = worker_container_of(containers, worker_container)
+    return (worker.exit_code, worker.reason) if worker else (None, "")
 
 
 def _lengths_for(exit_code: int | None, seconds_to_stop: float) -> tuple[float, float]:

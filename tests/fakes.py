@@ -99,9 +99,11 @@ class FakeEcs:
     def drain(self, container_instance_arn: str) -> None:
         self._maybe_fail()
         self.draining.append(container_instance_arn)
-        # ECS tells every task on a DRAINING instance to stop
+        # ECS tells every service task on a DRAINING instance to stop; daemon tasks only once
+        # all the others have stopped (not modelled: they stay running here)
         self.tasks[container_instance_arn] = [
-            replace(t, desired_status="STOPPED") for t in self.tasks.get(container_instance_arn, [])
+            t if t.daemon else replace(t, desired_status="STOPPED")
+            for t in self.tasks.get(container_instance_arn, [])
         ]
 
     def worker_tasks_on(self, container_instance_arn: str) -> tuple[WorkerTask, ...]:

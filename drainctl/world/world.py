@@ -70,6 +70,10 @@ class WorldConfig:
     # event's own, so its ARNs are the world's).
     region: str = REGION
     account: str = ACCOUNT_ID
+    # The stack's name (AWS::StackName): the prefix of its resources and alarms, and the `Stack`
+    # dimension of its metrics. Two worlds of two names are two stacks of one account.
+    stack_name: str = STACK_NAME
+    worker_family: str = WORKER_FAMILY  # the default service's task definition family
 
 
 @dataclass(frozen=True)
@@ -174,9 +178,9 @@ class World:
         self.hook_name = cfg.hook_name or str(hook["LifecycleHookName"])
         self.hook_heartbeat_timeout = int(hook["HeartbeatTimeout"])
         self.hook_default_result = str(hook["DefaultResult"])
-        self.table_name = f"{STACK_NAME}-DrainTable"
+        self.table_name = f"{cfg.stack_name}-DrainTable"
         # Physical names the local world gives what it does not create itself.
-        names = {logical_id: f"{STACK_NAME}-{logical_id}" for logical_id in base.logical_ids()}
+        names = {logical_id: f"{cfg.stack_name}-{logical_id}" for logical_id in base.logical_ids()}
         self.template: Template = base.with_context(
             params=self.params,
             resource_names={
@@ -185,13 +189,13 @@ class World:
                 "TerminateLifecycleHook": self.hook_name,
             },
             attributes={
-                "DeadLetterQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{STACK_NAME}-DeadLetterQueue",
-                "DeadLetterQueue.QueueName": f"{STACK_NAME}-DeadLetterQueue",
-                "WorkQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{STACK_NAME}-work",
-                "WorkQueue.QueueName": f"{STACK_NAME}-work",
+                "DeadLetterQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{cfg.stack_name}-DeadLetterQueue",
+                "DeadLetterQueue.QueueName": f"{cfg.stack_name}-DeadLetterQueue",
+                "WorkQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{cfg.stack_name}-work",
+                "WorkQueue.QueueName": f"{cfg.stack_name}-work",
                 "ReconcileScheduleRole.Arn": f"arn:aws:iam::{cfg.account}:role/reconcile-schedule",
             },
-            pseudo={"AWS::StackName": STACK_NAME},
+            pseudo={"AWS::StackName": cfg.stack_name},
         )
         self._create_table()
         self.ecs = self._ecs = LocalEcs(self.aws, cfg.cluster)
@@ -199,7 +203,7 @@ class World:
         self.drain_timeout = int(self.params["WorkerDrainTimeout"])
         self.stop_timeout = int(self.params["WorkerStopTimeout"])
         self.task_definition = self.ecs.register_worker_definition(
-            WORKER_FAMILY, stop_timeout=self.stop_timeout, drain_timeout=self.drain_timeout
+            cfg.worker_family, stop_timeout=self.stop_timeout, drain_timeout=self.drain_timeout
         )
         self.fleet = Fleet(self.ecs, self.livekit, self.rng)
         self.fleet.on_task_change = self._task_changed
@@ -225,7 +229,7 @@ class World:
 
     def _create_secret(self) -> str:
         answer = self.aws.client("secretsmanager").create_secret(
-            Name=f"{STACK_NAME}/livekit",
+            Name=f"{self.config.stack_name}/livekit",
             SecretString=json.dumps({"api_key": self.livekit.api_key, "api_secret": self.livekit.api_secret}),
         )
         return str(answer["ARN"])
@@ -392,7 +396,7 @@ class World:
             "containerInstanceArn": worker.container_instance_arn,
             "containers": [container],
             "desiredStatus": "STOPPED",
-            "group": f"service:{worker.service}" if worker.service else f"family:{WORKER_FAMILY}",
+            "group": f"service:{worker.service}" if worker.service else f"family:{self.config.worker_family}",
             "launchType": "EC2",
             "lastStatus": "STOPPED" if stopped else "RUNNING",
             "stoppedReason": worker.stop_reason,

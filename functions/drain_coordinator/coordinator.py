@@ -31,7 +31,7 @@ from drain_coordinator.domain.decide import (
     heartbeat_due,
 )
 from drain_coordinator.domain.events import RebalanceRecommended, SpotInterruption, TerminateRequested
-from drain_coordinator.domain.probe import Probe, WorkerTask
+from drain_coordinator.domain.probe import Probe, WorkerTask, discovery_final
 from drain_coordinator.domain.records import DrainOutcome, DrainRecord, LifecycleRef
 from drain_coordinator.domain.schedule import Breaker
 from drain_coordinator.domain.task_stops import TaskStopRecord
@@ -617,7 +617,7 @@ class Coordinator:
                 # Until every worker task has been told to stop, a worker may still take a call:
                 # discover again. Discovery is final from the first look where all were told.
                 known = {t.arn for t in tasks} | set((record.watched_rooms or {}).values())
-                final = all(t.told_to_stop for t in tasks)
+                final = discovery_final(tasks)
                 held = self.sessions.discover(sorted(known), within=left)
                 record = replace(record, rooms_final=final)
         except (LiveKitProbeError, CredentialsError) as exc:

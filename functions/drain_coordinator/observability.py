@@ -6,6 +6,7 @@ is one defined here.
 
 from __future__ import annotations
 
+import os
 import warnings
 from enum import StrEnum
 
@@ -14,6 +15,11 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 NAMESPACE = "LiveKitDrain"
 SERVICE = "livekit-drain"
+# Every metric also carries the stack's name, and every alarm of a stack watches its own: two
+# stacks in one account (staging and prod) never fire each other's alarms. The template sets
+# STACK_NAME to AWS::StackName; settings.py validates it at cold start.
+STACK_DIMENSION = "Stack"
+STACK_NAME_VARIABLE = "STACK_NAME"
 
 # A reconcile tick with no open drain has nothing to report: that is not worth a warning a minute.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -44,7 +50,16 @@ UNITS: dict[MetricName, MetricUnit] = {
 }
 
 
+def stack_name() -> str:
+    """The stack this function belongs to (read when a metric is emitted: a cold start's own)."""
+    return os.environ.get(STACK_NAME_VARIABLE) or SERVICE
+
+
 def put_metric(name: MetricName, value: float = 1) -> None:
+    stack = stack_name()
+    if metrics.default_dimensions.get(STACK_DIMENSION) != stack:
+        # Powertools Metrics default dimensions: on every metric of every flush from now on.
+        metrics.set_default_dimensions(**{STACK_DIMENSION: stack})
     metrics.add_metric(name=name.value, unit=UNITS.get(name, MetricUnit.Count), value=value)
 
 
@@ -76,5 +91,6 @@ def _put_single(name: MetricName, value: float, dimensions: dict[str, str]) -> N
         namespace=NAMESPACE,
     ) as metric:
         metric.add_dimension(name="service", value=SERVICE)
+        metric.add_dimension(name=STACK_DIMENSION, value=stack_name())
         for dimension, dimension_value in dimensions.items():
             metric.add_dimension(name=dimension, value=dimension_value)

@@ -23,6 +23,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     table_name: str = Field(alias="DRAIN_TABLE_NAME", min_length=3, max_length=255)
+    # The stack's name: the `Stack` dimension of every metric (observability.stack_name()).
+    stack_name: str = Field(
+        alias="STACK_NAME", default="livekit-drain", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
+    )
     cluster: str = Field(alias="ECS_CLUSTER_NAME", min_length=1, max_length=255)
     asg_name: str = Field(alias="ASG_NAME", min_length=1, max_length=255)
     hook_name: str = Field(alias="LIFECYCLE_HOOK_NAME", min_length=1, max_length=255)
@@ -34,6 +38,14 @@ class Settings(BaseModel):
     drain_deadline: int = Field(alias="DRAIN_DEADLINE_SECONDS", default=1200, ge=60)
     reconcile_period: int = Field(alias="RECONCILE_PERIOD_SECONDS", default=60, ge=10, le=3600)
     worker_task_family: str = Field(alias="WORKER_TASK_FAMILY", default="", max_length=255)
+    # The worker's container in its task definition: a stop is judged on this container's exit,
+    # never on a sidecar's (FireLens, X-Ray, envoy). The packaged worker's is "worker".
+    worker_container_name: str = Field(
+        alias="WORKER_CONTAINER_NAME", default="worker", min_length=1, max_length=255
+    )
+    # The hosts' ECS_CONTAINER_STOP_TIMEOUT: ECS uses it for a container with no stopTimeout of
+    # its own (the agent's default is 30 s). https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-agent-config.html
+    host_stop_timeout: int = Field(alias="HOST_STOP_TIMEOUT_SECONDS", default=30, ge=1, le=86400 * 2)
     livekit_timeout: float = Field(alias="LIVEKIT_TIMEOUT_SECONDS", default=5.0, gt=0, le=60)
     record_ttl_days: int = Field(alias="DRAIN_RECORD_TTL_DAYS", default=30, ge=1, le=3650)
     # A stopping task with calls still up this close to its SIGKILL is logged as at risk.

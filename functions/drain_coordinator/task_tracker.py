@@ -14,19 +14,21 @@ from typing import Any, Protocol
 from drain_coordinator.coordinator import Coordinator, DrainStep, TaskStopStorePort
 from drain_coordinator.domain.events import EventRejectedError
 from drain_coordinator.domain.task_stops import (
+    DEFAULT_WORKER_CONTAINER,
     Judgement,
     TaskStateChange,
     TaskStopRecord,
     Verdict,
     at_risk,
+    close_unobserved,
     close_with,
     judge,
     task_change_from,
 )
-from drain_coordinator.integrations.ecs import EcsError
+from drain_coordinator.integrations.ecs import DEFAULT_STOP_TIMEOUT, EcsError
 from drain_coordinator.integrations.livekit import LiveKitProbeError
 from drain_coordinator.integrations.secrets import CredentialsError
-from drain_coordinator.integrations.store import StaleDrainError
+from drain_coordinator.integrations.store import StaleDrainError, StoreError
 from drain_coordinator.observability import (
     MetricName,
     logger,
@@ -49,6 +51,10 @@ class TaskSessionsPort(Protocol):
     def discover(self, task_arns: Any, within: float | None = None) -> dict[str, str]: ...
     def still_held(self, rooms: Any, within: float | None = None) -> dict[str, str]: ...
     def callers_still_in(self, rooms: Any) -> dict[str, str]: ...
+
+
+class RoomIndexPort(Protocol):
+    def rooms_held_by(self, task_arns: Any) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,12 @@ class TaskStopTracker:
     clock: Callable[[], float]
     cluster: str
     at_risk_seconds: float = 60.0
+    worker_container: str = DEFAULT_WORKER_CONTAINER
+    # The hosts' ECS_CONTAINER_STOP_TIMEOUT: assumed when the task definition cannot be read.
+    host_stop_timeout: int = DEFAULT_STOP_TIMEOUT
+    # What the webhooks learned of which task holds which room: counts the calls of a worker
+    # that died on its own (no stop record), whose agent LiveKit no longer shows.
+    room_index: RoomIndexPort | None = None
 
     def on_change(self, change: TaskStateChange) -> list[dict[str, Any]]:
         logger.append_keys(taskArn=change.task_arn, containerInstanceArn=change.container_instance_arn)
@@ -108,6 +120,8 @@ class TaskStopTracker:
         if described is not None and described.get("lastStatus") == "STOPPED":
             change = task_change_from(described, observed_at=now)
             return self._judge(record, change).as_dict()
+        if described is None:
+            return self._close_unobserved(record, now).as_dict()
         left = None if within is None else within - (self.clock() - now)
         try:
             held = self.sessions.still_held(record.watched_rooms, within=left)
@@ -180,13 +194,16 @@ class TaskStopTracker:
             except _PROBE_ERRORS as exc:
                 put_metric(MetricName.PROBE_ERRORS)
                 logger.warning("could not see the stopped task's calls", extra={"error": str(exc)})
+        record = replace(
+            record, watched_rooms={**self._indexed_rooms(change.task_arn), **record.watched_rooms}
+        )
         try:
             calls_up = len(self.sessions.callers_still_in(record.watched_rooms))
         except _PROBE_ERRORS as exc:
             put_metric(MetricName.PROBE_ERRORS)
             calls_up = record.sessions_remaining or 0  # the last count seen is the best we know
             logger.warning("could not check the stopped task's calls", extra={"error": str(exc)})
-        judgement = judge(change, record.stop_timeout, calls_up)
+        judgement = judge(change, record.stop_timeout, calls_up, self.worker_container)
         closed = close_with(record, judgement, change)
         try:
             if created:
@@ -209,12 +226,49 @@ class TaskStopTracker:
             service=closed.service or None,
         )
 
+    def _close_unobserved(self, record: TaskStopRecord, now: float) -> TaskStep:
+        try:
+            calls_up = len(self.sessions.callers_still_in(record.watched_rooms))
+        except _PROBE_ERRORS as exc:
+            put_metric(MetricName.PROBE_ERRORS)
+            calls_up = record.sessions_remaining or 0
+            logger.warning("could not check the vanished task's calls", extra={"error": str(exc)})
+        closed = close_unobserved(record, calls_up, now)
+        try:
+            self.store.save(closed)
+        except StaleDrainError:
+            return TaskStep("stale", record.task_arn)
+        judgement = Judgement(Verdict.UNOBSERVED, calls_up, None, closed.reason, None)
+        self._emit(closed, judgement, None)
+        return TaskStep(
+            "task_stopped",
+            record.task_arn,
+            verdict=Verdict.UNOBSERVED.value,
+            dropped_sessions=calls_up,
+            reason=closed.reason,
+            service=record.service or None,
+        )
+
+    def _indexed_rooms(self, task_arn: str) -> dict[str, str]:
+        """Rooms the webhooks saw this task's agent join: a worker that crashed or ran out of
+        memory has left LiveKit by the time ECS reports it, but its callers are still there."""
+        if self.room_index is None:
+            return {}
+        try:
+            return self.room_index.rooms_held_by([task_arn])
+        except StoreError as exc:
+            logger.warning("could not read the room index", extra={"error": str(exc)})
+            return {}
+
     def _new_record(self, change: TaskStateChange, now: float) -> TaskStopRecord:
         try:
             stop_timeout = self.ecs.stop_timeout_of(change.task_definition_arn)
         except EcsError as exc:
-            logger.warning("stopTimeout unknown: the ECS default is assumed", extra={"error": str(exc)})
-            stop_timeout = 30
+            logger.warning(
+                "stopTimeout unknown: the hosts' ECS_CONTAINER_STOP_TIMEOUT is assumed",
+                extra={"error": str(exc), "stopTimeout": self.host_stop_timeout},
+            )
+            stop_timeout = self.host_stop_timeout
         return TaskStopRecord(
             task_arn=change.task_arn,
             cluster_arn=change.cluster_arn,

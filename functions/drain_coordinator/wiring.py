@@ -96,16 +96,29 @@ def build_webhook_service(
 def build_task_tracker(
     config: Settings, drains: Coordinator, clock: Callable[[], float] | None = None
 ) -> TaskStopTracker:
+    table = aws_clients.resource("dynamodb").Table(config.table_name)
+    now = clock or _clock
     return TaskStopTracker(
-        store=TaskStopStore(
-            aws_clients.resource("dynamodb").Table(config.table_name), ttl_days=config.record_ttl_days
-        ),
-        ecs=EcsCluster(aws_clients.client("ecs"), config.cluster, config.worker_task_family),
+        store=TaskStopStore(table, ttl_days=config.record_ttl_days),
+        ecs=_ecs(config),
         sessions=_sessions(config),
         drains=drains,
-        clock=clock or _clock,
+        clock=now,
         cluster=config.cluster,
         at_risk_seconds=config.at_risk_seconds,
+        worker_container=config.worker_container_name,
+        host_stop_timeout=config.host_stop_timeout,
+        room_index=RoomIndex(table, clock=now),
+    )
+
+
+def _ecs(config: Settings) -> EcsCluster:
+    return EcsCluster(
+        aws_clients.client("ecs"),
+        config.cluster,
+        config.worker_task_family,
+        host_stop_timeout=config.host_stop_timeout,
+        worker_container=config.worker_container_name,
     )
 
 
@@ -128,7 +141,7 @@ def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordin
             ttl_days=config.record_ttl_days,
         ),
         lifecycle=LifecycleActions(aws_clients.client("autoscaling")),
-        ecs=EcsCluster(aws_clients.client("ecs"), config.cluster, config.worker_task_family),
+        ecs=_ecs(config),
         sessions=_sessions(config),
         clock=clock or _clock,
         task_stops=TaskStopStore(

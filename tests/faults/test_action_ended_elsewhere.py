@@ -46,8 +46,8 @@ def test_a_lifecycle_action_completed_from_the_cli_ends_the_drain_as_gone(
     metrics = emitted_metrics(world)
     assert total(metrics, "DrainCompleted", Outcome="gone") == 1
     # THEN the two calls cut are counted once (with the workers that held them), not twice
-    only_service_dimension = [m for m in metrics if set(m.dimensions) <= {"service"}]
-    assert total(only_service_dimension, "DroppedSessions") == 2
+    alarm_dimensions = [m for m in metrics if set(m.dimensions) <= {"service", "Stack"}]
+    assert total(alarm_dimensions, "DroppedSessions") == 2
     # THEN nothing more is sent for that drain
     world.run(lambda: False, limit_seconds=3 * world.period)
     assert aws_calls[("autoscaling", "CompleteLifecycleAction")] == 1

@@ -64,13 +64,15 @@ def test_a_spot_warning_drains_at_once_and_the_calls_lost_at_the_reclaim_are_cou
     counting = [
         i
         for i in world.lambdas.invocations
-        if any(m.name == "DroppedSessions" and set(m.dimensions) == {"service"} for m in metrics_in([i]))
+        if any(
+            m.name == "DroppedSessions" and set(m.dimensions) == {"service", "Stack"} for m in metrics_in([i])
+        )
     ]
     assert [i.t for i in counting] == [reclaim_at]
     assert total(emitted_metrics(world), "DroppedSessions", ClusterName=world.config.cluster) == 2
-    only_service_dimension = [m for m in emitted_metrics(world) if set(m.dimensions) <= {"service"}]
-    assert total(only_service_dimension, "DroppedSessions") == 2
-    assert total(only_service_dimension, "DrainStarted") == 1
+    alarm_dimensions = [m for m in emitted_metrics(world) if set(m.dimensions) <= {"service", "Stack"}]
+    assert total(alarm_dimensions, "DroppedSessions") == 2
+    assert total(alarm_dimensions, "DrainStarted") == 1
     stop = wiring.task_tracker().store.get(worker.task_arn)
     assert stop is not None
     assert (stop.verdict, stop.dropped_sessions) == ("forced_kill", 2)
@@ -188,9 +190,9 @@ def test_a_spot_warning_during_a_scale_in_drain_holds_it_until_the_reclaim_and_c
     assert action.ended_at >= reclaim_at
     # THEN the call, cut at the reclaim, is counted once
     assert (call.end, call.ended_at) == (CallEnd.INSTANCE_TERMINATED, reclaim_at)
-    only_service_dimension = [m for m in emitted_metrics(world) if set(m.dimensions) <= {"service"}]
-    assert total(only_service_dimension, "DroppedSessions") == 1
-    assert total(only_service_dimension, "DrainStarted") == 1
+    alarm_dimensions = [m for m in emitted_metrics(world) if set(m.dimensions) <= {"service", "Stack"}]
+    assert total(alarm_dimensions, "DroppedSessions") == 1
+    assert total(alarm_dimensions, "DrainStarted") == 1
     record = wiring.coordinator().store.get(victim)
     assert record is not None
     assert record.deadline_at == reclaim_at + world.period

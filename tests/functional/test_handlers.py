@@ -7,11 +7,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.domain.records import DrainOutcome
 from drain_coordinator.handlers import lifecycle, reconcile
 from tests.factories import TASK_A
 from tests.fakes import FakeLambdaContext
 from tests.functional.conftest import CI_ARN, INSTANCE, Harness, load_event
+
+TASK_DAEMON = "arn:aws:ecs:us-east-1:123456789012:task/agents/da3m0nda3m0nda3m0nda3m0nda3m0n00"
 
 TERMINATE = "asg-terminate-lifecycle-action.json"
 
@@ -78,6 +81,21 @@ def test_busy_instance_is_held_with_heartbeats_until_its_last_call_ends(harness:
     record = harness.store.get(INSTANCE)
     assert record is not None and record.outcome is DrainOutcome.DRAINED
     assert [c for c, _ in harness.lifecycle.calls].count("complete:CONTINUE") == 1
+
+
+def test_a_daemon_task_still_running_does_not_keep_discovery_open(harness: Harness) -> None:
+    # GIVEN a draining instance whose workers hold calls, beside a daemon task (stopped last)
+    harness.busy(calls=2)
+    daemon = WorkerTask(arn=TASK_DAEMON, last_status="RUNNING", desired_status="RUNNING", daemon=True)
+    harness.ecs.tasks[CI_ARN].append(daemon)
+    lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    # WHEN reconcile looks three times
+    for _ in range(3):
+        harness.clock.t += 60
+        reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())
+    # THEN the rooms were discovered once (every worker was told to stop), then only watched
+    assert harness.sessions.discover_calls == 1
+    assert harness.sessions.still_held_calls == 3
 
 
 def test_rooms_are_discovered_until_every_task_was_told_to_stop_then_only_watched(harness: Harness) -> None:

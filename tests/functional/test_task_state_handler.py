@@ -16,6 +16,8 @@ TASK = "arn:aws:ecs:us-east-1:123456789012:task/livekit-agents/5f1c2d3e4b5a69788
 EVENT_CI = (
     "arn:aws:ecs:us-east-1:123456789012:container-instance/livekit-agents/0b8e3c5d2a1f4e6b9c7d8a0f1e2d3c4b"
 )
+# Every metric's dimensions: the service, and the stack (no STACK_NAME here: the default)
+STACK = {"service": "livekit-drain", "Stack": "livekit-drain"}
 T_STOPPING = 1_767_229_200.0  # 2026-01-01T01:00:00Z, the stoppingAt of the event files
 
 
@@ -72,15 +74,15 @@ def test_forced_kill_with_calls_in_flight_is_counted_with_the_calls_it_dropped(
     assert stopped["dropped_sessions"] == 2
     assert stopped["exit_code"] == 137
     metrics = metrics_in(capsys.readouterr().out)
-    assert ({"service": "livekit-drain"}, 1.0) in metrics["ForcedKills"]
-    assert ({"service": "livekit-drain"}, 2.0) in metrics["DroppedSessions"]
+    assert (STACK, 1.0) in metrics["ForcedKills"]
+    assert (STACK, 2.0) in metrics["DroppedSessions"]
     drill_down = {
-        "service": "livekit-drain",
+        **STACK,
         "ClusterName": "livekit-agents",
         "ServiceName": "livekit-agents",
     }
     assert (drill_down, 1.0) in metrics["ForcedKills"]
-    assert ({"service": "livekit-drain", "Outcome": "forced_kill"}, 1.0) in metrics["DrainCompleted"]
+    assert ({**STACK, "Outcome": "forced_kill"}, 1.0) in metrics["DrainCompleted"]
 
 
 def test_graceful_stop_raises_no_alarm_metric(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,6 +112,7 @@ def test_reconcile_samples_a_long_stop_and_warns_before_the_kill(harness: Harnes
     calls_on_task(harness, 2)
     harness.clock.t = T_STOPPING
     task_state.handler(load_event("ecs-task-stopping-deploy.json"), FakeLambdaContext())
+    harness.ecs.described[TASK] = load_event("ecs-task-stopping-deploy.json")["detail"]  # still running
     seen = []
     for minute in range(1, 15):
         harness.clock.t = T_STOPPING + 60 * minute
@@ -165,4 +168,29 @@ def test_malformed_task_event_is_rejected_and_counted(
     event["detail"]["taskArn"] = "not-an-arn"
     result = task_state.handler(event, FakeLambdaContext())
     assert steps(result)[0]["action"] == "reject"
-    assert metrics_in(capsys.readouterr().out)["EventsRejected"] == [({"service": "livekit-drain"}, 1.0)]
+    assert metrics_in(capsys.readouterr().out)["EventsRejected"] == [(STACK, 1.0)]
+
+
+def test_a_task_stop_whose_task_ecs_no_longer_describes_is_closed_and_counted(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a stop followed since its stopping event, whose task ECS has since forgotten (ECS
+    # describes a stopped task for about an hour; its STOPPED event was lost)
+    calls_on_task(harness, 1)
+    harness.clock.t = T_STOPPING
+    task_state.handler(load_event("ecs-task-stopping-deploy.json"), FakeLambdaContext())
+    capsys.readouterr()
+    harness.sessions.rooms.clear()
+    harness.clock.t = T_STOPPING + 7200
+    # WHEN reconcile looks at it
+    result = reconcile.handler({}, FakeLambdaContext())
+    # THEN it is closed with its own verdict and counted, and the next tick has nothing to look at
+    (step,) = steps(result)
+    assert step["action"] == "task_stopped"
+    assert step["verdict"] == "unobserved"
+    record = harness.stops.get(TASK)
+    assert record is not None
+    assert not record.is_open
+    completed = metrics_in(capsys.readouterr().out)["DrainCompleted"]
+    assert any(dims.get("Outcome") == "unobserved" for dims, _ in completed)
+    assert steps(reconcile.handler({}, FakeLambdaContext())) == []

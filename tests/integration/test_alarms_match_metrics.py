@@ -10,7 +10,7 @@ import pytest
 
 from drain_coordinator.domain.records import DrainOutcome
 from drain_coordinator.domain.task_stops import Verdict
-from drain_coordinator.observability import NAMESPACE, SERVICE, MetricName
+from drain_coordinator.observability import NAMESPACE, SERVICE, STACK_DIMENSION, MetricName
 from drainctl.template import Template, load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -43,8 +43,10 @@ def test_every_alarm_on_our_namespace_names_an_emitted_metric_and_dimension_set(
         assert alarm["MetricName"] in {m.value for m in MetricName}
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}  # type: ignore[attr-defined]
         assert dimensions["service"] == SERVICE
-        # only DrainCompleted carries a second dimension, and it is one of the outcomes the code sets
-        extra = set(dimensions) - {"service"}
+        # each alarm watches its own stack's metrics only
+        assert dimensions[STACK_DIMENSION] == {"Ref": "AWS::StackName"}
+        # only DrainCompleted carries another dimension, and it is one of the outcomes the code sets
+        extra = set(dimensions) - {"service", STACK_DIMENSION}
         if alarm["MetricName"] == MetricName.DRAIN_COMPLETED:
             assert extra == {"Outcome"}
             assert dimensions["Outcome"] in OUTCOMES

@@ -252,3 +252,70 @@ def test_unreachable_ecs_is_ecs_error() -> None:
     # the look ending in an unexpected botocore exception
     with pytest.raises(EcsError):
         ecs.worker_tasks_on(CONTAINER_INSTANCE)
+
+
+# -- stop_timeout_of -------------------------------------------------------------------------------
+
+
+def _definition(aws: LocalAws, family: str, containers: list[dict[str, Any]]) -> str:
+    answer = aws_client("ecs", aws.endpoint_url).register_task_definition(
+        family=family,
+        requiresCompatibilities=["EC2"],
+        containerDefinitions=[{"image": "x", "memory": 256, "essential": True, **c} for c in containers],
+    )
+    return str(answer["taskDefinition"]["taskDefinitionArn"])
+
+
+def test_a_container_without_stop_timeout_stops_after_the_hosts_stop_timeout(cluster: Cluster) -> None:
+    # GIVEN a worker task definition with no stopTimeout, on hosts with ECS_CONTAINER_STOP_TIMEOUT=900s
+    definition = _definition(cluster.aws, "no-stop-timeout", [{"name": "worker"}])
+    ecs = EcsCluster(
+        aws_client("ecs", cluster.aws.endpoint_url), CLUSTER, host_stop_timeout=900, worker_container="worker"
+    )
+    # WHEN its stop timeout is read
+    # THEN it is the hosts' value, not the agent's 30 s default
+    assert ecs.stop_timeout_of(definition) == 900
+
+
+def test_the_stop_timeout_is_the_worker_containers_not_a_sidecars(cluster: Cluster) -> None:
+    # GIVEN a worker at 900 s beside a sidecar at 1200 s
+    definition = _definition(
+        cluster.aws,
+        "worker-and-sidecar",
+        [{"name": "log_router", "stopTimeout": 1200}, {"name": "worker", "stopTimeout": 900}],
+    )
+    ecs = EcsCluster(aws_client("ecs", cluster.aws.endpoint_url), CLUSTER, worker_container="worker")
+    # WHEN its stop timeout is read
+    # THEN ECS kills the worker at its own 900 s
+    assert ecs.stop_timeout_of(definition) == 900
+
+
+def test_worker_tasks_on_marks_the_tasks_of_a_daemon_service(cluster: Cluster) -> None:
+    # GIVEN a worker of a replica service and a log router of a daemon service on one instance
+    client = aws_client("ecs", cluster.aws.endpoint_url)
+    client.create_service(
+        cluster=CLUSTER, serviceName="agents", taskDefinition=cluster.worker_definition, desiredCount=0
+    )
+    client.create_service(
+        cluster=CLUSTER,
+        serviceName="log-router",
+        taskDefinition=cluster.sidecar_definition,
+        schedulingStrategy="DAEMON",
+    )
+    started = {}
+    for service, definition in (
+        ("agents", cluster.worker_definition),
+        ("log-router", cluster.sidecar_definition),
+    ):
+        answer = client.start_task(
+            cluster=CLUSTER,
+            taskDefinition=definition,
+            containerInstances=[cluster.container_instances[0]],
+            group=f"service:{service}",
+        )
+        started[service] = answer["tasks"][0]["taskArn"]
+    # WHEN the instance's tasks are listed
+    by_arn = {t.arn: t for t in adapter(cluster.aws).worker_tasks_on(cluster.container_instances[0])}
+    # THEN only the daemon's task is marked as one
+    assert by_arn[started["log-router"]].daemon
+    assert not by_arn[started["agents"]].daemon

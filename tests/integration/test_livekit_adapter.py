@@ -273,3 +273,20 @@ def test_slow_livekit_is_probe_error_once_the_timeout_runs_out(
 
     # THEN it gave up on its own timeout, long before LiveKit would have answered
     assert elapsed < 10.0
+
+
+def test_egress_and_ingress_participants_are_not_callers(local_livekit: LocalLiveKit) -> None:
+    # GIVEN three rooms whose agent died: one recorded by an egress, one fed by an ingress, one
+    # with its caller still on the line
+    for room in ("rec", "feed", "call"):
+        local_livekit.join(room, f"agent-{room}", kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: TASK_A})
+    local_livekit.join("rec", "EG_recorder", kind="EGRESS")
+    local_livekit.join("feed", "IN_stream", kind="INGRESS")
+    local_livekit.join("call", "caller-call", kind="SIP")
+    for room in ("rec", "feed", "call"):
+        local_livekit.leave(room, f"agent-{room}")
+    probe = sessions(local_livekit)
+    # WHEN the rooms still holding a caller are asked for
+    callers = probe.callers_still_in({"rec": TASK_A, "feed": TASK_A, "call": TASK_A})
+    # THEN only the caller's room counts: a recorder or a stream is nobody's dropped call
+    assert callers == {"call": TASK_A}

@@ -68,6 +68,9 @@ CONTRACT_ENVIRONMENT = {
     "WORKER_TASK_FAMILY",
     "LIVEKIT_TIMEOUT_SECONDS",
     "REBALANCE_DRAIN",
+    "WORKER_CONTAINER_NAME",
+    "HOST_STOP_TIMEOUT_SECONDS",
+    "STACK_NAME",
 }
 
 # Actions IAM cannot scope to a resource: "*" is the only form they take.
@@ -178,6 +181,7 @@ def test_parameters_without_values_are_the_defaults(template: Template) -> None:
         "AdvanceConcurrency": "10",
         "ShardSize": "20",
         "ReserveConcurrency": "true",
+        "HostStopTimeout": "30",
     }
 
 

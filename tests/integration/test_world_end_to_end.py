@@ -240,8 +240,8 @@ def test_calls_outlasting_the_deadline_are_dropped_and_counted_once(aws_calls: A
         assert {c.end for c in calls} == {CallEnd.INSTANCE_TERMINATED}
         completions = actions_taken(world, victim, "complete")
         assert [(s["outcome"], s["dropped_sessions"]) for _, s in completions] == [("deadline", 2)]
-        # (the alarms' metrics: by service only; the drill-down copies by ECS service aside)
-        metrics = [m for m in emitted_metrics(world) if set(m.dimensions) <= {"service", "Outcome"}]
+        # (the alarms' metrics: by service and stack only; the drill-down copies by ECS service aside)
+        metrics = [m for m in emitted_metrics(world) if set(m.dimensions) <= {"service", "Stack", "Outcome"}]
         assert total(metrics, "DrainCompleted", Outcome="deadline") == 1
         assert total(metrics, "DrainCompleted", Outcome="forced_kill") == 1
         assert total(metrics, "DroppedSessions") == 2

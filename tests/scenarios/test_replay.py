@@ -206,3 +206,40 @@ def test_replay_rebalance_recommendation_drains_early_only_when_opted_in(
     summary = lines[-1]["summary"]
     assert summary["dropped_sessions"] == 0
     assert summary["instance_state"] == ("Terminated" if opt_in == "true" else "InService")
+
+
+@pytest.mark.parametrize("params", [(), ("--param", "WorkerContainerName=app")])
+def test_replay_of_a_stop_listing_a_sidecar_first_gives_the_workers_verdict(
+    capsys: pytest.CaptureFixture[str], params: tuple[str, ...]
+) -> None:
+    # GIVEN the published shape: envoy exit 0 listed first, the worker `app` exit 2
+    # WHEN it is replayed with two calls on the worker
+    status, lines, _ = replay(
+        capsys, str(EVENTS / "ecs-task-stopped-sidecar-first.json"), "--sessions", "2", *params
+    )
+    (stopped,) = [line for line in lines if line.get("action") == "task_stopped"]
+    # THEN the worker crashed, and its calls are counted as dropped
+    assert status == 0
+    assert stopped["verdict"] == "crashed"
+    assert stopped["exit_code"] == 2
+    assert stopped["dropped_sessions"] == 2
+
+
+@pytest.mark.parametrize(
+    ("event_file", "verdict"),
+    [("ecs-task-stopped-oom.json", "oom"), ("ecs-task-stopped-crash.json", "crashed")],
+)
+def test_a_worker_dying_on_its_own_with_calls_up_counts_them_and_raises_the_dropped_sessions_alarm(
+    capsys: pytest.CaptureFixture[str], event_file: str, verdict: str
+) -> None:
+    # GIVEN a worker holding three calls that crashes or runs out of memory, never told to stop
+    # WHEN its STOPPED event is replayed
+    status, lines, _ = replay(capsys, str(EVENTS / event_file), "--sessions", "3")
+    (stopped,) = [line for line in lines if line.get("action") == "task_stopped"]
+    summary = lines[-1]["summary"]
+    # THEN its three calls are its dropped sessions, and the dropped-sessions alarm fires
+    assert status == 0
+    assert stopped["verdict"] == verdict
+    assert stopped["dropped_sessions"] == 3
+    assert summary["dropped_sessions"] == 3
+    assert "livekit-drain-dropped-sessions" in summary["alarms"]

@@ -171,6 +171,28 @@ def test_stop_timeout_unset_everywhere_is_ecs_default_of_30_s() -> None:
     assert_fails(result, "stopTimeout 30 s", "< drain_timeout 600 s")
 
 
+def test_stop_timeout_unset_without_hosts_in_the_template_is_the_host_stop_timeout_the_coordinator_is_told() -> (
+    None
+):
+    # GIVEN a container with no stopTimeout, hosts outside the template, HostStopTimeout 900
+    budget = a_budget(stop_timeout=None, hosts=(), coordinator=replace(COORDINATOR, host_stop_timeout=900))
+    # WHEN judged
+    result = rule_stop_timeout_covers_drain(budget)
+    # THEN the assumed hosts' 900 s covers the drain, and the check says what it assumed
+    assert result.status == "PASS", result.detail
+    assert "HostStopTimeout" in result.detail
+    assert "900 s" in result.detail
+
+
+def test_the_coordinators_host_stop_timeout_must_equal_the_hosts_when_the_container_sets_none() -> None:
+    # GIVEN hosts at 900 s, a container without stopTimeout, and the coordinator told 30 s
+    budget = a_budget(stop_timeout=None, coordinator=replace(COORDINATOR, host_stop_timeout=30))
+    # WHEN the numbers are compared
+    result = rule_numbers_agree(budget)
+    # THEN the disagreement is named
+    assert_fails(result, "HOST_STOP_TIMEOUT_SECONDS 30 != hosts' ECS_CONTAINER_STOP_TIMEOUT 900")
+
+
 def test_stop_timeout_on_fargate_is_capped_at_120_s() -> None:
     budget = a_budget(fargate_settings=("service WorkerService LaunchType FARGATE",))
     assert_fails(rule_stop_timeout_covers_drain(budget), "stopTimeout 120 s", "capped at 120 s on Fargate")

@@ -14,7 +14,7 @@ from drain_coordinator.domain.decide import (
     decide,
     heartbeat_due,
 )
-from drain_coordinator.domain.probe import Probe
+from drain_coordinator.domain.probe import Probe, WorkerTask, discovery_final
 from drain_coordinator.domain.records import DrainOutcome, DrainStatus
 from tests.factories import T0, a_probe, a_record
 
@@ -94,3 +94,14 @@ def test_apply_failed_probe_counts_probe_errors_and_keeps_last_known_sessions() 
     after = apply(record, Hold(error="x", heartbeat=False), Probe.failed("x"), T0 + 60)
     assert after.probe_errors == 1
     assert after.sessions_remaining == 2
+
+
+def test_discovery_is_final_once_every_worker_task_was_told_to_stop_daemons_aside() -> None:
+    # GIVEN two workers told to stop and a daemon that ECS stops last
+    told = WorkerTask(arn="a", last_status="RUNNING", desired_status="STOPPED")
+    daemon = WorkerTask(arn="d", last_status="RUNNING", desired_status="RUNNING", daemon=True)
+    running = WorkerTask(arn="b", last_status="RUNNING", desired_status="RUNNING")
+    # THEN the daemon does not keep discovery open, a running worker does
+    assert discovery_final((told, daemon))
+    assert not discovery_final((told, running, daemon))
+    assert discovery_final(())

@@ -91,3 +91,54 @@ def test_malformed_task_events_are_rejected(mutate: Any) -> None:
     mutate(event)
     with pytest.raises(EventRejectedError):
         parse_task_state_event(event, cluster=CLUSTER)
+
+
+def test_a_sidecar_listed_first_does_not_decide_the_verdict() -> None:
+    # GIVEN a published-shape STOPPED event: envoy exit 0 listed first, the worker `app` exit 2
+    change = change_of("ecs-task-stopped-sidecar-first.json")
+    # WHEN it is judged with the worker container named
+    judgement = judge(change, stop_timeout=900, calls_still_up=0, worker_container="app")
+    # THEN the worker's own exit decides: it crashed
+    assert judgement.verdict is Verdict.CRASHED
+    assert judgement.exit_code == 2
+
+
+def test_a_worker_container_not_named_in_the_event_is_the_one_that_failed() -> None:
+    # GIVEN the sidecar-first event and the default worker container name, which it does not use
+    change = change_of("ecs-task-stopped-sidecar-first.json")
+    # WHEN it is judged
+    judgement = judge(change, stop_timeout=900, calls_still_up=0)
+    # THEN a sidecar's clean exit does not make the stop look graceful
+    assert judgement.verdict is Verdict.CRASHED
+    assert judgement.exit_code == 2
+
+
+def test_a_sigkilled_worker_beside_a_sidecar_that_exited_cleanly_is_a_forced_kill() -> None:
+    # GIVEN a worker SIGKILLed at stopTimeout, its FireLens sidecar exiting 0 and listed first
+    change = change_of(
+        "ecs-task-stopped-forced-kill.json",
+        containers=[
+            {"name": "log_router", "lastStatus": "STOPPED", "exitCode": 0},
+            {"name": "worker", "lastStatus": "STOPPED", "exitCode": 137},
+        ],
+    )
+    # WHEN it is judged on the worker container
+    judgement = judge(change, stop_timeout=900, calls_still_up=2, worker_container="worker")
+    # THEN it is the kill it was, with its calls
+    assert judgement.verdict is Verdict.FORCED_KILL
+    assert judgement.dropped_sessions == 2
+
+
+def test_an_out_of_memory_sidecar_is_not_the_worker_running_out_of_memory() -> None:
+    # GIVEN an X-Ray sidecar killed for memory while the worker drained and exited 0
+    change = change_of(
+        "ecs-task-stopped-graceful.json",
+        containers=[
+            {"name": "xray-daemon", "lastStatus": "STOPPED", "exitCode": 137, "reason": "OutOfMemoryError"},
+            {"name": "worker", "lastStatus": "STOPPED", "exitCode": 0},
+        ],
+    )
+    # WHEN judged on the worker
+    judgement = judge(change, stop_timeout=900, calls_still_up=0, worker_container="worker")
+    # THEN the worker's clean drain stands
+    assert judgement.verdict is Verdict.GRACEFUL

@@ -12,6 +12,10 @@ class WorkerTask:
     desired_status: str  # RUNNING | STOPPED
     # ECS's task group: "service:<name>" for a service's task, "family:<name>" for a standalone one.
     group: str = ""
+    # A task of a DAEMON service. ECS stops daemon tasks on a DRAINING instance only after every
+    # other task has stopped, and a daemon (a log router, an agent) takes no call.
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/container-instance-draining.html
+    daemon: bool = False
 
     @property
     def told_to_stop(self) -> bool:
@@ -25,6 +29,13 @@ class WorkerTask:
         https://docs.aws.amazon.com/AmazonECS/latest/developerguide/container-instance-draining.html
         A task whose group is unknown counts as a service's: waiting for it is the safe side."""
         return not self.group.startswith("family:")
+
+
+def discovery_final(tasks: tuple[WorkerTask, ...]) -> bool:
+    """Whether the instance's rooms are all known: every worker task on it has been told to stop
+    (a stopping LiveKit worker takes no new job). Daemon tasks are stopped last and hold no call:
+    waiting for them would keep every look a full LiveKit scan until the end of the drain."""
+    return all(t.told_to_stop for t in tasks if not t.daemon)
 
 
 @dataclass(frozen=True, slots=True)

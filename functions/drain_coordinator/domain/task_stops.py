@@ -23,6 +23,8 @@ TASK_STATE_DETAIL_TYPE = "ECS Task State Change"
 SIGKILL_EXIT_CODE = 137  # 128 + 9
 # ECS delivers SIGKILL at stoppingAt + stopTimeout; its own bookkeeping adds a few seconds.
 KILL_TOLERANCE_SECONDS = 5.0
+# The packaged worker's container name in template.yaml's WorkerTaskDefinition.
+DEFAULT_WORKER_CONTAINER = "worker"
 
 
 class Verdict(StrEnum):
@@ -31,6 +33,9 @@ class Verdict(StrEnum):
     OOM = "oom"  # killed by the kernel for memory
     CRASHED = "crashed"  # exited non-zero on its own
     DRAIN_TIMED_OUT = "drain_timed_out"  # exited with calls still up: the worker gave up its drain
+    # ECS no longer describes the task (it keeps a stopped task about an hour) and no STOPPED
+    # event came: how it ended cannot be known; the calls still without their agent are counted.
+    UNOBSERVED = "unobserved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,21 +123,26 @@ class Judgement:
     stop_seconds: float | None
 
 
-def judge(change: TaskStateChange, stop_timeout: int | None, calls_still_up: int) -> Judgement:
-    """The verdict on a STOPPED task.
+def judge(
+    change: TaskStateChange,
+    stop_timeout: int | None,
+    calls_still_up: int,
+    worker_container: str = DEFAULT_WORKER_CONTAINER,
+) -> Judgement:
+    """The verdict on a STOPPED task, judged on its worker container (sidecars are ignored).
 
     `calls_still_up`: calls the task held that were still connected (a caller in the room) when
     it stopped; they are the calls its stop dropped, whatever the verdict.
     """
-    essential = _deciding_container(change.containers)
-    exit_code = essential.exit_code if essential else None
-    reason = (essential.reason if essential and essential.reason else change.stopped_reason) or ""
+    worker = worker_container_of(change.containers, worker_container)
+    exit_code = worker.exit_code if worker else None
+    reason = (worker.reason if worker and worker.reason else change.stopped_reason) or ""
     stop_seconds = (
         change.stopped_at - change.stopping_at
         if change.stopped_at is not None and change.stopping_at is not None
         else None
     )
-    if any("OutOfMemory" in c.reason for c in change.containers):
+    if worker is not None and "OutOfMemory" in worker.reason:
         verdict = Verdict.OOM
     elif exit_code == SIGKILL_EXIT_CODE or (exit_code is None and _host_went_away(change)):
         verdict = Verdict.FORCED_KILL
@@ -166,15 +176,45 @@ def close_with(record: TaskStopRecord, judgement: Judgement, change: TaskStateCh
     )
 
 
+UNOBSERVED_REASON = "ECS no longer describes the task and no STOPPED event came"
+
+
+def close_unobserved(record: TaskStopRecord, calls_still_up: int, now: float) -> TaskStopRecord:
+    """A stop whose task ECS has forgotten: closed, so it is not looked at every minute forever."""
+    return replace(
+        record,
+        status=TaskStopStatus.CLOSED,
+        verdict=Verdict.UNOBSERVED,
+        dropped_sessions=calls_still_up,
+        stopped_at=now,
+        reason=UNOBSERVED_REASON,
+    )
+
+
 def at_risk(record: TaskStopRecord, now: float, warn_before_seconds: float) -> bool:
     """Calls still up this close to the kill: say so before it happens."""
     return bool(record.sessions_remaining) and now >= record.kill_at - warn_before_seconds
 
 
-def _deciding_container(containers: tuple[ContainerExit, ...]) -> ContainerExit | None:
-    # The first container with an exit code decides (the worker image runs one container).
+def worker_container_of(containers: tuple[ContainerExit, ...], name: str) -> ContainerExit | None:
+    """The container whose end is the worker's: the one named `name`.
+
+    A task may run sidecars beside the worker (FireLens, the X-Ray daemon, an envoy proxy), and
+    ECS lists a task's containers in no particular order: a sidecar that exits 0 when the task
+    stops says nothing about the worker. When no container has the name, a task of one container
+    is judged on it; with several, the first that failed (non-zero exit or a reason such as
+    OutOfMemoryError) decides, so an unknown name can never make a dead worker look graceful.
+    ECS task state change event and its `containers`:
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_task_events.html
+    """
+    named = [c for c in containers if c.name == name]
+    if named:
+        return named[0]
+    if len(containers) <= 1:
+        return containers[0] if containers else None
+    failed = [c for c in containers if (c.exit_code not in (None, 0)) or c.reason]
     with_codes = [c for c in containers if c.exit_code is not None]
-    return with_codes[0] if with_codes else (containers[0] if containers else None)
+    return (failed or with_codes or list(containers))[0]
 
 
 def _host_went_away(change: TaskStateChange) -> bool:

@@ -10,8 +10,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.integrations.aws_clients import describe_error
 
-DEFAULT_STOP_TIMEOUT = 30  # ECS_CONTAINER_STOP_TIMEOUT's default on the EC2 launch type
+# ECS_CONTAINER_STOP_TIMEOUT's default on the EC2 launch type, used for a container without its
+# own stopTimeout: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-agent-config.html
+DEFAULT_STOP_TIMEOUT = 30
 _DESCRIBE_BATCH = 100  # DescribeTasks / DescribeContainerInstances take at most 100 ids
+_DESCRIBE_SERVICES_BATCH = 10  # DescribeServices takes at most 10 services
 
 
 class EcsError(Exception):
@@ -19,12 +22,23 @@ class EcsError(Exception):
 
 
 class EcsCluster:
-    def __init__(self, client: Any, cluster: str, worker_task_family: str = "") -> None:
+    def __init__(
+        self,
+        client: Any,
+        cluster: str,
+        worker_task_family: str = "",
+        *,
+        host_stop_timeout: int = DEFAULT_STOP_TIMEOUT,
+        worker_container: str = "",
+    ) -> None:
         self._client = client
         self.cluster = cluster
         self._family = worker_task_family
+        self._host_stop_timeout = host_stop_timeout
+        self._worker_container = worker_container
         self._stop_timeouts: dict[str, int] = {}
         self._statuses: dict[str, str] = {}  # container instance ARN -> status, as last described
+        self._strategies: dict[str, str] = {}  # service name -> REPLICA | DAEMON
 
     def container_instance_of(self, ec2_instance_id: str) -> str | None:
         """The container instance ARN registered for this EC2 instance, if any."""
@@ -81,26 +95,40 @@ class EcsCluster:
                     kwargs["family"] = self._family
                 for page in self._client.get_paginator("list_tasks").paginate(**kwargs):
                     arns.extend(page.get("taskArns", []))
-            tasks: list[WorkerTask] = []
+            running: list[dict[str, Any]] = []
             for batch in _batches(sorted(set(arns))):
                 described = self._client.describe_tasks(cluster=self.cluster, tasks=batch)
-                for task in described.get("tasks", []):
-                    if task.get("lastStatus") == "STOPPED":
-                        continue
-                    tasks.append(
-                        WorkerTask(
-                            arn=str(task["taskArn"]),
-                            last_status=str(task.get("lastStatus", "UNKNOWN")),
-                            desired_status=str(task.get("desiredStatus", "UNKNOWN")),
-                            group=str(task.get("group", "")),
-                        )
-                    )
+                running += [t for t in described.get("tasks", []) if t.get("lastStatus") != "STOPPED"]
+            daemons = self._daemon_services({_service_of(t) for t in running} - {""})
+            tasks = [
+                WorkerTask(
+                    arn=str(task["taskArn"]),
+                    last_status=str(task.get("lastStatus", "UNKNOWN")),
+                    desired_status=str(task.get("desiredStatus", "UNKNOWN")),
+                    group=str(task.get("group", "")),
+                    daemon=_service_of(task) in daemons,
+                )
+                for task in running
+            ]
         except (ClientError, BotoCoreError) as exc:
             raise EcsError(describe_error(exc, "list the instance's tasks")) from exc
         return tuple(sorted(tasks, key=lambda t: t.arn))
 
+    def _daemon_services(self, services: set[str]) -> set[str]:
+        """Which of these services use the DAEMON scheduling strategy (a service keeps its
+        strategy for life, so each is asked about once per cold start)."""
+        unknown = sorted(services - set(self._strategies))
+        for start in range(0, len(unknown), _DESCRIBE_SERVICES_BATCH):
+            batch = unknown[start : start + _DESCRIBE_SERVICES_BATCH]
+            answer = self._client.describe_services(cluster=self.cluster, services=batch)
+            for service in answer.get("services", []):
+                self._strategies[str(service["serviceName"])] = str(service.get("schedulingStrategy", ""))
+        return {s for s in services if self._strategies.get(s) == "DAEMON"}
+
     def stop_timeout_of(self, task_definition_arn: str) -> int:
-        """The task's stopTimeout: the largest of its containers' (ECS's EC2 default is 30 s)."""
+        """Seconds from SIGTERM to SIGKILL for the task's worker: its container's `stopTimeout`,
+        else the hosts' ECS_CONTAINER_STOP_TIMEOUT. Without a container of the worker's name, the
+        largest over the task's containers (each with the same fallback)."""
         if task_definition_arn in self._stop_timeouts:
             return self._stop_timeouts[task_definition_arn]
         try:
@@ -108,9 +136,10 @@ class EcsCluster:
         except (ClientError, BotoCoreError) as exc:
             raise EcsError(describe_error(exc, "read the task definition")) from exc
         containers = answer["taskDefinition"].get("containerDefinitions", [])
+        worker = [c for c in containers if c.get("name") == self._worker_container]
         timeout = max(
-            (int(c.get("stopTimeout", DEFAULT_STOP_TIMEOUT)) for c in containers),
-            default=DEFAULT_STOP_TIMEOUT,
+            (int(c.get("stopTimeout", self._host_stop_timeout)) for c in worker or containers),
+            default=self._host_stop_timeout,
         )
         self._stop_timeouts[task_definition_arn] = timeout  # a task definition revision never changes
         return timeout
@@ -137,6 +166,11 @@ class EcsCluster:
         paginator = self._client.get_paginator("list_container_instances")
         for page in paginator.paginate(cluster=self.cluster, filter=query):
             yield from page.get("containerInstanceArns", [])
+
+
+def _service_of(task: dict[str, Any]) -> str:
+    group = str(task.get("group", ""))
+    return group.removeprefix("service:") if group.startswith("service:") else ""
 
 
 def _batches(items: list[str]) -> Iterator[list[str]]:

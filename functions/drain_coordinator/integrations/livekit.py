@@ -19,6 +19,12 @@ from livekit.protocol.models import ParticipantInfo
 # The contract with the packaged worker (worker/): the attribute it sets on its agent participant.
 SESSION_TAG_ATTRIBUTE = "ecs.task_arn"
 T = TypeVar("T")
+# Participants who are nobody's call: agents, and LiveKit's own egress (recording, streaming
+# out) and ingress (streaming in) participants. Kinds: livekit/protocol
+# protobufs/livekit_models.proto, ParticipantInfo.Kind
+_NOT_CALLERS = frozenset(
+    {ParticipantInfo.Kind.AGENT, ParticipantInfo.Kind.EGRESS, ParticipantInfo.Kind.INGRESS}
+)
 _CONCURRENCY = 16  # parallel ListParticipants calls: bounded so a big fleet does not hit rate limits
 
 
@@ -62,7 +68,8 @@ class LiveKitSessions:
         return self._run(self._still_held(dict(rooms)), within)
 
     def callers_still_in(self, rooms: Mapping[str, str]) -> dict[str, str]:
-        """The subset of `rooms` that still exist with a caller (a participant who is no agent).
+        """The subset of `rooms` that still exist with a caller (a participant who is no agent,
+        egress or ingress).
 
         When a worker dies its agent drops out of the room at once, but the caller stays on the
         line until they give up: these are the calls the stop dropped.
@@ -131,7 +138,7 @@ class LiveKitSessions:
         return {
             room: rooms[room]
             for room, people in present.items()
-            if any(p.kind != ParticipantInfo.Kind.AGENT for p in people)
+            if any(p.kind not in _NOT_CALLERS for p in people)
         }
 
     async def _existing(self, lk: api.LiveKitAPI, rooms: Mapping[str, str]) -> list[str]:
