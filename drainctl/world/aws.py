@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from http import HTTPStatus
 import re
 import threading
 import urllib.request
@@ -30,6 +31,7 @@ from botocore.config import Config
 from moto.autoscaling.exceptions import ValidationError
 from moto.autoscaling.models import (
     AutoScalingBackend,
+    autoscaling_backends,
     FakeAutoScalingGroup,
     InstanceState,
     LifecycleHook,
@@ -73,6 +75,8 @@ _TERMINABLE_STATES: Final = (_IN_SERVICE, "Standby")
 EventSink = Callable[[dict[str, Any]], None]
 # Wraps the serving of each request (the world's virtual latency); None: served as is.
 RequestHook = Callable[[], AbstractContextManager[None]]
+# Answers a request before moto sees it (the world's rate limits): (status, headers, body), or None.
+RequestGate = Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], bytes] | None]
 
 
 class LocalAwsError(Exception):
@@ -148,10 +152,21 @@ class _MotoHttpServer:
 
     _POLL_SECONDS: Final = 0.05
 
-    def __init__(self, request_hook: Callable[[], RequestHook | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        request_hook: Callable[[], RequestHook | None] = lambda: None,
+        request_gate: Callable[[], RequestGate | None] = lambda: None,
+    ) -> None:
         moto_app = DomainDispatcherApplication(create_backend_app)
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            gate = request_gate()
+            if gate is not None:
+                answer = gate(environ)
+                if answer is not None:
+                    status, headers, body = answer
+                    start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+                    return [body]
             hook = request_hook()
             if hook is None:
                 return moto_app(environ, start_response)
@@ -428,7 +443,9 @@ class _LifecycleExtension:
     ) -> LifecycleAction:
         """End the action; for a terminate hook every result terminates the instance."""
         ended = self._log.end(action.token, ended_by=ended_by, at=at, result=result)
-        backend = self._backends.pop(action.token)
+        # An action opened in the log directly (a test's scale helper) has no backend recorded:
+        # it belongs to the one account and Region the local world runs.
+        backend = self._backends.pop(action.token, None) or autoscaling_backends[ACCOUNT_ID][REGION]
         group = backend.autoscaling_groups.get(action.group_name)
         self._log.set_state(action.instance_id, PROCEED)
         if group is not None:
@@ -615,6 +632,7 @@ class LocalAws:
         self._endpoint_url: str | None = None
         self._clients: dict[str, Any] = {}
         self.request_hook: RequestHook | None = None
+        self.request_gate: RequestGate | None = None
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -623,7 +641,7 @@ class LocalAws:
             raise LocalAwsError("the local AWS is already running")
         self._extension.install()
         try:
-            self._server = _MotoHttpServer(lambda: self.request_hook)
+            self._server = _MotoHttpServer(lambda: self.request_hook, lambda: self.request_gate)
             self._endpoint_url = self._server.url
             # Another world may have run in this process before: start from nothing.
             self._reset_moto()
