@@ -253,6 +253,9 @@ def _spender(time: VirtualTime, invocation: InvocationLookup) -> Callable[[float
 # -- botocore on the virtual clock ------------------------------------------------------------------
 
 
+_MIN_WAIT_SECONDS: Final = 1e-6
+
+
 class _VirtualCondition:
     """Stands in for the Condition botocore's TokenBucket waits on: a wait spends virtual time
     (its lock released meanwhile), then botocore refills and decides again, as after a real wait."""
@@ -270,7 +273,9 @@ class _VirtualCondition:
     def wait(self, timeout: float | None = None) -> bool:
         self._lock.release()
         try:
-            self._spend(0.0 if timeout is None else float(timeout))
+            # At least a microsecond: the clock holds epoch seconds, whose float cannot take a
+            # step of 1e-16, and botocore would then wait again for ever.
+            self._spend(max(_MIN_WAIT_SECONDS, 0.0 if timeout is None else float(timeout)))
         finally:
             self._lock.acquire()
         return False
