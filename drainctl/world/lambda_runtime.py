@@ -43,7 +43,7 @@ class _Running:
     lost: io.StringIO = field(default_factory=io.StringIO)
 
     def write(self, text: str) -> None:
-        late = self.clock.time.clock.now() > self.clock.deadline
+        late = self.clock.time.clock.now() >= self.clock.deadline
         (self.lost if late else self.kept).write(text)
 
 
@@ -254,7 +254,9 @@ class LocalLambda:
         left = int((context.timeout_seconds - (self._clock() - context.started_at)) * 1000)
         with self._lock:
             self.invocations.append(
-                Invocation(context.started_at, function, event, result, buffer.getvalue(), remaining_millis=left)
+                Invocation(
+                    context.started_at, function, event, result, buffer.getvalue(), remaining_millis=left
+                )
             )
         return result
 

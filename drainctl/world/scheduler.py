@@ -142,7 +142,9 @@ class VirtualTime:
     def _add_locked(self, target: Callable[[], T]) -> ProcessResult[T]:
         result: ProcessResult[T] = ProcessResult(started_at=self.clock.now())
         process = _Process(self._next_seq(), target, result)
-        thread = threading.Thread(target=self._body, args=(process,), name=f"process-{process.seq}", daemon=True)
+        thread = threading.Thread(
+            target=self._body, args=(process,), name=f"process-{process.seq}", daemon=True
+        )
         process.thread = thread
         self._live += 1
         heapq.heappush(self._heap, (self.clock.now(), process.seq, process))
