@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from http import HTTPStatus
 import re
 import threading
 import urllib.request
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -31,11 +31,11 @@ from botocore.config import Config
 from moto.autoscaling.exceptions import ValidationError
 from moto.autoscaling.models import (
     AutoScalingBackend,
-    autoscaling_backends,
     FakeAutoScalingGroup,
     InstanceState,
     LifecycleHook,
     TerminateInstanceActivity,
+    autoscaling_backends,
 )
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult, EmptyResult

@@ -311,16 +311,18 @@ def virtual_botocore(
         waits.limiter_waits.append(seconds)
         spend_any(seconds)
 
-    original_time = botocore.endpoint.time
+    endpoint: Any = botocore.endpoint  # typed loosely: its `time` is replaced while inside
+    original_time = endpoint.time
     original_init = bucket.TokenBucket.__init__
     original_sleep = bucket.Clock.sleep
     original_now = bucket.Clock.current_time
 
     def token_bucket_init(self: bucket.TokenBucket, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
-        self._new_fill_rate_condition = _VirtualCondition(self._lock, spend)  # type: ignore[assignment]
+        token_bucket: Any = self
+        token_bucket._new_fill_rate_condition = _VirtualCondition(token_bucket._lock, spend)
 
-    botocore.endpoint.time = SimpleNamespace(  # type: ignore[assignment]
+    endpoint.time = SimpleNamespace(
         sleep=backoff, time=clock.now, monotonic=real_time.monotonic, perf_counter=real_time.perf_counter
     )
     bucket.TokenBucket.__init__ = token_bucket_init  # type: ignore[method-assign]
@@ -329,7 +331,7 @@ def virtual_botocore(
     try:
         yield waits
     finally:
-        botocore.endpoint.time = original_time
+        endpoint.time = original_time
         bucket.TokenBucket.__init__ = original_init  # type: ignore[method-assign]
         bucket.Clock.sleep = original_sleep  # type: ignore[method-assign]
         bucket.Clock.current_time = original_now  # type: ignore[method-assign]
@@ -426,7 +428,7 @@ class ClientSide:
                 kwargs["trace_configs"] = [traced.trace_config()]
             original(session, *args, **kwargs)
 
-        aiohttp.ClientSession.__init__ = init  # type: ignore[method-assign]
+        aiohttp.ClientSession.__init__ = init  # type: ignore[method-assign,assignment]
         try:
             yield
         finally:
@@ -520,7 +522,7 @@ def _query_action(environ: dict[str, Any]) -> str:
     body = environ["wsgi.input"].read(length) if length > 0 else b""
     environ["wsgi.input"] = io.BytesIO(body)
     found = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])
-    return found[0]
+    return str(found[0])
 
 
 def _aws_throttling(dependency: str, target: str) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -560,12 +562,12 @@ __all__ = [
     "BotocoreWaits",
     "BucketSpec",
     "ClientSide",
-    "Hostility",
+    "HandlerRequest",
     "HostileInputError",
+    "Hostility",
     "InvocationClock",
     "InvocationTimedOutError",
     "LatencyTail",
-    "HandlerRequest",
     "RateLimits",
     "ServerSide",
     "TokenBucket",

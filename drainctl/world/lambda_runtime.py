@@ -101,7 +101,7 @@ def _invocation_stdout() -> Iterator[None]:
         with _stdout_lock:
             _stdout_users -= 1
             if _stdout_users == 0 and isinstance(sys.stdout, _InvocationStdout):
-                sys.stdout = sys.stdout.fallback  # type: ignore[assignment]
+                sys.stdout = sys.stdout.fallback
 
 
 class CurrentStdout:

@@ -160,7 +160,7 @@ class VirtualTime:
         process.woken.wait()
         try:
             process.result.value = process.target()
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads the result
+        except BaseException as exc:
             process.result.error = exc
         finally:
             process.result.ended_at = self.clock.now()

@@ -13,9 +13,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from drainctl.world.clock import VirtualClock
 from drainctl.world.hostile import AWS_RATE_LIMITS, LatencyTail
 from drainctl.world.lambda_runtime import current_invocation
-from drainctl.world.clock import VirtualClock
 from drainctl.world.lifecycle_actions import TERMINATING
 from drainctl.world.scheduler import VirtualTime
 from drainctl.world.world import World
@@ -146,7 +146,7 @@ def test_botocore_retries_spend_the_virtual_time_its_backoff_chose(world: World)
     def call() -> None:
         try:
             ecs.list_clusters()
-        except Exception as exc:  # noqa: BLE001 - the test records what botocore gave up with
+        except Exception as exc:
             errors.append(type(exc).__name__)
 
     ACTIONS[:] = [call]
