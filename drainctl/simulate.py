@@ -41,11 +41,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from drainctl.world.fleet import DEFAULT_SERVICE, Worker, WorkerState
+from drainctl.world.hostile import HANGABLE, HostileInputError, LatencyTail
 from drainctl.world.world import Delivery, World, WorldConfig
 
 FARGATE: Final = "fargate"
@@ -63,6 +64,7 @@ DEFAULT_LENGTHS: Final = "uniform:180-480"
 DEFAULT_CALLS_PER_WORKER: Final = 3.0
 MIN_WARM_UP_SECONDS: Final = 600.0
 STEP_SECONDS: Final = 1.0
+AWS_DEPENDENCIES: Final = ("ecs", "autoscaling", "dynamodb", "secretsmanager", "sqs")
 
 
 class SimulateInputError(ValueError):
@@ -225,6 +227,14 @@ class Scenario:
     def scheduled(self) -> bool:
         return self.minimum_healthy_percent is not None or self.health_delay_seconds > 0
 
+    # The world's hostility during the event (drainctl/world/hostile.py): latency P50:P99 per
+    # request to AWS (ECS, Auto Scaling, DynamoDB, Secrets Manager, SQS) and to LiveKit, AWS's
+    # and LiveKit's rate limits, dependencies that stop answering for the whole event.
+    aws_latency: LatencyTail | None = None
+    aws_throttle: bool = False
+    livekit_latency: LatencyTail | None = None
+    hang: tuple[str, ...] = ()
+
     @property
     def arrival_rate(self) -> float:
         """Calls per second."""
@@ -320,6 +330,9 @@ class Outcome:
     invocations_by_function: dict[str, int]
     series: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, sessions left)
     calls_kept_off_by_quiesce: int = 0
+    hooks_expired: int = 0  # lifecycle actions ended by their heartbeat or global timer
+    drains_deferred: int = 0  # the reconcile ticks' `deferred`, summed
+    metrics_lost: int = 0  # EMF metric values lost to Lambda timeouts
 
     @property
     def dropped_pct(self) -> float:
@@ -329,6 +342,9 @@ class Outcome:
         return {
             "calls_in_flight": self.calls_in_flight,
             "calls_dropped": self.calls_dropped,
+            "hooks_expired": self.hooks_expired,
+            "drains_deferred": self.drains_deferred,
+            "metrics_lost": self.metrics_lost,
             "dropped_in_flight": self.dropped_in_flight,
             "dropped_pct": round(self.dropped_pct, 1),
             "finish_seconds": self.finish_seconds,
@@ -651,7 +667,10 @@ def _run_event(
         driver.build()
         at = driver.start + scenario.warm_up
         driver.advance_to(at)
+        _make_hostile(world, scenario)
+        began_at = world.clock.now()
         outcome = driver.run_event(kind, count, at + event_window(world))
+        outcome = _with_hostile_figures(world, outcome, began_at)
         driver.totals.calls_dropped = len(world.fleet.dropped_calls)
         driver.totals.wall_seconds = time.perf_counter() - began
         timers = {
@@ -661,6 +680,36 @@ def _run_event(
             "drain_deadline": int(world.params["DrainDeadline"]),
         }
         return outcome, driver.totals, timers
+
+
+def _make_hostile(world: World, scenario: Scenario) -> None:
+    if scenario.aws_latency is not None:
+        world.hostility.set_latency(list(AWS_DEPENDENCIES), scenario.aws_latency)
+    if scenario.livekit_latency is not None:
+        world.hostility.set_latency(["livekit"], scenario.livekit_latency)
+    world.throttle = scenario.aws_throttle
+    for dependency in scenario.hang:
+        world.hostility.hang(dependency)
+
+
+def _with_hostile_figures(world: World, outcome: Outcome, since: float) -> Outcome:
+    invocations = [i for i in world.lambdas.invocations if i.t >= since]
+    deferred = sum(
+        int(i.result.get("deferred", 0))
+        for i in invocations
+        if i.function == world.schedule.logical_id and isinstance(i.result, dict)
+    )
+    expired = sum(
+        1
+        for a in world.aws.lifecycle.actions()
+        if a.ended_by in ("heartbeat_timeout", "global_timeout") and (a.ended_at or 0) >= since
+    )
+    return replace(
+        outcome,
+        hooks_expired=expired,
+        drains_deferred=deferred,
+        metrics_lost=sum(i.metrics_lost for i in invocations),
+    )
 
 
 def simulate(scenario: Scenario, progress: Callable[[str], None] | None = None) -> SimulationResult:
@@ -862,6 +911,27 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warm-up", type=float, default=None, help="seconds of calls before the first event")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--template", type=Path, default=None)
+    parser.add_argument(
+        "--aws-latency",
+        default=None,
+        metavar="P50[:P99]",
+        help="seconds a request to AWS takes during the event (lognormal, seeded)",
+    )
+    parser.add_argument(
+        "--aws-throttle",
+        action="store_true",
+        help="AWS's (and LiveKit's) per-account rate limits answer the handlers during the event",
+    )
+    parser.add_argument(
+        "--livekit-latency", default=None, metavar="P50[:P99]", help="seconds a request to LiveKit takes"
+    )
+    parser.add_argument(
+        "--hang",
+        action="append",
+        default=[],
+        choices=HANGABLE,
+        help="a dependency that stops answering for the whole event (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     parser.add_argument(
         "--plot", type=Path, default=None, metavar="FILE.png", help="sessions remaining over time"
@@ -897,11 +967,24 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         maximum_percent=args.maximum_percent,
         health_delay_seconds=args.health_delay,
         quiesce=not args.no_quiesce,
+        aws_latency=_latency(args.aws_latency, "--aws-latency"),
+        aws_throttle=bool(args.aws_throttle),
+        livekit_latency=_latency(args.livekit_latency, "--livekit-latency"),
+        hang=tuple(args.hang),
     )
     scenario.validate()
     if args.template is not None and not args.template.is_file():
         raise SimulateInputError(f"--template {args.template}: no such file")
     return scenario
+
+
+def _latency(text: str | None, option: str) -> LatencyTail | None:
+    if text is None:
+        return None
+    try:
+        return LatencyTail.parse(text)
+    except HostileInputError as exc:
+        raise SimulateInputError(f"{option}: {exc}") from exc
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

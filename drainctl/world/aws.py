@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -35,6 +36,7 @@ from moto.autoscaling.models import (
     InstanceState,
     LifecycleHook,
     TerminateInstanceActivity,
+    autoscaling_backends,
 )
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult, EmptyResult
@@ -76,6 +78,8 @@ _TERMINABLE_STATES: Final = (_IN_SERVICE, "Standby")
 EventSink = Callable[[dict[str, Any]], None]
 # Wraps the serving of each request (the world's virtual latency); None: served as is.
 RequestHook = Callable[[], AbstractContextManager[None]]
+# Answers a request before moto sees it (the world's rate limits): (status, headers, body), or None.
+RequestGate = Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], bytes] | None]
 
 
 class LocalAwsError(Exception):
@@ -151,10 +155,21 @@ class _MotoHttpServer:
 
     _POLL_SECONDS: Final = 0.05
 
-    def __init__(self, request_hook: Callable[[], RequestHook | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        request_hook: Callable[[], RequestHook | None] = lambda: None,
+        request_gate: Callable[[], RequestGate | None] = lambda: None,
+    ) -> None:
         moto_app = DomainDispatcherApplication(create_backend_app)
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            gate = request_gate()
+            if gate is not None:
+                answer = gate(environ)
+                if answer is not None:
+                    status, headers, body = answer
+                    start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+                    return [body]
             hook = request_hook()
             if hook is None:
                 return moto_app(environ, start_response)
@@ -448,7 +463,9 @@ class _LifecycleExtension:
         """End the action; for a terminate hook every result terminates the instance, once the
         instance's actions under the group's other terminate hooks have ended too."""
         ended = self._log.end(action.token, ended_by=ended_by, at=at, result=result)
-        backend = self._backends.pop(action.token)
+        # An action opened in the log directly (a test's scale helper) has no backend recorded:
+        # it belongs to the one account and Region the local world runs.
+        backend = self._backends.pop(action.token, None) or autoscaling_backends[ACCOUNT_ID][REGION]
         if any(a.instance_id == action.instance_id for a in self._log.open_actions()):
             logger.info(
                 "lifecycle action ended; another hook still holds the instance",
@@ -656,6 +673,7 @@ class LocalAws:
         self._endpoint_url: str | None = None
         self._clients: dict[str, Any] = {}
         self.request_hook: RequestHook | None = None
+        self.request_gate: RequestGate | None = None
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -666,7 +684,7 @@ class LocalAws:
         self._saved_account = os.environ.get(_MOTO_ACCOUNT_ENV)
         os.environ[_MOTO_ACCOUNT_ENV] = self.account
         try:
-            self._server = _MotoHttpServer(lambda: self.request_hook)
+            self._server = _MotoHttpServer(lambda: self.request_hook, lambda: self.request_gate)
             self._endpoint_url = self._server.url
             # Another world may have run in this process before: start from nothing.
             self._reset_moto()

@@ -82,7 +82,10 @@ _TWIRP_STATUS: Final[Mapping[str, int]] = {
     "unauthenticated": 401,
     "unavailable": 503,
     "internal": 500,
+    "resource_exhausted": 429,
 }
+# Decides, before a request is served, whether it is refused: (Twirp code, message), or None.
+RequestGate = Callable[[str, Mapping[str, str]], tuple[str, str] | None]
 
 RoomEventHook = Callable[[str, dict[str, Any]], None]
 
@@ -362,6 +365,8 @@ class LocalLiveKit:
         self.room_listeners: list[RoomEventHook] = []
         # Wraps the serving of each request (the world's virtual latency); None: served as is.
         self.request_hook: Callable[[], AbstractContextManager[None]] | None = None
+        # Refuses a request before it is served (the world's rate limit, an invocation's deadline).
+        self.request_gate: RequestGate | None = None
         self._clock = clock
         self._lock = threading.Lock()
         self._rooms: dict[str, _Room] = {}
@@ -775,6 +780,11 @@ class _RoomServiceHandler(BaseHTTPRequestHandler):
             self._reply(401, "text/plain; charset=utf-8", b"invalid API key")
             return
 
+        gate = world.request_gate
+        refused = gate(path, {key: value for key, value in self.headers.items()}) if gate else None
+        if refused is not None:
+            self._reply_twirp_error(_TwirpError(*refused))
+            return
         headers = {key: self.headers.get(key, "") for key in ("Authorization", "Content-Type")}
         try:
             content_type, reply = world._serve(self.command, path, headers, body)

@@ -34,10 +34,21 @@ from drainctl.world.aws import ACCOUNT_ID, REGION, LocalAws, TerminateHook
 from drainctl.world.clock import VirtualClock
 from drainctl.world.ecs import WORKER_CONTAINER, LocalEcs
 from drainctl.world.fleet import DEFAULT_SERVICE, DeploymentConfiguration, Fleet, Worker, WorkerState
-from drainctl.world.lambda_runtime import LocalLambda
+from drainctl.world.hostile import (
+    AWS_RATE_LIMITS,
+    LIVEKIT_RATE_LIMIT,
+    ClientSide,
+    Hostility,
+    RateLimits,
+    ServerSide,
+    handlers_session,
+    virtual_botocore,
+)
+from drainctl.world.lambda_runtime import LocalLambda, current_invocation
 from drainctl.world.latency import VirtualLatency
 from drainctl.world.lifecycle_actions import TERMINATED
 from drainctl.world.livekit_server import LocalLiveKit
+from drainctl.world.scheduler import VirtualTime
 from drainctl.world.spot import SpotInterruptions
 from drainctl.world.webhooks import WEBHOOK_FUNCTION, LiveKitWebhookSender, decoded_response
 
@@ -108,6 +119,19 @@ class World:
         self.latency = VirtualLatency(self.clock)
         self.aws.request_hook = self.latency.request
         self.livekit.request_hook = self.latency.request
+        # Concurrency, latency tails, hangs and rate limits on the virtual clock (drainctl/world/
+        # hostile.py): off until a test or `drainctl simulate` turns them on.
+        self.time = VirtualTime(self.clock)
+        self.hostility = Hostility(seed=self.config.seed)
+        self.server_side = ServerSide(
+            self.clock,
+            RateLimits(self.clock, AWS_RATE_LIMITS),
+            RateLimits(self.clock, {"livekit": LIVEKIT_RATE_LIMIT}),
+        )
+        self.client_side = ClientSide(self.hostility, current_invocation, lambda: self.livekit.url)
+        self.aws.request_gate = self.server_side.aws_gate
+        self.livekit.request_gate = self.server_side.livekit_gate
+        self._installed = contextlib.ExitStack()
         self.spot = SpotInterruptions(
             self.clock.now,
             self._pending.append,
@@ -118,7 +142,7 @@ class World:
         self.spot.on_rebalance = self._capacity_rebalance
         # Capacity Rebalancing's pending terminations: (when, instance id)
         self._rebalancing: list[tuple[float, str]] = []
-        self.lambdas = LocalLambda(self.clock.now)
+        self.lambdas = LocalLambda(self.clock.now, self.time, on_timeout=self._cold_start)
         self.deliveries: list[Delivery] = []
         self.unrouted: list[dict[str, Any]] = []
         self._saved_env: dict[str, str | None] = {}
@@ -140,6 +164,12 @@ class World:
         self.livekit.start()
         self._started = True
         try:
+            # Before any handler client exists: clients copy their session's hooks when built.
+            self.botocore_waits = self._installed.enter_context(
+                virtual_botocore(self.clock, self.time, current_invocation)
+            )
+            self._installed.enter_context(self.client_side.installed_on(handlers_session()))
+            self._installed.enter_context(self.client_side.installed_on_aiohttp())
             self._build()
         except BaseException:
             self.stop()
@@ -149,6 +179,7 @@ class World:
         if not self._started:
             return
         self._started = False
+        self._installed.close()
         wiring.reset()
         self._restore_env()
         if self._ecs is not None:
@@ -287,6 +318,21 @@ class World:
                 os.environ[name] = value
         self._saved_env.clear()
         _forget_cached_secrets()
+
+    def _cold_start(self) -> None:
+        """After a timed-out invocation Lambda replaces the execution environment."""
+        _forget_cached_secrets()
+        wiring.reset(clock=self.clock.now)
+
+    @property
+    def throttle(self) -> bool:
+        """AWS's and LiveKit's per-account rate limits answer the handlers' requests."""
+        return self.server_side.aws_limits.enabled
+
+    @throttle.setter
+    def throttle(self, on: bool) -> None:
+        self.server_side.aws_limits.enabled = on
+        self.server_side.livekit_limits.enabled = on
 
     # -- the fleet -------------------------------------------------------------------------------
 

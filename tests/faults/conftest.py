@@ -14,10 +14,10 @@ from botocore.awsrequest import AWSRequest
 
 from drain_coordinator import wiring
 from drainctl.world.world import World, WorldConfig
-from tests.integration.conftest import InjectedErrors, retry_pauses
+from tests.integration.conftest import InjectedErrors
 from tests.integration.test_world_end_to_end import aws_calls
 
-__all__ = ["aws_calls", "retry_pauses"]  # fixtures shared with the integration tests
+__all__ = ["aws_calls"]  # fixtures shared with the integration tests
 
 # A drain short enough to replay in a test, long enough for several heartbeats: the hook's
 # heartbeat timeout (180 s) runs out three times before the deadline (600 s).

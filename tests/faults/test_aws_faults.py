@@ -1,13 +1,12 @@
-"""ECS and Auto Scaling throttling and 5xx: botocore retries with backoff (adaptive mode); what still
-fails after the retries fails one look of one drain, which the next tick looks at again. No
-drain is lost, no hook runs out."""
+"""ECS and Auto Scaling throttling and 5xx: botocore retries with backoff (adaptive mode), its waits
+spent on the virtual clock; what still fails after the retries fails one look of one drain, which
+the next tick looks at again. No drain is lost, no hook runs out."""
 
 from __future__ import annotations
 
 from drain_coordinator.integrations.aws_clients import PROBE_CONFIG, RETRY_CONFIG, total_attempts
 from drainctl.world.world import World
 from tests.faults.conftest import HandlerFaults
-from tests.integration.conftest import RetryPauses
 from tests.integration.test_world_end_to_end import (
     actions_taken,
     emitted_metrics,
@@ -20,7 +19,7 @@ from tests.integration.test_world_end_to_end import (
 
 
 def test_throttled_ecs_calls_are_retried_with_backoff_and_the_look_succeeds(
-    world: World, handler_faults: HandlerFaults, retry_pauses: RetryPauses
+    world: World, handler_faults: HandlerFaults
 ) -> None:
     # GIVEN ECS throttling every ListTasks attempt of the first call but the last the probe's
     # retry policy allows
@@ -35,8 +34,9 @@ def test_throttled_ecs_calls_are_retried_with_backoff_and_the_look_succeeds(
 
     # THEN botocore retried with growing backoff, and no look failed
     assert throttled.attempts > retries
-    assert len(retry_pauses.backoffs) >= retries
-    assert all(0 <= pause <= 20 for pause in retry_pauses.backoffs)  # jittered, capped at 20 s
+    backoffs = world.botocore_waits.backoffs
+    assert len(backoffs) >= retries
+    assert all(0 <= pause <= 20 for pause in backoffs)  # jittered, capped at 20 s
     looks = [s["action"] for _, s in steps_for(world, victim) if "task_arn" not in s]
     assert "hold" not in looks
     assert "error" not in looks
@@ -47,7 +47,7 @@ def test_throttled_ecs_calls_are_retried_with_backoff_and_the_look_succeeds(
 
 
 def test_auto_scaling_5xx_on_a_heartbeat_is_retried_and_the_heartbeat_lands(
-    world: World, handler_faults: HandlerFaults, retry_pauses: RetryPauses
+    world: World, handler_faults: HandlerFaults
 ) -> None:
     # GIVEN Auto Scaling answering 500 to the first two heartbeat attempts, and a call that
     # outlasts the hook's heartbeat timeout
@@ -63,7 +63,7 @@ def test_auto_scaling_5xx_on_a_heartbeat_is_retried_and_the_heartbeat_lands(
 
     # THEN the heartbeat was retried until Auto Scaling took it: every heartbeat step landed
     assert failing.attempts >= 3
-    assert retry_pauses.backoffs
+    assert world.botocore_waits.backoffs
     heartbeats = actions_taken(world, victim, "heartbeat")
     assert heartbeats
     assert action.heartbeats == len(heartbeats)
@@ -74,7 +74,7 @@ def test_auto_scaling_5xx_on_a_heartbeat_is_retried_and_the_heartbeat_lands(
 
 
 def test_a_heartbeat_throttled_past_its_retries_fails_one_tick_and_the_next_one_sends_it(
-    world: World, handler_faults: HandlerFaults, retry_pauses: RetryPauses
+    world: World, handler_faults: HandlerFaults
 ) -> None:
     # GIVEN an instance with a long call, being drained
     (victim,) = world.create_fleet(1)
@@ -101,7 +101,7 @@ def test_a_heartbeat_throttled_past_its_retries_fails_one_tick_and_the_next_one_
 
 
 def test_ecs_failing_when_the_drain_opens_still_opens_it_and_draining_is_set_later(
-    world: World, handler_faults: HandlerFaults, retry_pauses: RetryPauses
+    world: World, handler_faults: HandlerFaults
 ) -> None:
     # GIVEN ECS answering 500 to every UpdateContainerInstancesState while the drain opens
     failing = handler_faults.errors(
