@@ -35,6 +35,9 @@ OUTCOME_KEYS = {
     "lambda_invocations",
     "lambda_invocations_by_function",
     "calls_kept_off_by_quiesce",
+    "hooks_expired",
+    "drains_deferred",
+    "metrics_lost",
 }
 
 
@@ -160,6 +163,16 @@ def test_json_has_one_entry_per_event_and_strategy(small_fleet: SimulationResult
         for outcome in event["strategies"].values():
             assert set(outcome) == OUTCOME_KEYS
     assert set(document["totals"]) == set(STRATEGIES)
+
+
+def test_bad_latency_knob_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # WHEN --aws-latency is not P50[:P99]
+    code = simulate.main(["--aws-latency", "2:1"])
+    # THEN exit 2 and one line on stderr
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("drainctl simulate: --aws-latency:")
+    assert len(err.splitlines()) == 1
 
 
 def test_cli_prints_json_and_draws_the_plot(tmp_path: Path) -> None:
