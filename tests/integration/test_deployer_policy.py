@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import subprocess
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -23,9 +22,10 @@ import botocore.session
 import cfnlint
 import pytest
 
+from tests.integration.test_security import synthesize
+
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "docs" / "deployer-policy.json"
-SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
 SCHEMAS = Path(cfnlint.__file__).parent / "data" / "schemas"
 REGION = "us-east-1"
 
@@ -140,36 +140,10 @@ NOT_USED = {
     "s3:GetObjectVersion": "object versions",
 }
 
-_TRANSLATE = """
-import json, sys
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
-template = yaml_parse(open(sys.argv[1]).read())
-template["Globals"]["Function"]["CodeUri"] = "s3://bucket/functions.zip"
-for resource in template["Resources"].values():
-    if resource["Type"] == "AWS::Serverless::LayerVersion":
-        resource["Properties"]["ContentUri"] = "s3://bucket/layer.zip"
-class NoManagedPolicies:
-    def load(self):
-        return {}
-print(json.dumps(transform(template, json.loads(sys.argv[2]), NoManagedPolicies())))
-"""
-
 
 @cache
 def _synthesized_types() -> frozenset[str]:
-    if not SAM_PYTHON.exists():
-        pytest.fail(f"{SAM_PYTHON.relative_to(ROOT)} is missing: `make dev` creates it")
-    result = subprocess.run(  # noqa: S603 - a fixed command line
-        [str(SAM_PYTHON), "-c", _TRANSLATE, str(ROOT / "template.yaml"), json.dumps(EVERYTHING_ON)],
-        env={"AWS_DEFAULT_REGION": REGION, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    resources = json.loads(result.stdout)["Resources"]
+    resources = json.loads(synthesize(EVERYTHING_ON))["Resources"]
     return frozenset(r["Type"] for r in resources.values())
 
 

@@ -84,7 +84,7 @@ SCENARIOS = {
 }
 
 # SAM's own translator (in the SAM CLI's virtualenv), as `sam deploy` runs it; code locations
-# stand in for what `sam package` uploads.
+# stand in for what `sam package` uploads. Its second argument is the parameter values (JSON).
 _TRANSLATE = """
 import json, sys
 from samtranslator.translator.transform import transform
@@ -97,16 +97,16 @@ for resource in template["Resources"].values():
 class NoManagedPolicies:
     def load(self):
         return {}
-print(json.dumps(transform(template, {}, NoManagedPolicies())))
+print(json.dumps(transform(template, json.loads(sys.argv[2]), NoManagedPolicies())))
 """
 
 
-@pytest.fixture(scope="module")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Template:
+def synthesize(params: Mapping[str, str] | None = None) -> str:
+    """template.yaml as plain CloudFormation (JSON text), translated by SAM's own translator."""
     if not SAM_PYTHON.exists():
         pytest.fail(f"{SAM_PYTHON.relative_to(ROOT)} is missing: `make dev` creates it")
     result = subprocess.run(  # noqa: S603 - a fixed command line
-        [str(SAM_PYTHON), "-c", _TRANSLATE, str(ROOT / "template.yaml")],
+        [str(SAM_PYTHON), "-c", _TRANSLATE, str(ROOT / "template.yaml"), json.dumps(dict(params or {}))],
         env={"AWS_DEFAULT_REGION": REGION, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -114,8 +114,13 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Template:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Template:
     path = tmp_path_factory.mktemp("synthesized") / "template.json"
-    path.write_text(result.stdout)
+    path.write_text(synthesize())
     return load_template(path)
 
 
