@@ -45,8 +45,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from drainctl.world.decisions import decisions, longest_wait
 from drainctl.world.fleet import DEFAULT_SERVICE, Worker, WorkerState
-from drainctl.world.hostile import HANGABLE, HostileInputError, LatencyTail
+from drainctl.world.hostile import AWS_DEPENDENCIES, HANGABLE, HostileInputError, LatencyTail
 from drainctl.world.world import Delivery, World, WorldConfig
 
 FARGATE: Final = "fargate"
@@ -64,7 +65,6 @@ DEFAULT_LENGTHS: Final = "uniform:180-480"
 DEFAULT_CALLS_PER_WORKER: Final = 3.0
 MIN_WARM_UP_SECONDS: Final = 600.0
 STEP_SECONDS: Final = 1.0
-AWS_DEPENDENCIES: Final = ("ecs", "autoscaling", "dynamodb", "secretsmanager", "sqs")
 
 
 class SimulateInputError(ValueError):
@@ -333,6 +333,9 @@ class Outcome:
     hooks_expired: int = 0  # lifecycle actions ended by their heartbeat or global timer
     drains_deferred: int = 0  # the reconcile ticks' `deferred`, summed
     metrics_lost: int = 0  # EMF metric values lost to Lambda timeouts
+    # The longest a lifecycle hook went without the coordinator deciding on it (heartbeat, wait,
+    # complete): two periods at most when no drain starves.
+    max_seconds_without_heartbeat_decision: float = 0.0
 
     @property
     def dropped_pct(self) -> float:
@@ -345,6 +348,7 @@ class Outcome:
             "hooks_expired": self.hooks_expired,
             "drains_deferred": self.drains_deferred,
             "metrics_lost": self.metrics_lost,
+            "max_seconds_without_heartbeat_decision": self.max_seconds_without_heartbeat_decision,
             "dropped_in_flight": self.dropped_in_flight,
             "dropped_pct": round(self.dropped_pct, 1),
             "finish_seconds": self.finish_seconds,
@@ -457,9 +461,9 @@ class StrategyWorld(World):
     def deliver(self, event: Mapping[str, Any]) -> list[Delivery]:
         return super().deliver(event) if self.coordinated else []
 
-    def tick(self) -> Delivery:
+    def _tick(self) -> Delivery:
         if self.coordinated:
-            return super().tick()
+            return super()._tick()
         return Delivery(self.clock.now(), self.schedule.logical_id, {}, None)
 
 
@@ -694,21 +698,21 @@ def _make_hostile(world: World, scenario: Scenario) -> None:
 
 def _with_hostile_figures(world: World, outcome: Outcome, since: float) -> Outcome:
     invocations = [i for i in world.lambdas.invocations if i.t >= since]
-    deferred = sum(
-        int(i.result.get("deferred", 0))
-        for i in invocations
-        if i.function == world.schedule.logical_id and isinstance(i.result, dict)
-    )
-    expired = sum(
-        1
-        for a in world.aws.lifecycle.actions()
-        if a.ended_by in ("heartbeat_timeout", "global_timeout") and (a.ended_at or 0) >= since
-    )
+    decided_at: dict[str, list[float]] = {}
+    deferred = 0
+    for invocation in invocations:
+        decided, later = decisions(world, invocation)
+        deferred += later
+        for instance_id in decided:
+            decided_at.setdefault(instance_id, []).append(invocation.ended_at or invocation.t)
+    actions = [a for a in world.aws.lifecycle.actions() if (a.ended_at or world.clock.now()) >= since]
+    expired = sum(1 for a in actions if a.ended_by in ("heartbeat_timeout", "global_timeout"))
     return replace(
         outcome,
         hooks_expired=expired,
         drains_deferred=deferred,
         metrics_lost=sum(i.metrics_lost for i in invocations),
+        max_seconds_without_heartbeat_decision=longest_wait(actions, decided_at, world.clock.now()),
     )
 
 

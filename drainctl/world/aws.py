@@ -19,7 +19,6 @@ import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -28,6 +27,7 @@ from typing import Any, Final, Self
 
 import boto3
 import moto.ec2.models.instances as ec2_instances
+import moto.sqs.models as sqs_models
 from botocore.config import Config
 from moto.autoscaling.exceptions import ValidationError
 from moto.autoscaling.models import (
@@ -82,7 +82,6 @@ _TERMINABLE_STATES: Final = (_IN_SERVICE, "Standby")
 
 EventSink = Callable[[dict[str, Any]], None]
 # Wraps the serving of each request (the world's virtual latency); None: served as is.
-RequestHook = Callable[[], AbstractContextManager[None]]
 # Answers a request before moto sees it (the world's rate limits): (status, headers, body), or None.
 RequestGate = Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], bytes] | None]
 
@@ -162,7 +161,6 @@ class _MotoHttpServer:
 
     def __init__(
         self,
-        request_hook: Callable[[], RequestHook | None] = lambda: None,
         request_gate: Callable[[], RequestGate | None] = lambda: None,
     ) -> None:
         moto_app = DomainDispatcherApplication(create_backend_app)
@@ -175,11 +173,7 @@ class _MotoHttpServer:
                     status, headers, body = answer
                     start_response(f"{status} {HTTPStatus(status).phrase}", headers)
                     return [body]
-            hook = request_hook()
-            if hook is None:
-                return moto_app(environ, start_response)
-            with hook():
-                return list(moto_app(environ, start_response))
+            return moto_app(environ, start_response)
 
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, app, threaded=True, request_handler=_RequestHandler
@@ -322,6 +316,10 @@ class _LifecycleExtension:
         self._patch.set(AutoScalingBackend, "terminate_instance", terminate_instance)
         self._patch.set(AutoScalingBackend, "delete_auto_scaling_group", delete_auto_scaling_group)
         self._patch.set(ec2_instances, "random_instance_id", random_instance_id)
+        # SQS's timers (visibility timeout, delays, retention, long polling) on the virtual clock:
+        # a message a timed-out invocation held comes back when the world's clock says so.
+        self._patch.set(sqs_models, "unix_time", lambda *_: ext._clock.now())
+        self._patch.set(sqs_models, "unix_time_millis", lambda *_: ext._clock.now() * 1000.0)
 
     # -- chosen instance ids -----------------------------------------------------------------------
 
@@ -677,7 +675,6 @@ class LocalAws:
         self._server: _MotoHttpServer | None = None
         self._endpoint_url: str | None = None
         self._clients: dict[str, Any] = {}
-        self.request_hook: RequestHook | None = None
         self.request_gate: RequestGate | None = None
 
     # -- lifetime --------------------------------------------------------------------------------
@@ -689,7 +686,7 @@ class LocalAws:
         self._saved_account = os.environ.get(_MOTO_ACCOUNT_ENV)
         os.environ[_MOTO_ACCOUNT_ENV] = self.account
         try:
-            self._server = _MotoHttpServer(lambda: self.request_hook, lambda: self.request_gate)
+            self._server = _MotoHttpServer(lambda: self.request_gate)
             self._endpoint_url = self._server.url
             # Another world may have run in this process before: start from nothing.
             self._reset_moto()

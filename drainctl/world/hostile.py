@@ -44,6 +44,8 @@ from drainctl.world.scheduler import VirtualTime
 
 DEPENDENCIES: Final = ("ecs", "autoscaling", "dynamodb", "secretsmanager", "sqs", "livekit")
 HANGABLE: Final = ("ecs", "autoscaling", "dynamodb", "livekit")
+# What `--aws-latency` slows: every AWS service the handlers call.
+AWS_DEPENDENCIES: Final = tuple(d for d in DEPENDENCIES if d != "livekit")
 # botocore's hyphenized service ids (the middle of a `before-send.<id>.<Operation>` event name).
 _SERVICE_IDS: Final = {
     "ecs": "ecs",
@@ -353,6 +355,11 @@ class ClientSide:
         self._invocation = invocation
         self._livekit_url = livekit_url
         self.refused_after_deadline = 0
+        # Requests a hung dependency never answered, by dependency.
+        self.hung_requests: dict[str, int] = {}
+
+    def _hung(self, dependency: str) -> None:
+        self.hung_requests[dependency] = self.hung_requests.get(dependency, 0) + 1
 
     # botocore ---------------------------------------------------------------------------------
 
@@ -370,6 +377,7 @@ class ClientSide:
         if dependency is None:
             return
         if dependency in self.hostility.hung:
+            self._hung(dependency)
             timeout = _read_timeout(request)
             running.spend(timeout)
             raise ReadTimeoutError(endpoint_url=str(request.url))
@@ -406,6 +414,8 @@ class ClientSide:
         params.headers[DEADLINE_HEADER] = repr(ctx.running.deadline)
         now = ctx.running.time.clock.now()
         ctx.hung = "livekit" in self.hostility.hung
+        if ctx.hung:
+            self._hung("livekit")
         # A hung LiveKit answers nothing: the coordinator's own bound (LIVEKIT_TIMEOUT_SECONDS,
         # asyncio.timeout around each call) runs out first.
         ctx.due = now + (_livekit_timeout() if ctx.hung else self.hostility.delay("livekit"))
@@ -555,6 +565,7 @@ def handlers_session() -> Any:
 
 
 __all__ = [
+    "AWS_DEPENDENCIES",
     "AWS_RATE_LIMITS",
     "DEPENDENCIES",
     "HANGABLE",

@@ -21,7 +21,7 @@ import logging
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -41,6 +41,9 @@ class _Running:
     clock: InvocationClock
     kept: io.StringIO = field(default_factory=io.StringIO)
     lost: io.StringIO = field(default_factory=io.StringIO)
+    # The Powertools metrics this invocation gathered and has not printed yet: its own, as each
+    # execution environment has its own (invocations of an event source run side by side here).
+    metric_set: dict[str, Any] = field(default_factory=dict)
 
     def write(self, text: str) -> None:
         late = self.clock.time.clock.now() >= self.clock.deadline
@@ -84,6 +87,32 @@ class _InvocationStdout(io.TextIOBase):
             self.fallback.flush()
 
 
+class _InvocationMetricSet(MutableMapping[str, Any]):
+    """Powertools' metric buffer while invocations run: each invocation's metrics are its own."""
+
+    def __init__(self, fallback: dict[str, Any]) -> None:
+        self.fallback = fallback
+
+    def _current(self) -> dict[str, Any]:
+        running = _running()
+        return running.metric_set if running is not None else self.fallback
+
+    def __getitem__(self, key: str) -> Any:
+        return self._current()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._current()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._current()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._current()))
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+
 _stdout_lock = threading.Lock()
 _stdout_users = 0
 
@@ -91,9 +120,12 @@ _stdout_users = 0
 @contextlib.contextmanager
 def _invocation_stdout() -> Iterator[None]:
     global _stdout_users
+    provider = coordinator_metrics.provider
     with _stdout_lock:
         if _stdout_users == 0:
             sys.stdout = _InvocationStdout(sys.stdout)
+            per_invocation = _InvocationMetricSet(provider.metric_set)
+            provider.metric_set = coordinator_metrics.metric_set = per_invocation  # type: ignore[assignment]
         _stdout_users += 1
     try:
         yield
@@ -102,6 +134,8 @@ def _invocation_stdout() -> Iterator[None]:
             _stdout_users -= 1
             if _stdout_users == 0 and isinstance(sys.stdout, _InvocationStdout):
                 sys.stdout = sys.stdout.fallback
+            if _stdout_users == 0 and isinstance(provider.metric_set, _InvocationMetricSet):
+                provider.metric_set = coordinator_metrics.metric_set = provider.metric_set.fallback
 
 
 class CurrentStdout:
@@ -118,16 +152,29 @@ class CurrentStdout:
         sys.stdout.flush()
 
 
+_follow_lock = threading.Lock()
+_followers = 0
+_unfollowed: list[Any] = []
+
+
 @contextlib.contextmanager
 def coordinator_logs_follow_stdout() -> Iterator[None]:
+    """Counted: invocations that overlap (processes) share one setting, restored by the last."""
+    global _followers
     handler = coordinator_logger.registered_handler
     assert isinstance(handler, logging.StreamHandler)
-    previous = handler.stream
-    handler.stream = CurrentStdout()  # not setStream(): it would flush a stream someone closed
+    with _follow_lock:
+        if _followers == 0:
+            _unfollowed.append(handler.stream)
+            handler.stream = CurrentStdout()  # not setStream(): it would flush a stream someone closed
+        _followers += 1
     try:
         yield
     finally:
-        handler.stream = previous
+        with _follow_lock:
+            _followers -= 1
+            if _followers == 0:
+                handler.stream = _unfollowed.pop()
 
 
 @dataclass
@@ -225,8 +272,7 @@ class LocalLambda:
                 "errorType": TIMED_OUT_ERROR_TYPE,
                 "errorMessage": f"Task timed out after {timeout_seconds:.2f} seconds",
             }
-            metrics_lost = _metric_values(running.lost.getvalue()) + _buffered_metric_values()
-            coordinator_metrics.clear_metrics()
+            metrics_lost = _metric_values(running.lost.getvalue()) + _held_metric_values(running.metric_set)
             if self._on_timeout is not None:
                 self._on_timeout()
         invocation = Invocation(
@@ -284,7 +330,6 @@ def _metric_values(output: str) -> int:
     return count
 
 
-def _buffered_metric_values() -> int:
+def _held_metric_values(held: Mapping[str, Any]) -> int:
     """Metric values Powertools still held, never flushed: lost with the environment."""
-    held = getattr(coordinator_metrics, "metric_set", {}) or {}
-    return sum(len(v.get("Value", [])) if isinstance(v, dict) else 1 for v in held.values())
+    return sum(len(v.get("Value", [])) if isinstance(v, Mapping) else 1 for v in held.values())

@@ -48,6 +48,7 @@ class LifecycleAction:
     heartbeat_deadline: float
     global_deadline: float
     heartbeats: int = 0
+    heartbeat_times: tuple[float, ...] = ()  # when each heartbeat was recorded
     ended_by: LifecycleActionEnd | None = None
     ended_at: float | None = None
     # The result AWS applied: the caller's on completion, the hook's DefaultResult on a timeout.
@@ -170,6 +171,7 @@ class LifecycleActionLog:
             updated = replace(
                 action,
                 heartbeats=action.heartbeats + 1,
+                heartbeat_times=(*action.heartbeat_times, now),
                 heartbeat_deadline=min(now + action.heartbeat_timeout, action.global_deadline),
             )
             self._actions[token] = updated

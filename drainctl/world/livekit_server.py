@@ -32,7 +32,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -363,8 +362,6 @@ class LocalLiveKit:
         # Called after `on_room_event`, in order: other parts of the world that follow rooms
         # (the local agent server ends the jobs of a room that closes).
         self.room_listeners: list[RoomEventHook] = []
-        # Wraps the serving of each request (the world's virtual latency); None: served as is.
-        self.request_hook: Callable[[], AbstractContextManager[None]] | None = None
         # Refuses a request before it is served (the world's rate limit, an invocation's deadline).
         self.request_gate: RequestGate | None = None
         self._clock = clock
@@ -755,10 +752,7 @@ class _RoomServiceHandler(BaseHTTPRequestHandler):
         logger.debug("livekit http", extra={"line": format % args})
 
     def _handle(self) -> None:
-        world = cast(_RoomServiceHTTPServer, self.server).world
-        hook = world.request_hook
-        with hook() if hook is not None else nullcontext():
-            self._answer(world)
+        self._answer(cast(_RoomServiceHTTPServer, self.server).world)
 
     def _answer(self, world: LocalLiveKit) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -11,7 +11,7 @@ sleeping), never the operating system's.
 Code outside a concurrent run (the world's own sequential steps, a handler invoked one at a time)
 spends virtual time by moving the clock. Threads a handler starts on its own (a thread pool inside
 one invocation) are no processes: their spending is shared between the requests in flight
-together, as `VirtualLatency` did for every request before (overlapping, not deterministic).
+together (overlapping, not deterministic).
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ class VirtualTime:
             raise ValueError("a clock never runs backwards")
         process = self.current()
         if process is not None:
-            self._yield(process, self.clock.now() + seconds)
+            if seconds > 0:  # spending nothing keeps the run: no reordering at the same instant
+                self._yield(process, self.clock.now() + seconds)
         elif threading.current_thread() is threading.main_thread():
             self.clock.advance(seconds)
         else:

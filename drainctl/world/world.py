@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,11 @@ from drainctl.world.hostile import (
     virtual_botocore,
 )
 from drainctl.world.lambda_runtime import LocalLambda, current_invocation
-from drainctl.world.latency import VirtualLatency
 from drainctl.world.lifecycle_actions import TERMINATED
 from drainctl.world.livekit_server import LocalLiveKit
 from drainctl.world.scheduler import VirtualTime
 from drainctl.world.spot import SpotInterruptions
+from drainctl.world.sqs_source import SqsEventSource, run_with_sources
 from drainctl.world.webhooks import WEBHOOK_FUNCTION, LiveKitWebhookSender, decoded_response
 
 STACK_NAME = "livekit-drain"
@@ -115,10 +116,6 @@ class World:
             self.clock, on_event=self._pending.append, region=self.config.region, account=self.config.account
         )
         self.livekit = LocalLiveKit()
-        # Requests cost virtual time only when a test sets `latency.seconds_per_request`.
-        self.latency = VirtualLatency(self.clock)
-        self.aws.request_hook = self.latency.request
-        self.livekit.request_hook = self.latency.request
         # Concurrency, latency tails, hangs and rate limits on the virtual clock (drainctl/world/
         # hostile.py): off until a test or `drainctl simulate` turns them on.
         self.time = VirtualTime(self.clock)
@@ -212,22 +209,26 @@ class World:
         self.table_name = f"{cfg.stack_name}-DrainTable"
         # Physical names the local world gives what it does not create itself.
         names = {logical_id: f"{cfg.stack_name}-{logical_id}" for logical_id in base.logical_ids()}
-        self.template: Template = base.with_context(
-            params=self.params,
-            resource_names={
-                **names,
-                "DrainTable": self.table_name,
-                "TerminateLifecycleHook": self.hook_name,
-            },
-            attributes={
-                "DeadLetterQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{cfg.stack_name}-DeadLetterQueue",
-                "DeadLetterQueue.QueueName": f"{cfg.stack_name}-DeadLetterQueue",
-                "WorkQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{cfg.stack_name}-work",
-                "WorkQueue.QueueName": f"{cfg.stack_name}-work",
-                "ReconcileScheduleRole.Arn": f"arn:aws:iam::{cfg.account}:role/reconcile-schedule",
-            },
-            pseudo={"AWS::StackName": cfg.stack_name},
-        )
+        names.update({"DrainTable": self.table_name, "TerminateLifecycleHook": self.hook_name})
+        attributes = {
+            "DeadLetterQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{cfg.stack_name}-DeadLetterQueue",
+            "DeadLetterQueue.QueueName": f"{cfg.stack_name}-DeadLetterQueue",
+            "WorkQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{cfg.stack_name}-work",
+            "WorkQueue.QueueName": f"{cfg.stack_name}-work",
+            "ReconcileScheduleRole.Arn": f"arn:aws:iam::{cfg.account}:role/reconcile-schedule",
+        }
+
+        def context(resource_names: Mapping[str, str]) -> Template:
+            return base.with_context(
+                params=self.params,
+                resource_names=resource_names,
+                attributes=attributes,
+                pseudo={"AWS::StackName": cfg.stack_name},
+            )
+
+        # The queues first: `Ref` to a queue is its URL, which only the created queue has.
+        self.queue_urls = self._create_queues(context(names), attributes)
+        self.template: Template = context({**names, **self.queue_urls})
         self._create_table()
         self.ecs = self._ecs = LocalEcs(self.aws, cfg.cluster)
         self.ecs.create_cluster()
@@ -244,6 +245,19 @@ class World:
             )
         }
         self.routes: list[FunctionRoute] = self.template.function_routes()
+        self.event_sources = [
+            SqsEventSource(
+                route,
+                self.queue_urls[route.queue],
+                str(attributes[f"{route.queue}.Arn"]),
+                cfg.region,
+                self.aws.client("sqs"),
+                self._invoke_result,
+                self.time,
+            )
+            for route in self.routes
+            if route.kind == "SQS" and route.queue is not None
+        ]
         self.schedule = next(r for r in self.routes if r.kind == "ScheduleV2")
         self.period = _period_seconds(self.schedule.schedule_expression or "rate(1 minute)")
         self._next_tick = self.clock.now() + self.period
@@ -264,6 +278,25 @@ class World:
             SecretString=json.dumps({"api_key": self.livekit.api_key, "api_secret": self.livekit.api_secret}),
         )
         return str(answer["ARN"])
+
+    def _create_queues(self, template: Template, attributes: Mapping[str, Any]) -> dict[str, str]:
+        """The template's SQS queues, with the attributes that shape delivery (visibility,
+        retention, redrive); dead-letter targets before the queues that name them."""
+        sqs = self.aws.client("sqs")
+        urls: dict[str, str] = {}
+        queues = template.logical_ids("AWS::SQS::Queue")
+        for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in template.resource(q)):
+            props = template.resource(logical_id)
+            name = str(props.get("QueueName") or attributes[f"{logical_id}.QueueName"])
+            queue_attributes: dict[str, str] = {
+                key: str(props[key])
+                for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+                if key in props
+            }
+            if "RedrivePolicy" in props:
+                queue_attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+            urls[logical_id] = str(sqs.create_queue(QueueName=name, Attributes=queue_attributes)["QueueUrl"])
+        return urls
 
     def _create_table(self) -> None:
         props = self.template.resource("DrainTable")
@@ -290,7 +323,15 @@ class World:
             )
 
     def _set_lambda_env(self) -> None:
-        env = self.template.environment("LifecycleFunction")
+        # One process runs every function: it gets the union of their environments, which the
+        # template keeps free of clashes (one name, one value, in every function that has it).
+        env: dict[str, str] = {}
+        for logical_id in self.template.logical_ids("AWS::Serverless::Function"):
+            for name, value in self.template.environment(logical_id).items():
+                if env.setdefault(name, value) != value:
+                    raise ValueError(
+                        f"{logical_id} sets {name} to {value!r}, another function to {env[name]!r}"
+                    )
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.aws.endpoint_url,
@@ -586,7 +627,13 @@ class World:
         return delivery
 
     def tick(self) -> Delivery:
-        """One run of the reconcile schedule."""
+        """One run of the reconcile schedule, with the SQS event sources polled beside it (the
+        shards it sends are taken while it runs, as Lambda's pollers would)."""
+        ticks: list[Delivery] = []
+        run_with_sources(self.time, self.event_sources, [lambda: ticks.append(self._tick())])
+        return ticks[0]
+
+    def _tick(self) -> Delivery:
         event = self.schedule.scheduled_event(
             scheduled_time=datetime.fromtimestamp(self.clock.now(), tz=UTC),
             execution_id=str(uuid.UUID(int=self.rng.getrandbits(128))),
@@ -599,6 +646,15 @@ class World:
         delivery = Delivery(self.clock.now(), route.logical_id, event, result)
         self.deliveries.append(delivery)
         return delivery
+
+    def _invoke_result(self, route: FunctionRoute, event: Mapping[str, Any]) -> Any:
+        """For an event source: a function error is a delivery too (what Lambda reports)."""
+        try:
+            return self._invoke(route, event).result
+        except Exception as exc:
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            self.deliveries.append(Delivery(self.clock.now(), route.logical_id, event, error))
+            raise
 
     def alarms_firing(self, since: float | None = None) -> list[Firing]:
         """The template's alarms that the handlers' metrics (since `since`) would set off."""
@@ -620,14 +676,24 @@ class World:
         self._rebalance_due(now)
         self._managed_draining()
         self.fleet.step(now, self.terminated_instances())
-        out: list[Delivery] = []
-        for event in self.take_pending_events():
-            out += self.deliver(event)
-        if self.webhooks is not None:
-            out += self.webhooks.send_queued()
+        # What AWS runs at the same time runs here as concurrent processes on the virtual clock:
+        # EventBridge invokes a function for each event asynchronously, side by side
+        # (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html), the schedule
+        # starts its tick, Lambda's pollers take the work queue's shards. LiveKit's webhooks
+        # go out one after the other: its notifier keeps one queue per URL
+        # (livekit/protocol, webhook/url_notifier.go).
+        work: list[Callable[[], object]] = [
+            partial(self.deliver, event) for event in self.take_pending_events()
+        ]
+        if self.webhooks is not None and self.webhooks.queued:
+            work.append(self.webhooks.send_queued)
         if now >= self._next_tick:
             self._next_tick += self.period
-            out.append(self.tick())
+            work.append(self._tick)
+        before = len(self.deliveries)
+        if work or any(source.busy for source in self.event_sources):
+            run_with_sources(self.time, self.event_sources, work)
+        out = self.deliveries[before:]
         self.fleet.step(self.clock.now(), self.terminated_instances())
         return out
 

@@ -39,6 +39,7 @@ from drain_coordinator.observability import MetricName, flush_metrics, logger, p
 T = TypeVar("T")
 _DRAIN_LOG_KEYS = ["asgName", "lifecycleHookName", "lifecycleActionToken", "instanceID"]
 _TASK_LOG_KEYS = ["taskArn", "containerInstanceArn"]
+_NO_DECISION = frozenset({"error", "skip", "reject"})
 
 
 class WorkQueuePort(Protocol):
@@ -62,6 +63,16 @@ class RunResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "deferred": self.deferred, "shards_sent": self.shards_sent}
+
+    def decided(self) -> list[str]:
+        """The drains whose hook had a decision in this run (heartbeat, wait or complete)."""
+        return sorted(
+            {
+                str(s["instance_id"])
+                for s in self.steps
+                if "instance_id" in s and s["action"] not in _NO_DECISION
+            }
+        )
 
 
 @dataclass

@@ -1,0 +1,138 @@
+"""`drainctl bench --degraded`: D drains open at once under a degraded AWS and LiveKit.
+
+For each D, a fresh world with D drains seeded open (drainctl/world/seeding.py: one call each,
+a heartbeat due at the first tick) runs `periods` reconcile periods with the knobs `drainctl
+simulate` takes: AWS latency P50:P99, AWS's per-account rate limits, LiveKit latency. Figures:
+- drains decided per tick: drains whose hook had a decision (heartbeat, wait, complete) in one
+  period, by the tick itself or by the advance function's shards, averaged over the periods;
+- heartbeat lateness p99: how long after it fell due each heartbeat was sent (a heartbeat is due
+  once less than two periods are left on the hook's timer: domain/decide.py);
+- hooks expired: lifecycle actions ended by their own timers while the coordinator ran.
+All of it on the virtual clock: the wall time depends on the machine, the figures do not.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from drainctl.world.decisions import decisions
+from drainctl.world.hostile import AWS_DEPENDENCIES, LatencyTail
+from drainctl.world.seeding import open_drains
+from drainctl.world.world import World, WorldConfig
+
+OPEN_DRAINS: Final = (10, 100, 1_000, 2_000)
+QUICK_OPEN_DRAINS: Final = (10, 100)
+PERIODS: Final = 3
+AWS_LATENCY: Final = LatencyTail(0.2, 2.0)
+LIVEKIT_LATENCY: Final = LatencyTail(1.0, 4.0)
+
+
+@dataclass(frozen=True)
+class DegradedFigures:
+    open_drains: int
+    periods: int
+    decided_per_tick: float
+    heartbeats: int
+    heartbeat_lateness_p99: float
+    hooks_expired: int
+    advance_invocations: int
+    timed_out: int
+    wall_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "open_drains": self.open_drains,
+            "periods": self.periods,
+            "decided_per_tick": self.decided_per_tick,
+            "heartbeats": self.heartbeats,
+            "heartbeat_lateness_p99_seconds": self.heartbeat_lateness_p99,
+            "hooks_expired": self.hooks_expired,
+            "advance_invocations": self.advance_invocations,
+            "invocations_timed_out": self.timed_out,
+            "wall_seconds": self.wall_seconds,
+        }
+
+
+def degraded(
+    drains: int,
+    *,
+    periods: int = PERIODS,
+    seed: int = 7,
+    params: dict[str, str] | None = None,
+) -> DegradedFigures:
+    began = time.perf_counter()
+    config = WorldConfig(seed=seed, livekit_webhooks=False, params=params or {})
+    with World(config) as world:
+        instances = set(open_drains(world, drains))
+        world.take_pending_events()  # the seeding answered them: nobody else receives them
+        world.hostility.set_latency(list(AWS_DEPENDENCIES), AWS_LATENCY)
+        world.hostility.set_latency(["livekit"], LIVEKIT_LATENCY)
+        world.throttle = True
+        since = world.clock.now()
+        world.run(lambda: False, limit_seconds=periods * world.period)
+        world.throttle = False
+        decided: set[tuple[int, str]] = set()
+        for invocation in world.lambdas.invocations:
+            if invocation.t < since:
+                continue
+            tick = int((invocation.t - since) // world.period)
+            decided |= {(tick, i) for i in decisions(world, invocation)[0] if i in instances}
+        actions = [a for a in world.aws.lifecycle.actions() if a.instance_id in instances]
+        lateness = [
+            late
+            for a in actions
+            for late in _lateness(a.started_at, a.heartbeat_times, a.heartbeat_timeout, world.period)
+        ]
+        return DegradedFigures(
+            open_drains=drains,
+            periods=periods,
+            decided_per_tick=round(len(decided) / periods, 1),
+            heartbeats=len(lateness),
+            heartbeat_lateness_p99=round(_p99(lateness), 1),
+            hooks_expired=sum(1 for a in actions if a.ended_by in ("heartbeat_timeout", "global_timeout")),
+            advance_invocations=sum(1 for i in world.lambdas.invocations if i.function == "AdvanceFunction"),
+            timed_out=len(world.lambdas.timed_out()),
+            wall_seconds=round(time.perf_counter() - began, 1),
+        )
+
+
+def _lateness(started_at: float, beats: Sequence[float], timeout: int, period: int) -> list[float]:
+    """Seconds after each heartbeat fell due (two periods before the timer runs out) it was sent."""
+    out, last = [], started_at
+    for beat in beats:
+        out.append(max(0.0, beat - (last + timeout - 2 * period)))
+        last = beat
+    return out
+
+
+def _p99(values: Sequence[float]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+def run_degraded(
+    sizes: Sequence[int], report: Callable[[str], None], progress: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    rows = []
+    for index, drains in enumerate(sizes, start=1):
+        if progress is not None:
+            progress(f"drainctl bench: [{index}/{len(sizes)}] degraded AWS, {drains} open drains")
+        figures = degraded(drains)
+        report(
+            f"degraded AWS ({AWS_LATENCY.p50:g}:{AWS_LATENCY.p99:g} s, throttled; LiveKit "
+            f"{LIVEKIT_LATENCY.p50:g}:{LIVEKIT_LATENCY.p99:g} s), {drains} open drains: "
+            f"{figures.decided_per_tick:g} decided a tick, heartbeat lateness p99 "
+            f"{figures.heartbeat_lateness_p99:g} s, {figures.hooks_expired} hooks expired, "
+            f"{figures.timed_out} invocations timed out ({figures.wall_seconds:g} s wall)"
+        )
+        rows.append(figures.as_dict())
+    return rows
+
+
+__all__ = ["OPEN_DRAINS", "QUICK_OPEN_DRAINS", "DegradedFigures", "degraded", "run_degraded"]

@@ -1,0 +1,98 @@
+"""A slow, throttled, hanging AWS and LiveKit at scale: the coordinator must never let a lifecycle
+hook expire while it runs, nor lose the metrics of drains it completed. The world is as hostile
+as AWS here (drainctl/world/hostile.py): Lambda's timeout enforced, botocore's real retries and
+backoff, per-account rate limits, latency with a tail, dependencies that stop answering."""
+
+from __future__ import annotations
+
+from drainctl.world.hostile import AWS_DEPENDENCIES, LatencyTail
+from drainctl.world.seeding import open_drains
+from drainctl.world.world import World
+from tests.integration.test_world_end_to_end import (
+    actions_taken,
+    run_until_released,
+    scale_in,
+    start_calls,
+)
+
+
+def expired_by_timer(world: World) -> list[str]:
+    return [
+        a.instance_id
+        for a in world.aws.lifecycle.actions()
+        if a.ended_by in ("heartbeat_timeout", "global_timeout")
+    ]
+
+
+def run_periods(world: World, periods: int) -> None:
+    for _ in range(periods):
+        world.run(lambda: False, limit_seconds=world.period)
+
+
+def test_a_hung_ecs_for_the_whole_drain_lets_no_hook_expire(world: World) -> None:
+    # GIVEN an instance with a call longer than the hook's heartbeat timeout, and ECS hung
+    # (every request waits the client's read timeout) for the whole drain
+    (victim,) = world.create_fleet(1)
+    (call,) = start_calls(world, victim, [[world.hook_heartbeat_timeout * 2.0]])
+    world.hostility.hang("ecs")
+
+    # WHEN the instance is scaled in and left to the coordinator
+    scale_in(world, victim)
+    action = run_until_released(world, victim)
+
+    # THEN the hook never ran out: the coordinator heartbeat it while ECS hung
+    assert expired_by_timer(world) == []
+    assert actions_taken(world, victim, "heartbeat")
+    assert action.ended_by in ("CONTINUE", "ABANDON")
+    assert call.end is not None
+
+
+def test_a_throttled_ecs_with_two_hundred_open_drains_lets_no_hook_expire(world: World) -> None:
+    # GIVEN 200 open drains, AWS's rate limits on and AWS answering in 0.2 s (P99 2 s)
+    open_drains(world, 200)
+    world.throttle = True
+    world.hostility.set_latency(list(AWS_DEPENDENCIES), LatencyTail(0.2, 2.0))
+
+    # WHEN the coordinator runs for a heartbeat timeout and a period (each hook needs two
+    # heartbeats in that time, the first within the first period)
+    run_periods(world, world.hook_heartbeat_timeout // world.period + 1)
+
+    # THEN no hook expired under it, and no invocation ran out of time: the tick fanned its work
+    # out over the work queue
+    assert expired_by_timer(world) == []
+    assert world.lambdas.timed_out() == []
+    assert world.lambdas.count("AdvanceFunction") > 0
+
+
+def test_a_slow_livekit_with_160_rooms_lets_no_hook_expire(world: World) -> None:
+    # GIVEN 20 open drains and 160 rooms on the LiveKit server, LiveKit answering in 1.9 s
+    instances = open_drains(world, 20)
+    for n in range(160 - len(instances)):
+        world.livekit.create_room(f"other-room-{n}")
+    world.hostility.set_latency(["livekit"], LatencyTail(1.9, 1.9))
+
+    # WHEN the coordinator runs for two heartbeat timeouts
+    run_periods(world, 2 * world.hook_heartbeat_timeout // world.period)
+
+    # THEN no hook expired under it
+    assert expired_by_timer(world) == []
+
+
+def test_metrics_of_drains_completed_in_a_tick_that_times_out_are_not_lost(world: World) -> None:
+    # GIVEN 300 open drains whose calls have all ended (each look completes its drain), and AWS
+    # so slow that one tick cannot look at them all
+    instances = open_drains(world, 300)
+    assert len(world.fleet.calls) == len(instances)
+    for call in world.fleet.calls:
+        call.ends_at = world.clock.now()
+    world.clock.advance(1.0)
+    world.fleet.step(world.clock.now(), set())
+    world.hostility.set_latency([*AWS_DEPENDENCIES, "livekit"], LatencyTail(0.5, 2.0))
+
+    # WHEN a tick runs
+    world.tick()
+
+    # THEN whatever the tick managed before its end, the metrics of the drains it completed
+    # were printed: none lost to the timeout
+    (tick,) = [i for i in world.lambdas.invocations if i.function == "ReconcileFunction"]
+    assert tick.metrics_lost == 0

@@ -1,0 +1,64 @@
+"""The work queue as Lambda's SQS event source runs it in the local world
+(drainctl/world/sqs_source.py): a batch the function fails comes back after the queue's
+visibility timeout, and past the redrive policy's maxReceiveCount it is dead-lettered; a batch
+it reports done is deleted."""
+
+from __future__ import annotations
+
+import itertools
+
+from drain_coordinator.domain.schedule import Shard, WorkItem, WorkKind
+from drainctl.world.world import World
+from tests.faults.conftest import HandlerFaults
+
+
+def queue_a_shard(world: World, instance_id: str) -> Shard:
+    (source,) = world.event_sources
+    shard = Shard(world.clock.now(), (WorkItem(WorkKind.DRAIN, instance_id, world.clock.now()),))
+    world.aws.client("sqs").send_message(QueueUrl=source.queue_url, MessageBody=shard.to_body())
+    source.busy = True  # as after a tick that sent it
+    return shard
+
+
+def test_a_shard_that_keeps_failing_comes_back_after_its_visibility_timeout_then_is_dead_lettered(
+    world: World, handler_faults: HandlerFaults
+) -> None:
+    # GIVEN a shard on the work queue, and DynamoDB failing every read of its drain
+    failing = handler_faults.errors("dynamodb", "GetItem", code="InternalServerError", status=500)
+    shard = queue_a_shard(world, "i-0123456789abcdef0")
+    queue = world.template.resource("WorkQueue")
+
+    # WHEN the world runs for five minutes
+    world.run(lambda: False, limit_seconds=300)
+
+    # THEN the advance function had the shard maxReceiveCount times, each after the last one's
+    # visibility timeout, with its receive count one higher each time
+    advances = [d for d in world.deliveries if d.function == "AdvanceFunction"]
+    counts = [int(d.event["Records"][0]["attributes"]["ApproximateReceiveCount"]) for d in advances]
+    assert counts == list(range(1, int(queue["RedrivePolicy"]["maxReceiveCount"]) + 1))
+    gaps = [later.t - earlier.t for earlier, later in itertools.pairwise(advances)]
+    assert all(gap >= int(queue["VisibilityTimeout"]) for gap in gaps)
+    assert failing.attempts >= len(advances)
+    # THEN the shard waits in the dead-letter queue, where the dead-letters alarm sees it
+    sqs = world.aws.client("sqs")
+    parked = sqs.receive_message(QueueUrl=world.queue_urls["DeadLetterQueue"]).get("Messages", [])
+    assert [m["Body"] for m in parked] == [shard.to_body()]
+    left = sqs.get_queue_attributes(
+        QueueUrl=world.queue_urls["WorkQueue"], AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert left["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_a_shard_the_function_finishes_is_deleted_and_not_seen_again(world: World) -> None:
+    # GIVEN a shard naming a drain nobody has any more (closed since the tick planned it)
+    queue_a_shard(world, "i-0123456789abcdef0")
+
+    # WHEN the world runs for three minutes
+    world.run(lambda: False, limit_seconds=180)
+
+    # THEN the advance function had it once, reported no failure, and the queue is empty
+    (advance,) = [d for d in world.deliveries if d.function == "AdvanceFunction"]
+    assert advance.result == {"batchItemFailures": []}
+    (source,) = world.event_sources
+    assert not source.busy
+    assert source.function_errors == []
