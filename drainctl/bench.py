@@ -38,7 +38,7 @@ from drainctl.degraded import QUICK_OPEN_DRAINS as QUICK_DEGRADED
 from drainctl.degraded import run_degraded
 from drainctl.template import load_template
 from drainctl.world.fleet import SESSION_TAG_ATTRIBUTE
-from drainctl.world.world import Delivery, World, WorldConfig, default_template_path
+from drainctl.world.world import World, WorldConfig, default_template_path
 
 ROOMS: Final = (100, 1_000, 10_000)
 QUICK_ROOMS: Final = (100,)
@@ -275,10 +275,9 @@ def _reconcile(drains: int, options: BenchOptions) -> tuple[float, float, int, f
         world.take_pending_events()
         built = time.perf_counter() - began
         started = time.perf_counter()
-        delivery: Delivery = world.tick()
+        world.tick()  # the tick and the shards it sends to the work queue
         seconds = time.perf_counter() - started
-        steps = delivery.result.get("steps", []) if isinstance(delivery.result, dict) else []
-        advanced = sum(1 for s in steps if isinstance(s, dict) and s.get("action") == "heartbeat")
+        advanced = sum(1 for a in world.aws.lifecycle.actions() if a.heartbeats)
         timeout = _function_timeout(world, world.schedule.logical_id)
     return seconds, built, advanced, timeout
 
