@@ -580,14 +580,22 @@ def rule_fleet_fits_period(budget: Budget) -> RuleResult:
         return RuleResult(rule_id, title, True, detail, why)
     every = math.ceil(cost.open_drains / max(1, served))
     heartbeat_every = max(1, (budget.heartbeat_timeout - 2 * period) // period)
-    risk = "hooks at risk" if every > heartbeat_every else "hooks safe"
+    # Heartbeats go first in every run, shards that waited past their period included: the hooks
+    # are at risk only when the heartbeats due in a period do not fit the runs' time alone.
+    beats_due = math.ceil(cost.open_drains / heartbeat_every)
+    beat = 2 * cost.aws_call  # the heartbeat and its save
+    beats_sent = int(usable // beat) * (cost.advance_concurrency + 1) if beat > 0 else beats_due
+    risk = (
+        f"hooks at risk: {beats_due} heartbeats due a period, time for {beats_sent}"
+        if beats_due > beats_sent
+        else f"hooks safe: heartbeats go first, {beats_due} due a period, time for {beats_sent}"
+    )
     return RuleResult(
         rule_id,
         title,
         False,
-        f"{detail}: each drain looked at every {every} periods ({risk}: a heartbeat is due every "
-        f"{heartbeat_every}); raise AdvanceConcurrency to {math.ceil(cost.open_drains / max(1, per_invocation)) - 1} "
-        "or lower ShardSize",
+        f"{detail}: each drain looked at every {every} periods ({risk}); raise AdvanceConcurrency to "
+        f"{math.ceil(cost.open_drains / max(1, per_invocation)) - 1} or lower ShardSize",
         why,
     )
 
