@@ -19,10 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from drainctl.template import load_template
 from drainctl.world.decisions import decisions
 from drainctl.world.hostile import AWS_DEPENDENCIES, LatencyTail
 from drainctl.world.seeding import open_drains
-from drainctl.world.world import World, WorldConfig
+from drainctl.world.world import World, WorldConfig, default_template_path
 
 OPEN_DRAINS: Final = (10, 100, 1_000, 2_000)
 QUICK_OPEN_DRAINS: Final = (10, 100)
@@ -116,22 +117,42 @@ def _p99(values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
+def template_defaults() -> tuple[int, int]:
+    """The template's AdvanceConcurrency and ShardSize."""
+    params = load_template(default_template_path()).parameters()
+    return int(params["AdvanceConcurrency"]), int(params["ShardSize"])
+
+
+def sized_concurrency(drains: int) -> int:
+    """AdvanceConcurrency for every shard of a tick at once (what `drainctl check` says to raise it
+    to when a look fits a shard's time), never under the template's default."""
+    default, shard_size = template_defaults()
+    return max(default, math.ceil(drains / shard_size) - 1)
+
+
 def run_degraded(
     sizes: Sequence[int], report: Callable[[str], None], progress: Callable[[str], None] | None = None
 ) -> list[dict[str, Any]]:
+    """Each D with the template's AdvanceConcurrency, and again with one sized to D when that differs."""
+    default, _ = template_defaults()
+    runs = [(d, default) for d in sizes]
+    runs += [(d, sized_concurrency(d)) for d in sizes if sized_concurrency(d) != default]
     rows = []
-    for index, drains in enumerate(sizes, start=1):
+    for index, (drains, concurrency) in enumerate(runs, start=1):
         if progress is not None:
-            progress(f"drainctl bench: [{index}/{len(sizes)}] degraded AWS, {drains} open drains")
-        figures = degraded(drains)
+            progress(
+                f"drainctl bench: [{index}/{len(runs)}] degraded AWS, {drains} open drains, "
+                f"AdvanceConcurrency {concurrency}"
+            )
+        figures = degraded(drains, params={"AdvanceConcurrency": str(concurrency)})
         report(
             f"degraded AWS ({AWS_LATENCY.p50:g}:{AWS_LATENCY.p99:g} s, throttled; LiveKit "
-            f"{LIVEKIT_LATENCY.p50:g}:{LIVEKIT_LATENCY.p99:g} s), {drains} open drains: "
-            f"{figures.decided_per_tick:g} decided a tick, heartbeat lateness p99 "
+            f"{LIVEKIT_LATENCY.p50:g}:{LIVEKIT_LATENCY.p99:g} s), {drains} open drains, AdvanceConcurrency "
+            f"{concurrency}: {figures.decided_per_tick:g} decided a tick, heartbeat lateness p99 "
             f"{figures.heartbeat_lateness_p99:g} s, {figures.hooks_expired} hooks expired, "
             f"{figures.timed_out} invocations timed out ({figures.wall_seconds:g} s wall)"
         )
-        rows.append(figures.as_dict())
+        rows.append({**figures.as_dict(), "advance_concurrency": concurrency})
     return rows
 
 
