@@ -37,7 +37,9 @@ from drain_coordinator.settings import (
 from drainctl.template import Template, TemplateError, load_template, samconfig_parameter_overrides
 
 __all__ = [
+    "AUTOSCALING_ACTION_RATE",
     "DEFAULT_MARGIN_SECONDS",
+    "HEARTBEAT_RATE_SHARE",
     "RULES",
     "Budget",
     "CheckInputError",
@@ -54,6 +56,7 @@ __all__ = [
     "rule_deadline_outlasts_stop",
     "rule_deadline_within_hook_cap",
     "rule_heartbeat_cadence",
+    "rule_heartbeat_rate",
     "rule_heartbeat_timeout_in_range",
     "rule_host_stop_timeout_agrees",
     "rule_launch_type_ec2",
@@ -600,6 +603,41 @@ def rule_fleet_fits_period(budget: Budget) -> RuleResult:
     )
 
 
+# EC2 Auto Scaling documents no API request rate (its quotas page lists resources, not requests):
+# 10 calls a second per action, sustained, is the assumption the local world enforces too
+# (drainctl/world/hostile.py), tighter than EC2's documented API rates.
+AUTOSCALING_ACTION_RATE: Final = 10.0
+HEARTBEAT_RATE_SHARE: Final = 0.8  # of that rate, what the recommended HeartbeatTimeout uses
+
+
+def rule_heartbeat_rate(budget: Budget) -> RuleResult:
+    rule_id = "heartbeat-rate"
+    title = "the open drains' heartbeats stay under Auto Scaling's request rate"
+    why = (
+        "every open drain heartbeats its hook once per HeartbeatTimeout less two periods; past Auto "
+        "Scaling's rate the heartbeats are throttled, fail their retries, and the hooks expire with "
+        "their calls"
+    )
+    drains = budget.cost.open_drains
+    if drains is None:
+        return _skip(rule_id, title, why, "give --open-drains to check it")
+    period = budget.schedule_period or budget.coordinator.reconcile_period
+    interval = max(period, budget.heartbeat_timeout - 2 * period)
+    rate = drains / interval
+    detail = (
+        f"{drains} drains / a heartbeat every {interval} s (HeartbeatTimeout {budget.heartbeat_timeout} s "
+        f"less 2 periods) = {_n(rate)} a second; Auto Scaling takes {_n(AUTOSCALING_ACTION_RATE)} a second "
+        "(assumed: AWS documents none)"
+    )
+    if rate <= AUTOSCALING_ACTION_RATE:
+        return RuleResult(rule_id, title, True, detail, why)
+    # A fifth of the rate left over, for the heartbeats' retries and the group's other callers.
+    needed = math.ceil(drains / (HEARTBEAT_RATE_SHARE * AUTOSCALING_ACTION_RATE)) + 2 * period
+    return RuleResult(
+        rule_id, title, False, f"{detail}: raise HookHeartbeatTimeout to {needed} s or more", why
+    )
+
+
 def rule_lifecycle_timeout_fits_look(budget: Budget) -> RuleResult:
     result = _result(
         "lifecycle-timeout-fits-look",
@@ -781,6 +819,7 @@ RULES: Final[tuple[Callable[[Budget], RuleResult], ...]] = (
     rule_deadline_within_hook_cap,
     rule_reconcile_fits_period,
     rule_fleet_fits_period,
+    rule_heartbeat_rate,
     rule_lifecycle_timeout_fits_look,
     rule_p99_call_fits_drain,
     rule_numbers_agree,

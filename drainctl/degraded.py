@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from drainctl.check import AUTOSCALING_ACTION_RATE, HEARTBEAT_RATE_SHARE
 from drainctl.template import load_template
 from drainctl.world.decisions import decisions
 from drainctl.world.hostile import AWS_DEPENDENCIES, LatencyTail
@@ -123,6 +124,16 @@ def template_defaults() -> tuple[int, int]:
     return int(params["AdvanceConcurrency"]), int(params["ShardSize"])
 
 
+def sized_params(drains: int) -> dict[str, str]:
+    """The stack `drainctl check --open-drains D` asks for: every shard at once, and a
+    HookHeartbeatTimeout that keeps D heartbeats under Auto Scaling's rate (rule heartbeat-rate)."""
+    params = load_template(default_template_path()).parameters()
+    period = 60  # the template's rate(1 minute)
+    share = HEARTBEAT_RATE_SHARE * AUTOSCALING_ACTION_RATE
+    heartbeat = max(int(params["HookHeartbeatTimeout"]), math.ceil(drains / share) + 2 * period)
+    return {"AdvanceConcurrency": str(sized_concurrency(drains)), "HookHeartbeatTimeout": str(heartbeat)}
+
+
 def sized_concurrency(drains: int) -> int:
     """AdvanceConcurrency for every shard of a tick at once (what `drainctl check` says to raise it
     to when a look fits a shard's time), never under the template's default."""
@@ -134,25 +145,22 @@ def run_degraded(
     sizes: Sequence[int], report: Callable[[str], None], progress: Callable[[str], None] | None = None
 ) -> list[dict[str, Any]]:
     """Each D with the template's AdvanceConcurrency, and again with one sized to D when that differs."""
-    default, _ = template_defaults()
-    runs = [(d, default) for d in sizes]
-    runs += [(d, sized_concurrency(d)) for d in sizes if sized_concurrency(d) != default]
+    runs: list[tuple[int, dict[str, str]]] = [(d, {}) for d in sizes]
+    runs += [(d, sized_params(d)) for d in sizes if sized_concurrency(d) != template_defaults()[0]]
     rows = []
-    for index, (drains, concurrency) in enumerate(runs, start=1):
+    for index, (drains, params) in enumerate(runs, start=1):
+        stack = ", ".join(f"{k} {v}" for k, v in params.items()) or "the template's defaults"
         if progress is not None:
-            progress(
-                f"drainctl bench: [{index}/{len(runs)}] degraded AWS, {drains} open drains, "
-                f"AdvanceConcurrency {concurrency}"
-            )
-        figures = degraded(drains, params={"AdvanceConcurrency": str(concurrency)})
+            progress(f"drainctl bench: [{index}/{len(runs)}] degraded AWS, {drains} open drains, {stack}")
+        figures = degraded(drains, params=params)
         report(
             f"degraded AWS ({AWS_LATENCY.p50:g}:{AWS_LATENCY.p99:g} s, throttled; LiveKit "
-            f"{LIVEKIT_LATENCY.p50:g}:{LIVEKIT_LATENCY.p99:g} s), {drains} open drains, AdvanceConcurrency "
-            f"{concurrency}: {figures.decided_per_tick:g} decided a tick, heartbeat lateness p99 "
+            f"{LIVEKIT_LATENCY.p50:g}:{LIVEKIT_LATENCY.p99:g} s), {drains} open drains, {stack}: "
+            f"{figures.decided_per_tick:g} decided a tick, heartbeat lateness p99 "
             f"{figures.heartbeat_lateness_p99:g} s, {figures.hooks_expired} hooks expired, "
             f"{figures.timed_out} invocations timed out ({figures.wall_seconds:g} s wall)"
         )
-        rows.append({**figures.as_dict(), "advance_concurrency": concurrency})
+        rows.append({**figures.as_dict(), "params": params})
     return rows
 
 

@@ -39,6 +39,7 @@ import botocore.endpoint
 from botocore.exceptions import ReadTimeoutError
 from botocore.retries import bucket
 
+from drainctl.check import AUTOSCALING_ACTION_RATE
 from drainctl.world.clock import VirtualClock
 from drainctl.world.scheduler import VirtualTime
 
@@ -121,7 +122,7 @@ _ECS_BUCKET: Final = BucketSpec(50, 20)
 # EC2 Auto Scaling documents no API rate (its quotas page lists resources, not request rates):
 # chosen 40 burst, 10 a second per action, an assumption tighter than EC2's documented API rates,
 # answered `Throttling` "Rate exceeded" (HTTP 400) as the query protocol does.
-_AUTOSCALING_BUCKET: Final = BucketSpec(40, 10)
+_AUTOSCALING_BUCKET: Final = BucketSpec(40, AUTOSCALING_ACTION_RATE)
 AWS_RATE_LIMITS: Final[Mapping[str, BucketSpec]] = {"ecs": _ECS_BUCKET, "autoscaling": _AUTOSCALING_BUCKET}
 # LiveKit: livekit-server rate-limits no Room Service API call (the Room service API reference,
 # https://docs.livekit.io/reference/other/roomservice-api/, names none; LiveKit Cloud's plan quotas

@@ -24,6 +24,7 @@ from drainctl.check import (
     rule_deadline_within_hook_cap,
     rule_fleet_fits_period,
     rule_heartbeat_cadence,
+    rule_heartbeat_rate,
     rule_heartbeat_timeout_in_range,
     rule_host_stop_timeout_agrees,
     rule_launch_type_ec2,
@@ -515,6 +516,7 @@ TIMER_RULES = (
     rule_stop_timeout_covers_drain,
     rule_heartbeat_timeout_in_range,
     rule_heartbeat_cadence,
+    rule_heartbeat_rate,
     rule_deadline_outlasts_stop,
     rule_deadline_within_hook_cap,
 )
@@ -673,3 +675,27 @@ def test_a_container_without_stop_timeout_says_which_value_was_assumed() -> None
     budget = a_budget(stop_timeout=None)
     assert any("sets no stopTimeout" in line and "900 s" in line for line in budget.assumptions())
     assert a_budget().assumptions() == []
+
+
+# -- the heartbeats' request rate -------------------------------------------------------------
+
+
+def test_heartbeat_rate_is_skipped_unless_the_fleet_is_given() -> None:
+    assert rule_heartbeat_rate(a_budget()).status == "SKIP"
+
+
+def test_heartbeats_under_auto_scalings_rate_pass() -> None:
+    # GIVEN 1,000 drains, each heartbeating every 300 s less two periods (180 s): 5.6 a second
+    result = rule_heartbeat_rate(a_budget(cost=LookCost(open_drains=1000)))
+    assert result.status == "PASS", result.detail
+
+
+def test_heartbeats_over_auto_scalings_rate_fail_and_say_which_heartbeat_timeout_fits() -> None:
+    # GIVEN 2,000 drains heartbeating every 180 s: 11.1 a second, over the 10 assumed
+    # THEN it fails, says the rate is assumed, and how long a HeartbeatTimeout keeps under it
+    assert_fails(
+        rule_heartbeat_rate(a_budget(cost=LookCost(open_drains=2000))),
+        "11.1 a second",
+        "assumed",
+        "raise HookHeartbeatTimeout to 370 s",
+    )
