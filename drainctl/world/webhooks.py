@@ -28,8 +28,10 @@ import string
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final, Generic, TypeVar
 
 import jwt
@@ -183,6 +185,12 @@ def decoded_response(response: Any) -> dict[str, Any]:
 # --- the sender ------------------------------------------------------------------------------
 
 
+# livekit-server's webhook notifier: 10 workers, 100 queued each, dropped when full
+# (livekit/protocol, webhook/url_notifier.go, DefaultURLNotifierConfig).
+NOTIFIER_WORKERS: Final = 10
+NOTIFIER_QUEUE_SIZE: Final = 100
+
+
 class LiveKitWebhookSender(Generic[T]):
     """Queues LocalLiveKit's room events and sends each as a signed webhook through `send`.
 
@@ -235,6 +243,30 @@ class LiveKitWebhookSender(Generic[T]):
         with self._lock:
             batch, self._queue = self._queue, []
         return [self._send(self._request(event, info, at)) for event, info, at in batch]
+
+    def lanes(self) -> list[Callable[[], list[T]]]:
+        """The queued webhooks as livekit-server's URL notifier sends them: a pool of
+        `NOTIFIER_WORKERS` workers, each event on the worker its key (the room) picks, so one
+        room's webhooks keep their order; a worker queues at most `NOTIFIER_QUEUE_SIZE` and drops
+        what comes beyond (livekit/protocol, webhook/url_notifier.go: DefaultURLNotifierConfig,
+        DropWhenFull). One sending function a worker, to run side by side."""
+        if self.paused:
+            return []
+        with self._lock:
+            batch, self._queue = self._queue, []
+        by_worker: dict[int, list[tuple[str, dict[str, Any], float]]] = {}
+        for item in batch:
+            room = str(item[1].get("room", {}).get("name", "")) if isinstance(item[1], Mapping) else ""
+            by_worker.setdefault(zlib.crc32(room.encode()) % NOTIFIER_WORKERS, []).append(item)
+        out: list[Callable[[], list[T]]] = []
+        for queue in by_worker.values():
+            kept = queue[:NOTIFIER_QUEUE_SIZE]
+            self.dropped += len(queue) - len(kept)
+            out.append(partial(self._send_all, kept))
+        return out
+
+    def _send_all(self, items: list[tuple[str, dict[str, Any], float]]) -> list[T]:
+        return [self._send(self._request(event, info, at)) for event, info, at in items]
 
     def _request(self, event: str, info: Mapping[str, Any], at: float) -> dict[str, Any]:
         body = webhook_body(event, info, event_id=self._event_id(), created_at=at)

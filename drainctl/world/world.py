@@ -679,14 +679,13 @@ class World:
         # What AWS runs at the same time runs here as concurrent processes on the virtual clock:
         # EventBridge invokes a function for each event asynchronously, side by side
         # (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html), the schedule
-        # starts its tick, Lambda's pollers take the work queue's shards. LiveKit's webhooks
-        # go out one after the other: its notifier keeps one queue per URL
-        # (livekit/protocol, webhook/url_notifier.go).
+        # starts its tick, Lambda's pollers take the work queue's shards, LiveKit's webhook
+        # notifier sends on its workers (drainctl/world/webhooks.py).
         work: list[Callable[[], object]] = [
             partial(self.deliver, event) for event in self.take_pending_events()
         ]
         if self.webhooks is not None and self.webhooks.queued:
-            work.append(self.webhooks.send_queued)
+            work += self.webhooks.lanes()
         if now >= self._next_tick:
             self._next_tick += self.period
             work.append(self._tick)
