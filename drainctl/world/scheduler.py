@@ -44,6 +44,7 @@ class ProcessResult(Generic[T]):
     error: BaseException | None = None
     started_at: float = 0.0
     ended_at: float = 0.0
+    ended: bool = False
 
 
 @dataclass(eq=False)
@@ -54,6 +55,7 @@ class _Process:
     thread: threading.Thread | None = None
     woken: threading.Event = field(default_factory=threading.Event)
     done: bool = False
+    counted: bool = False  # one of its run's targets
 
 
 class VirtualTime:
@@ -70,6 +72,8 @@ class VirtualTime:
         self._running_run = False
         self._shared_lock = threading.Lock()
         self._in_flight = 0
+        self._park = False
+        self._targets_left = 0
 
     # -- spending ---------------------------------------------------------------------------------
 
@@ -118,17 +122,23 @@ class VirtualTime:
             raise SchedulerError("processes are spawned inside a concurrent run")
         return self._add(target)
 
-    def run(self, targets: Sequence[Callable[[], T]]) -> list[ProcessResult[T]]:
-        """Run `targets` as concurrent processes from now until every process (and every process
-        they spawned) has ended. Called from outside any process."""
+    def run(self, targets: Sequence[Callable[[], T]], *, park: bool = False) -> list[ProcessResult[T]]:
+        """Run `targets` as concurrent processes from now. Called from outside any process.
+
+        Without `park`, until every process (those parked by an earlier run included, and every
+        one they spawned) has ended. With `park`, until the targets have ended and no process is
+        due at the clock's time: processes still waiting for a later time stay parked, and resume
+        in a later run once the clock (moved on meanwhile by its caller) has reached them.
+        """
         if self.current() is not None or self._running_run:
             raise SchedulerError("concurrent runs do not nest")
         self._running_run = True
+        self._park = park
         self._idle.clear()
         try:
             with self._lock:
-                results = [self._add_locked(target) for target in targets]
-                if not self._heap:
+                results = [self._add_locked(target, counted=True) for target in targets]
+                if self._stop_locked():
                     return results
                 self._dispatch_locked()
             self._idle.wait()
@@ -136,13 +146,31 @@ class VirtualTime:
         finally:
             self._running_run = False
 
+    @property
+    def parked(self) -> int:
+        """Processes waiting for a later run (left by a run with `park`)."""
+        with self._lock:
+            return self._live
+
+    def finish(self) -> None:
+        """Run every parked process to its end (before the world stops)."""
+        if self.parked:
+            self.run([])
+
+    def _stop_locked(self) -> bool:
+        if self._park and self._targets_left == 0:
+            return not self._heap or self._heap[0][0] > self.clock.now()
+        return not self._heap and self._live == 0
+
     def _add(self, target: Callable[[], T]) -> ProcessResult[T]:
         with self._lock:
             return self._add_locked(target)
 
-    def _add_locked(self, target: Callable[[], T]) -> ProcessResult[T]:
+    def _add_locked(self, target: Callable[[], T], counted: bool = False) -> ProcessResult[T]:
         result: ProcessResult[T] = ProcessResult(started_at=self.clock.now())
-        process = _Process(self._next_seq(), target, result)
+        process = _Process(self._next_seq(), target, result, counted=counted)
+        if counted:
+            self._targets_left += 1
         thread = threading.Thread(
             target=self._body, args=(process,), name=f"process-{process.seq}", daemon=True
         )
@@ -165,9 +193,12 @@ class VirtualTime:
             process.result.error = exc
         finally:
             process.result.ended_at = self.clock.now()
+            process.result.ended = True
             with self._lock:
                 process.done = True
                 self._live -= 1
+                if process.counted:
+                    self._targets_left -= 1
                 self._dispatch_locked()
 
     def _yield(self, process: _Process, wake_at: float) -> None:
@@ -179,10 +210,11 @@ class VirtualTime:
 
     def _dispatch_locked(self) -> None:
         """Hand the run to the process with the earliest wake time (the lock held)."""
-        if not self._heap:
-            if self._live == 0:
-                self._idle.set()
+        if self._stop_locked():
+            self._idle.set()
             return
+        if not self._heap:
+            return  # a process still runs: it yields or ends, and dispatches again
         wake_at, _, process = heapq.heappop(self._heap)
         if wake_at > self.clock.now():
             self.clock.set(wake_at)

@@ -82,8 +82,9 @@ class SqsEventSource:
 
     def raise_errors(self) -> None:
         """The poller's own failures (the world's, not the function's): seen at once."""
-        results, self._results = self._results, []
-        for result in results:
+        ended = [r for r in self._results if r.ended]
+        self._results = [r for r in self._results if not r.ended]
+        for result in ended:
             if result.error is not None:
                 raise result.error
 
@@ -155,10 +156,17 @@ def run_with_sources(
     time: VirtualTime,
     sources: list[SqsEventSource],
     work: Sequence[Callable[[], object]],
+    *,
+    step: bool = False,
 ) -> None:
     """Run `work` (a tick, event deliveries) as concurrent processes beside the event sources'
-    pollers, until every piece of work and every batch started has ended; then settle what the
-    queues still hold."""
+    pollers.
+
+    As one step of the world (`step`): the pollers take what is visible once, and the batches
+    they start run on past the step, parked, resumed by the next steps (an advance invocation
+    outlives the tick that sent its shard, as in Lambda). Otherwise, until every piece of work
+    and every batch started has ended, polling every `POLL_SECONDS`.
+    """
     state = {"left": len(work)}
 
     def counted(piece: Callable[[], object]) -> Callable[[], None]:
@@ -170,10 +178,13 @@ def run_with_sources(
 
         return run
 
+    def poll_once() -> None:
+        for source in sources:
+            source.poll()
+
     def pollers() -> None:
         while True:
-            for source in sources:
-                source.poll()
+            poll_once()
             if not state["left"] and not any(s.in_flight for s in sources):
                 # Nothing visible was left (the polls above took it): what a failed batch left
                 # waits out its visibility timeout, and the world polls for it step by step.
@@ -182,8 +193,8 @@ def run_with_sources(
 
     targets = [counted(piece) for piece in work]
     if sources:
-        targets.append(pollers)
-    for result in time.run(targets):
+        targets.append(poll_once if step else pollers)
+    for result in time.run(targets, park=step):
         if result.error is not None:
             raise result.error
     for source in sources:

@@ -175,6 +175,8 @@ class World:
     def stop(self) -> None:
         if not self._started:
             return
+        # Invocations still under way (an advance batch outliving its step) end first.
+        self.time.finish()
         self._started = False
         self._installed.close()
         wiring.reset()
@@ -690,8 +692,8 @@ class World:
             self._next_tick += self.period
             work.append(self._tick)
         before = len(self.deliveries)
-        if work or any(source.busy for source in self.event_sources):
-            run_with_sources(self.time, self.event_sources, work)
+        if work or self.time.parked or any(source.busy for source in self.event_sources):
+            run_with_sources(self.time, self.event_sources, work, step=True)
         out = self.deliveries[before:]
         self.fleet.step(self.clock.now(), self.terminated_instances())
         return out

@@ -8,6 +8,8 @@ from __future__ import annotations
 import itertools
 
 from drain_coordinator.domain.schedule import Shard, WorkItem, WorkKind
+from drainctl.world.hostile import DEPENDENCIES, LatencyTail
+from drainctl.world.seeding import open_drains
 from drainctl.world.world import World
 from tests.faults.conftest import HandlerFaults
 
@@ -62,3 +64,22 @@ def test_a_shard_the_function_finishes_is_deleted_and_not_seen_again(world: Worl
     (source,) = world.event_sources
     assert not source.busy
     assert source.function_errors == []
+
+
+def test_the_next_tick_starts_on_time_while_the_last_ones_shards_still_run(world: World) -> None:
+    # GIVEN 100 open drains, and AWS and LiveKit so slow that a shard's looks take most of its
+    # invocation's time
+    open_drains(world, 100)
+    world.hostility.set_latency(list(DEPENDENCIES), LatencyTail(0.5, 0.5))
+
+    # WHEN the world runs for three periods
+    world.run(lambda: False, limit_seconds=3 * world.period)
+
+    # THEN the ticks came one period apart (to the world's one-second step), though advance
+    # invocations that started before a tick were still running when it began
+    ticks = [i for i in world.lambdas.invocations if i.function == "ReconcileFunction"]
+    starts = [t.t for t in ticks]
+    assert len(starts) >= 2
+    assert all(abs((b - a) - world.period) <= 1.0 for a, b in itertools.pairwise(starts))
+    advances = [i for i in world.lambdas.invocations if i.function == "AdvanceFunction"]
+    assert any(a.t < tick.t < (a.ended_at or 0.0) for a in advances for tick in ticks[1:])
