@@ -207,6 +207,19 @@ class World:
         )
         hook = base.with_context(params=self.params).resource("TerminateLifecycleHook")
         self.hook_name = cfg.hook_name or str(hook["LifecycleHookName"])
+        # With WarmPoolReuse the stack also puts a launch hook on the group (a warm pool's
+        # instances come back through it): its name as the function is told it.
+        self.launch_hook_name = ""
+        self.launch_hook_heartbeat_timeout = 0
+        if (
+            "LaunchLifecycleHook" in base.logical_ids()
+            and base.resolve({"Fn::If": ["WarmPoolReuseOn", "true", "false"]}, self.params) == "true"
+        ):
+            launch_hook = base.with_context(
+                params=self.params, pseudo={"AWS::StackName": cfg.stack_name}
+            ).resource("LaunchLifecycleHook")
+            self.launch_hook_name = str(launch_hook["LifecycleHookName"])
+            self.launch_hook_heartbeat_timeout = int(launch_hook["HeartbeatTimeout"])
         self.hook_heartbeat_timeout = int(hook["HeartbeatTimeout"])
         self.hook_default_result = str(hook["DefaultResult"])
         self.table_name = f"{cfg.stack_name}-DrainTable"
@@ -218,6 +231,7 @@ class World:
                 **names,
                 "DrainTable": self.table_name,
                 "TerminateLifecycleHook": self.hook_name,
+                "LaunchLifecycleHook": self.launch_hook_name,
             },
             attributes={
                 "DeadLetterQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{cfg.stack_name}-DeadLetterQueue",
@@ -238,6 +252,7 @@ class World:
         )
         self.fleet = Fleet(self.ecs, self.livekit, self.rng)
         self.fleet.on_task_change = self._task_changed
+        self.aws.on_host = self._host_changed
         self.services: dict[str, ServiceSpec] = {
             DEFAULT_SERVICE: ServiceSpec(
                 DEFAULT_SERVICE, self.task_definition, self.drain_timeout, self.stop_timeout
@@ -394,6 +409,14 @@ class World:
                 default_result="ABANDON" if self.hook_default_result == "ABANDON" else "CONTINUE",
             ),
         )
+        if self.launch_hook_name:
+            self.aws.client("autoscaling").put_lifecycle_hook(
+                LifecycleHookName=self.launch_hook_name,
+                AutoScalingGroupName=self.config.group_name,
+                LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                HeartbeatTimeout=self.launch_hook_heartbeat_timeout,
+                DefaultResult="CONTINUE",
+            )
         for instance_id in instance_ids:
             container_instance = self.ecs.register_instance(instance_id)
             self.fleet.instances[container_instance] = instance_id
@@ -534,15 +557,28 @@ class World:
             with contextlib.suppress(Exception):  # already leaving (Terminating:Wait): nothing to do
                 self.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
 
+    def _host_changed(self, instance_id: str, running: bool) -> None:
+        """An instance stopped into its group's warm pool, or started out of it: its ECS agent
+        disconnects or reconnects; its container instance keeps its ARN and status (ecs.py)."""
+        for arn, owner in self.fleet.instances.items():
+            if owner == instance_id:
+                self.ecs.set_agent_connected(arn, running)
+
     def workers_on(self, instance_id: str) -> list[Worker]:
         return [w for w in self.fleet.workers.values() if w.instance_id == instance_id]
 
     def terminated_instances(self) -> set[str]:
-        return {
-            a.instance_id
-            for a in self.aws.lifecycle.actions()
-            if self.aws.lifecycle.state_of(a.instance_id) == TERMINATED
-        } | self.spot.reclaimed
+        """Instances whose host is gone: terminated, reclaimed, or resting in a warm pool (a
+        task still on an instance that is stopped stops with it)."""
+        return (
+            {
+                a.instance_id
+                for a in self.aws.lifecycle.actions()
+                if self.aws.lifecycle.state_of(a.instance_id) == TERMINATED
+            }
+            | self.spot.reclaimed
+            | set(self.aws.warm_pool_instances(self.config.group_name))
+        )
 
     def drain_record(self, instance_id: str) -> DrainRecord | None:
         """The coordinator's own record of an instance's drain, read through its own store."""
