@@ -160,6 +160,12 @@ def test_an_instance_taken_again_after_the_warm_pool_is_drained_again_and_comple
     assert second.instance_id == first.instance_id and second.token != first.token
     world.step(1.0)
     assert status_of(world, victim) == "DRAINING"
+    # (the one item of the instance is open again: back in the open-items index, its TTL gone)
+    item = world.aws.client("dynamodb").get_item(
+        TableName=world.table_name, Key={"pk": {"S": f"drain#{victim}"}}, ConsistentRead=True
+    )["Item"]
+    assert item["open_kind"] == {"S": "drain"} and "expires_at" not in item
+    assert item["action_token"] == {"S": second.token}
     ended = into_the_pool(world, victim)
     assert ended.token == second.token and ended.ended_by == "CONTINUE"
     assert calls and all(c.end is CallEnd.HUNG_UP for c in calls)
