@@ -50,6 +50,7 @@ from drainctl.world.lifecycle_actions import TERMINATED
 from drainctl.world.livekit_server import LocalLiveKit
 from drainctl.world.scheduler import VirtualTime
 from drainctl.world.spot import SpotInterruptions
+from drainctl.world.stacks import OtherStack, add_stack
 from drainctl.world.webhooks import WEBHOOK_FUNCTION, LiveKitWebhookSender, decoded_response
 
 STACK_NAME = "livekit-drain"
@@ -149,6 +150,8 @@ class World:
         self._started = False
         self._ecs: LocalEcs | None = None
         self.webhooks: LiveKitWebhookSender[Delivery] | None = None
+        # More stacks on this account and cluster (drainctl/world/stacks.py), beside this one.
+        self.stacks: list[OtherStack] = []
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -280,11 +283,13 @@ class World:
         )
         return str(answer["ARN"])
 
-    def _create_table(self) -> None:
-        props = self.template.resource("DrainTable")
+    def _create_table(self, template: Template | None = None, table_name: str | None = None) -> None:
+        """The stack's drain table (another stack's, given its template and table name)."""
+        props = (template or self.template).resource("DrainTable")
+        table_name = table_name or self.table_name
         dynamodb = self.aws.client("dynamodb")
         kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
+            "TableName": table_name,
             "AttributeDefinitions": props["AttributeDefinitions"],
             "KeySchema": props["KeySchema"],
             "BillingMode": props.get("BillingMode", "PROVISIONED"),
@@ -297,7 +302,7 @@ class World:
         ttl = props.get("TimeToLiveSpecification")
         if ttl:
             dynamodb.update_time_to_live(
-                TableName=self.table_name,
+                TableName=table_name,
                 TimeToLiveSpecification={
                     "AttributeName": ttl["AttributeName"],
                     "Enabled": bool(ttl["Enabled"]),
@@ -305,7 +310,17 @@ class World:
             )
 
     def _set_lambda_env(self) -> None:
-        env = self.template.environment("LifecycleFunction")
+        env = self.lambda_env(self.template)
+        for name, value in env.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        # A new cold start: settings, clients and the cached secret are read afresh.
+        _forget_cached_secrets()
+        wiring.reset(clock=self.clock.now)
+
+    def lambda_env(self, template: Template) -> dict[str, str]:
+        """A stack's functions' environment in the local world: the template's, and the local AWS."""
+        env = template.environment("LifecycleFunction")
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.aws.endpoint_url,
@@ -318,12 +333,7 @@ class World:
                 "POWERTOOLS_DEV": "false",
             }
         )
-        for name, value in env.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-        # A new cold start: settings, clients and the cached secret are read afresh.
-        _forget_cached_secrets()
-        wiring.reset(clock=self.clock.now)
+        return env
 
     def _restore_env(self) -> None:
         for name, value in self._saved_env.items():
@@ -359,6 +369,11 @@ class World:
         spec = ServiceSpec(name, definition, drain_timeout, stop_timeout)
         self.services[name] = spec
         return spec
+
+    def add_stack(self, name: str, *, group_name: str, params: Mapping[str, str] | None = None) -> OtherStack:
+        """Another stack of the same template beside this one: this world's account, cluster and
+        LiveKit, its own functions, table, hook on `group_name`, alarms and metrics (stacks.py)."""
+        return add_stack(self, name, group_name=group_name, params=params)
 
     def configure_deployment(
         self,
@@ -603,10 +618,13 @@ class World:
     def deliver(self, event: Mapping[str, Any]) -> list[Delivery]:
         """Hand an event to every function whose EventBridge rule matches it, as EventBridge would."""
         routes = [r for r in self.routes if r.matches(event)]
-        if not routes:
+        others = [(stack, r) for stack in self.stacks for r in stack.routes if r.matches(event)]
+        if not routes and not others:
             self.unrouted.append(dict(event))
             return []
-        return [self._invoke(route, event) for route in routes]
+        return [self._invoke(route, event) for route in routes] + [
+            stack.invoke(self, route, event) for stack, route in others
+        ]
 
     def invoke_function(self, logical_id: str, event: Mapping[str, Any]) -> Delivery:
         """Invoke a function directly (as `sam local invoke -e` would), whatever its rules say."""
@@ -664,6 +682,8 @@ class World:
         if now >= self._next_tick:
             self._next_tick += self.period
             out.append(self.tick())
+        for stack in self.stacks:
+            out += stack.ticks_due(self, now)
         self.fleet.step(self.clock.now(), self.terminated_instances())
         return out
 
