@@ -183,7 +183,7 @@ class Coordinator:
         # A duplicate or late event (the drain is open, or closed already) touches nothing:
         # a record exists only once ECS was told DRAINING, so nothing is left undone.
         existing = self.store.get(ref.instance_id)
-        if existing is not None and existing.superseded_by(ref):
+        if existing is not None and existing.superseded_by(ref, trigger.hook_started_at):
             logger.info(
                 "instance taken again under a new lifecycle action: a new drain replaces the closed one"
             )
@@ -211,7 +211,11 @@ class Coordinator:
             opened_at=now,
             extra=extra,
         )
-        replacing = existing if existing is not None and existing.superseded_by(ref) else None
+        replacing = (
+            existing
+            if existing is not None and existing.superseded_by(ref, trigger.hook_started_at)
+            else None
+        )
         steps = self._open(
             record, reason=TRIGGER_ADOPTED if adopted else None, replacing=replacing, within=within
         )

@@ -303,3 +303,27 @@ def test_ecs_failing_when_an_instance_comes_back_leaves_its_launch_action_open(h
     with pytest.raises(EcsError):
         harness.coordinator.instance_launched(launch)
     assert harness.lifecycle.calls == []
+
+
+def test_a_late_copy_of_an_earlier_actions_event_does_not_drain_the_instance_again(harness: Harness) -> None:
+    # GIVEN an instance drained twice (into the warm pool, back, taken again), both drains closed
+    harness.ecs.instances[INSTANCE] = CI_ARN
+    first = load_event(TERMINATE)
+    assert actions(lifecycle.handler(first, FakeLambdaContext())) == ["drain_started", "complete"]
+    harness.clock.t += 3600
+    second = json.loads(json.dumps(first))
+    second["detail"]["LifecycleActionToken"] = "2c1f0e9d-8b7a-4c6d-9e5f-4a3b2c1d0e9f"
+    second["id"] = "second-scale-in"
+    taken = datetime.fromisoformat(first["time"].replace("Z", "+00:00")) + timedelta(hours=1)
+    second["time"] = taken.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert actions(lifecycle.handler(second, FakeLambdaContext())) == ["drain_started", "complete"]
+    drained = list(harness.ecs.draining)
+
+    # WHEN EventBridge delivers the first action's event once more, late (a retry)
+    late = lifecycle.handler(first, FakeLambdaContext())
+
+    # THEN it is a duplicate: no new drain, the instance is not set DRAINING again
+    assert actions(late) == ["skip"]
+    assert harness.ecs.draining == drained
+    record = harness.store.get(INSTANCE)
+    assert record is not None and record.lifecycle.action_token == second["detail"]["LifecycleActionToken"]
