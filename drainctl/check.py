@@ -216,6 +216,11 @@ class Budget:
     cost: LookCost = field(default_factory=LookCost)
     # (where, ReuseOnScaleIn as set; None: unset, AWS's default false)
     warm_pools: tuple[tuple[str, bool | None], ...] = ()
+    # The coordinator's launch hook (LAUNCH_LIFECYCLE_HOOK_NAME, parameter WarmPoolReuse): it
+    # sets an instance back from the warm pool ACTIVE again. "": none.
+    launch_hook: str = ""
+    # (host, ECS_WARM_POOLS_CHECK as its user data writes it; None: unset, the agent's false)
+    warm_pool_checks: tuple[tuple[str, str | None], ...] = ()
     # (where, ManagedDraining as set; None: unset, AWS's default ENABLED)
     managed_draining: tuple[tuple[str, str | None], ...] = ()
 
@@ -239,6 +244,14 @@ class Budget:
         for where, reuse in self.warm_pools:
             if reuse is None:
                 assumed.append(f"{where} sets no InstanceReusePolicy: ReuseOnScaleIn false (AWS's default)")
+        if self.warm_pools:
+            for source, check in self.warm_pool_checks:
+                if check is None:
+                    assumed.append(f"{source} does not set ECS_WARM_POOLS_CHECK: the agent's false")
+            if not self.warm_pool_checks:
+                assumed.append(
+                    "no launch template: whether the hosts set ECS_WARM_POOLS_CHECK=true is not known"
+                )
         for where, draining in self.managed_draining:
             if draining is None:
                 assumed.append(
@@ -763,17 +776,35 @@ def rule_parameters_accepted(budget: Budget) -> RuleResult:
 
 
 def rule_warm_pool_reuse(budget: Budget) -> RuleResult:
-    rule_id, title = "warm-pool-reuse", "no warm pool reuses scaled-in instances"
+    rule_id, title = "warm-pool-reuse", "an instance back from the warm pool is ACTIVE again"
     why = (
-        "with ReuseOnScaleIn an instance goes back to the warm pool (its hook waits in "
-        "Warmed:Pending:Wait) and returns later; its container instance stays DRAINING, and this "
-        "version does not set it ACTIVE again, so ECS places no task on it"
+        "with ReuseOnScaleIn a scaled-in instance goes back to the warm pool (its hook waits in "
+        "Warmed:Pending:Wait) and later returns as the same instance; ECS leaves its container "
+        "instance DRAINING, so ECS places no task on it unless the coordinator's launch hook "
+        "(WarmPoolReuse=true) sets it ACTIVE again before it goes in service "
+        "(https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-warm-pool.html)"
     )
     if not budget.warm_pools:
         return _skip(rule_id, title, why, "no AWS::AutoScaling::WarmPool in the template")
     reused = [where for where, reuse in budget.warm_pools if reuse]
+    if reused and not budget.launch_hook:
+        return RuleResult(
+            rule_id,
+            title,
+            False,
+            "ReuseOnScaleIn true in " + ", ".join(reused) + ", and the coordinator has no launch hook: "
+            "set WarmPoolReuse=true",
+            why,
+        )
     if reused:
-        return RuleResult(rule_id, title, False, "ReuseOnScaleIn true in " + ", ".join(reused), why)
+        return RuleResult(
+            rule_id,
+            title,
+            True,
+            "ReuseOnScaleIn true in " + ", ".join(reused) + f"; the launch hook {budget.launch_hook} "
+            "sets each returning instance ACTIVE before it goes in service",
+            why,
+        )
     return RuleResult(
         rule_id,
         title,
@@ -782,6 +813,37 @@ def rule_warm_pool_reuse(budget: Budget) -> RuleResult:
             f"{where}: ReuseOnScaleIn {'false' if r is False else 'unset (false)'}"
             for where, r in budget.warm_pools
         ),
+        why,
+    )
+
+
+def rule_warm_pool_agent_check(budget: Budget) -> RuleResult:
+    rule_id, title = "warm-pool-agent-check", "the ECS agent waits for the warm pool"
+    why = (
+        "without ECS_WARM_POOLS_CHECK=true in ecs.config the agent of an instance warming in the "
+        "pool registers it in the cluster, and ECS may place tasks that die when the pool stops it "
+        "(https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-warm-pool.html)"
+    )
+    if not budget.warm_pools:
+        return _skip(rule_id, title, why, "no AWS::AutoScaling::WarmPool in the template")
+    if not budget.warm_pool_checks:
+        return _skip(
+            rule_id, title, why, "no ECS launch template in the template: the hosts' ecs.config is unknown"
+        )
+    missing = [
+        f"{host}: {'unset' if raw is None else raw}"
+        for host, raw in budget.warm_pool_checks
+        if (raw or "").strip().lower() != "true"
+    ]
+    if missing:
+        return RuleResult(
+            rule_id, title, False, "ECS_WARM_POOLS_CHECK not true in " + "; ".join(missing), why
+        )
+    return RuleResult(
+        rule_id,
+        title,
+        True,
+        "; ".join(f"{host}: ECS_WARM_POOLS_CHECK=true" for host, _ in budget.warm_pool_checks),
         why,
     )
 
@@ -825,6 +887,7 @@ RULES: Final[tuple[Callable[[Budget], RuleResult], ...]] = (
     rule_numbers_agree,
     rule_parameters_accepted,
     rule_warm_pool_reuse,
+    rule_warm_pool_agent_check,
     rule_managed_draining_beside_hook,
 )
 
@@ -866,6 +929,15 @@ def ecs_duration_seconds(text: str) -> float | None:
 
 
 _STOP_TIMEOUT_SETTING: Final = re.compile(r"\bECS_CONTAINER_STOP_TIMEOUT=['\"]?([^\s'\"]*)")
+
+
+_WARM_POOLS_CHECK_SETTING: Final = re.compile(r"\bECS_WARM_POOLS_CHECK=['\"]?([^\s'\"]*)")
+
+
+def _last_setting(pattern: re.Pattern[str], user_data: str) -> str | None:
+    """The value user data writes for a setting (the last one wins), or None."""
+    found = pattern.findall(user_data)
+    return str(found[-1]) if found else None
 
 
 def host_stop_timeout_setting(user_data: str) -> str | None:
@@ -1415,6 +1487,28 @@ def _decoded_user_data(text: str) -> str:
 
 def _hosts(reader: _Reader) -> tuple[HostStopTimeout, ...]:
     hosts: list[HostStopTimeout] = []
+    for source, user_data in _ecs_host_user_data(reader):
+        setting = host_stop_timeout_setting(user_data)
+        hosts.append(
+            HostStopTimeout(
+                source=source,
+                raw=setting,
+                seconds=None if setting is None else ecs_duration_seconds(setting),
+            )
+        )
+    return tuple(hosts)
+
+
+def _warm_pool_checks(reader: _Reader) -> tuple[tuple[str, str | None], ...]:
+    return tuple(
+        (source, _last_setting(_WARM_POOLS_CHECK_SETTING, user_data))
+        for source, user_data in _ecs_host_user_data(reader)
+    )
+
+
+def _ecs_host_user_data(reader: _Reader) -> list[tuple[str, str]]:
+    """(where, decoded user data) of every launch template or configuration of ECS hosts."""
+    found: list[tuple[str, str]] = []
     sources = [
         (lid, "launch template", _mapping(reader.raw_properties(lid).get("LaunchTemplateData", {})))
         for lid in reader.resources("AWS::EC2::LaunchTemplate")
@@ -1431,15 +1525,8 @@ def _hosts(reader: _Reader) -> tuple[HostStopTimeout, ...]:
         # Only ECS hosts write ecs.config; another launch template is not the workers'.
         if "ecs.config" not in user_data and "ECS_CLUSTER" not in user_data:
             continue
-        setting = host_stop_timeout_setting(user_data)
-        hosts.append(
-            HostStopTimeout(
-                source=f"{kind} {logical_id}",
-                raw=setting,
-                seconds=None if setting is None else ecs_duration_seconds(setting),
-            )
-        )
-    return tuple(hosts)
+        found.append((f"{kind} {logical_id}", user_data))
+    return found
 
 
 def _warm_pools(reader: _Reader) -> tuple[tuple[str, bool | None], ...]:
@@ -1451,6 +1538,14 @@ def _warm_pools(reader: _Reader) -> tuple[tuple[str, bool | None], ...]:
         raw = _mapping(policy).get("ReuseOnScaleIn")
         found.append((f"warm pool {logical_id}", None if raw is None else _truthy(raw)))
     return tuple(found)
+
+
+def _launch_hook(reader: _Reader, lifecycle: str) -> str:
+    """The coordinator's launch hook, as its lifecycle function is told it ("" when none)."""
+    raw = reader.function_variable(lifecycle, "LAUNCH_LIFECYCLE_HOOK_NAME")
+    if raw is None:
+        return ""
+    return str(reader.resolve(raw, f"{lifecycle}.Environment.Variables.LAUNCH_LIFECYCLE_HOOK_NAME") or "")
 
 
 def _managed_draining(reader: _Reader) -> tuple[tuple[str, str | None], ...]:
@@ -1499,6 +1594,8 @@ def load_budget(inputs: CheckInputs) -> Budget:
         "lifecycle_timeout": _function_timeout(reader, lifecycle),
         "hosts": _hosts(reader),
         "warm_pools": _warm_pools(reader),
+        "warm_pool_checks": _warm_pool_checks(reader),
+        "launch_hook": _launch_hook(reader, lifecycle),
         "managed_draining": _managed_draining(reader),
         "margin": inputs.margin,
         "p99_call_seconds": inputs.p99_call_seconds,

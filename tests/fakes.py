@@ -106,6 +106,13 @@ class FakeEcs:
             for t in self.tasks.get(container_instance_arn, [])
         ]
 
+    def activate(self, container_instance_arn: str) -> bool:
+        self._maybe_fail()
+        if container_instance_arn not in self.draining:
+            return False
+        self.draining.remove(container_instance_arn)
+        return True
+
     def worker_tasks_on(self, container_instance_arn: str) -> tuple[WorkerTask, ...]:
         self._maybe_fail()
         return tuple(self.tasks.get(container_instance_arn, []))

@@ -6,6 +6,17 @@ actions and the `Terminating:Wait` state to moto's Auto Scaling while it runs, w
 a fresh token per action, heartbeat and global timeouts on the virtual clock, the hook's
 DefaultResult on a timeout, and `ValidationError` once an action is gone. It hands the
 EventBridge event AWS would send to the world's `on_event` callback.
+
+moto keeps a warm pool's configuration only. Here a group whose warm pool has
+`InstanceReusePolicy.ReuseOnScaleIn` sends a scaled-in instance back to the pool (its terminate
+hook waits in `Warmed:Pending:Wait`, the action's `Destination` is `WarmPool`; once every hook
+has ended the instance is stopped and rests in `Warmed:<PoolState>`), and a scale-out takes
+instances from the pool first (`Origin: WarmPool`), the same instance ids, before launching new
+ones. A launch hook holds every launch in `Pending:Wait` with a launch action of its own.
+https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-warm-pools.html
+https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pool-instance-lifecycle.html
+Not modelled: the pool's own pre-launched instances (MinSize, MaxGroupPreparedCapacity): it
+holds only what scale-ins gave back.
 """
 
 from __future__ import annotations
@@ -57,16 +68,26 @@ from drainctl.world.clock import VirtualClock
 with contextlib.suppress(ImportError):
     from drainctl.world import cloudformation_alarms  # noqa: F401
 from drainctl.world.lifecycle_actions import (
+    EC2,
+    GROUP,
+    IN_SERVICE,
+    LAUNCHING,
+    PENDING_PROCEED,
+    PENDING_WAIT,
     PROCEED,
     TERMINATED,
     TERMINATING,
     WAIT,
+    WARM_POOL,
+    WARMED_PENDING_PROCEED,
+    WARMED_PENDING_WAIT,
     LifecycleAction,
     LifecycleActionEnd,
     LifecycleActionLog,
     LifecycleActionResult,
     NoActiveLifecycleActionError,
     global_timeout_for,
+    warmed,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,6 +102,12 @@ _IN_SERVICE: Final = "InService"
 _TERMINABLE_STATES: Final = (_IN_SERVICE, "Standby")
 
 EventSink = Callable[[dict[str, Any]], None]
+# An EC2 instance of a group stopped (False: into a warm pool) or started again (True: out of it).
+HostSink = Callable[[str, bool], None]
+_DETAIL_TYPES: Final = {
+    TERMINATING: "EC2 Instance-terminate Lifecycle Action",
+    LAUNCHING: "EC2 Instance-launch Lifecycle Action",
+}
 # Wraps the serving of each request (the world's virtual latency); None: served as is.
 # Answers a request before moto sees it (the world's rate limits): (status, headers, body), or None.
 RequestGate = Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], bytes] | None]
@@ -235,6 +262,9 @@ class _LifecycleExtension:
         self._chosen_tokens: deque[str] = deque()
         self._ids_lock = threading.Lock()
         self._patch = _Patch()
+        # group name -> instance ids resting in its warm pool, oldest first
+        self.pools: dict[str, list[str]] = {}
+        self.on_host: HostSink | None = None
 
     # -- install / uninstall ----------------------------------------------------------------------
 
@@ -259,6 +289,7 @@ class _LifecycleExtension:
         original_call_action = AutoScalingResponse.call_action
         original_put_hook = AutoScalingResponse.put_lifecycle_hook
         original_delete_hook = AutoScalingResponse.delete_lifecycle_hook
+        original_describe_warm_pool = AutoScalingResponse.describe_warm_pool
 
         def call_action(response: AutoScalingResponse) -> Any:
             with ext._lock:
@@ -279,6 +310,9 @@ class _LifecycleExtension:
         def delete_lifecycle_hook(response: AutoScalingResponse) -> ActionResult:
             return ext._delete_hook(response, original_delete_hook)
 
+        def describe_warm_pool(response: AutoScalingResponse) -> ActionResult:
+            return ext._describe_warm_pool(response, original_describe_warm_pool)
+
         # moto finds an action by the plain functions of the response class.
         for function in (
             call_action,
@@ -286,6 +320,7 @@ class _LifecycleExtension:
             record_lifecycle_action_heartbeat,
             put_lifecycle_hook,
             delete_lifecycle_hook,
+            describe_warm_pool,
         ):
             self._patch.set(AutoScalingResponse, function.__name__, function)
 
@@ -394,20 +429,40 @@ class _LifecycleExtension:
     def _terminate_hooks(self, backend: AutoScalingBackend, group_name: str) -> list[LifecycleHook]:
         """Every terminate hook of the group, in the order they were put (ours, and e.g. ECS
         managed draining's `ecs-managed-draining-termination-hook`)."""
+        return self._hooks(backend, group_name, TERMINATING)
+
+    def _hooks(self, backend: AutoScalingBackend, group_name: str, transition: str) -> list[LifecycleHook]:
         return [
             hook
             for hook in backend.lifecycle_hooks.values()
-            if hook.auto_scaling_group_name == group_name and hook.lifecycle_transition == TERMINATING
+            if hook.auto_scaling_group_name == group_name and hook.lifecycle_transition == transition
         ]
+
+    @staticmethod
+    def _reuses_on_scale_in(group: FakeAutoScalingGroup) -> bool:
+        """The group's warm pool takes scaled-in instances back (InstanceReusePolicy)."""
+        pool = group.warm_pool
+        policy = (pool.instance_reuse_policy if pool is not None else None) or {}
+        return str(policy.get("ReuseOnScaleIn", "false")).lower() == "true"
 
     def _hold_all(
         self, backend: AutoScalingBackend, group: FakeAutoScalingGroup, state: InstanceState
     ) -> None:
         """One lifecycle action per terminate hook, each with its own token and event: the
         instance stays in Terminating:Wait until every one of them has ended, in any order.
-        https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks-overview.html"""
+        https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks-overview.html
+        Going back to a warm pool (ReuseOnScaleIn) it waits in Warmed:Pending:Wait instead, and
+        the actions' Destination is WarmPool."""
+        to_pool = self._reuses_on_scale_in(group)
         for hook in self._terminate_hooks(backend, group.name):
-            self._hold(backend, group, hook, state)
+            self._hold(
+                backend,
+                group,
+                hook,
+                state,
+                destination=WARM_POOL if to_pool else EC2,
+                wait_state=WARMED_PENDING_WAIT if to_pool else WAIT,
+            )
 
     def _hold(
         self,
@@ -415,14 +470,19 @@ class _LifecycleExtension:
         group: FakeAutoScalingGroup,
         hook: LifecycleHook,
         state: InstanceState,
+        *,
+        origin: str = GROUP,
+        destination: str = EC2,
+        wait_state: str = WAIT,
     ) -> LifecycleAction:
-        """Put an instance in Terminating:Wait, open its action and queue the event."""
+        """Put an instance in the hook's wait state, open its action and queue the event."""
         now = self._clock.now()
         token = self._next_token()
+        transition = str(hook.lifecycle_transition)
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
-            "detail-type": "EC2 Instance-terminate Lifecycle Action",
+            "detail-type": _DETAIL_TYPES[transition],
             "source": "aws.autoscaling",
             "account": backend.account_id,
             "time": _iso8601(now),
@@ -433,23 +493,26 @@ class _LifecycleExtension:
                 "AutoScalingGroupName": group.name,
                 "LifecycleHookName": hook.name,
                 "EC2InstanceId": state.instance.id,
-                "LifecycleTransition": TERMINATING,
+                "LifecycleTransition": transition,
                 "NotificationMetadata": getattr(hook, "notification_metadata", None) or "",
-                "Origin": "AutoScalingGroup",
-                "Destination": "EC2",
+                "Origin": origin,
+                "Destination": destination,
             },
         }
-        state.lifecycle_state = WAIT
+        state.lifecycle_state = wait_state
         action = self._log.start(
             token=token,
             group_name=group.name,
             hook_name=hook.name,
             instance_id=state.instance.id,
-            transition=TERMINATING,
+            transition=transition,
             heartbeat_timeout=int(hook.heartbeat_timeout),
             default_result=_as_result(hook.default_result),
             now=now,
             event=event,
+            origin=origin,
+            destination=destination,
+            wait_state=wait_state,
         )
         self._backends[token] = backend
         self._outbox.append(event)
@@ -469,13 +532,22 @@ class _LifecycleExtension:
         # An action opened in the log directly (a test's scale helper) has no backend recorded:
         # it belongs to the one account and Region the local world runs.
         backend = self._backends.pop(action.token, None) or autoscaling_backends[ACCOUNT_ID][REGION]
-        if any(a.instance_id == action.instance_id for a in self._log.open_actions()):
+        if any(
+            a.instance_id == action.instance_id and a.transition == action.transition
+            for a in self._log.open_actions()
+        ):
             logger.info(
                 "lifecycle action ended; another hook still holds the instance",
                 extra={**_log_keys(ended), "endedBy": ended_by, "result": result},
             )
             return ended
         group = backend.autoscaling_groups.get(action.group_name)
+        if action.transition == LAUNCHING:
+            self._launched(backend, group, ended)
+            return ended
+        if action.destination == WARM_POOL and group is not None:
+            self._to_warm_pool(backend, group, ended)
+            return ended
         self._log.set_state(action.instance_id, PROCEED)
         if group is not None:
             for state in group.instance_states:
@@ -492,6 +564,83 @@ class _LifecycleExtension:
             extra={**_log_keys(ended), "endedBy": ended_by, "result": result},
         )
         return ended
+
+    # -- warm pools and launches -------------------------------------------------------------------
+
+    def _to_warm_pool(
+        self, backend: AutoScalingBackend, group: FakeAutoScalingGroup, action: LifecycleAction
+    ) -> None:
+        """Every terminate hook has ended: Warmed:Pending:Proceed, then the instance is stopped
+        (PoolState Stopped; Running stays running) and rests in the pool, out of the group.
+        Whatever the result: the reuse policy, not CONTINUE or ABANDON, decides where it goes."""
+        instance_id = action.instance_id
+        self._log.set_state(instance_id, WARMED_PENDING_PROCEED)
+        group.instance_states = [s for s in group.instance_states if s.instance.id != instance_id]
+        pool_state = group.warm_pool.pool_state if group.warm_pool is not None else "Stopped"
+        if pool_state != "Running":
+            with contextlib.suppress(InvalidInstanceIdError):
+                backend.ec2_backend.stop_instances([instance_id])
+            self._host_changed(instance_id, running=False)
+        self.pools.setdefault(group.name, []).append(instance_id)
+        self._log.set_state(instance_id, warmed(pool_state))
+        backend.update_attached_elbs(group.name)
+        logger.info(
+            "lifecycle action ended; instance back in the warm pool",
+            extra={**_log_keys(action), "endedBy": action.ended_by, "poolState": pool_state},
+        )
+
+    def _from_warm_pool(
+        self, backend: AutoScalingBackend, group: FakeAutoScalingGroup, instance_id: str
+    ) -> None:
+        """Scale-out from the pool: the same instance, started, back in the group (Origin
+        WarmPool, Destination AutoScalingGroup), held in Pending:Wait by any launch hook."""
+        self.pools[group.name].remove(instance_id)
+        instance = backend.ec2_backend.get_instance(instance_id)
+        with contextlib.suppress(InvalidInstanceIdError):
+            backend.ec2_backend.start_instances([instance_id])
+        self._host_changed(instance_id, running=True)
+        state = InstanceState(instance, autoscaling_group=group)
+        group.instance_states.append(state)
+        self._admit(backend, group, state, origin=WARM_POOL)
+
+    def _admit(
+        self, backend: AutoScalingBackend, group: FakeAutoScalingGroup, state: InstanceState, *, origin: str
+    ) -> None:
+        """A launch into the group: Pending:Wait under each launch hook, else InService at once."""
+        hooks = self._hooks(backend, group.name, LAUNCHING)
+        if not hooks:
+            state.lifecycle_state = IN_SERVICE
+            self._log.set_state(state.instance.id, IN_SERVICE)
+            return
+        for hook in hooks:
+            self._hold(backend, group, hook, state, origin=origin, destination=GROUP, wait_state=PENDING_WAIT)
+
+    def _launched(
+        self, backend: AutoScalingBackend, group: FakeAutoScalingGroup | None, action: LifecycleAction
+    ) -> None:
+        """Every launch hook has ended: CONTINUE puts the instance in service; ABANDON
+        terminates it (https://docs.aws.amazon.com/autoscaling/ec2/userguide/lifecycle-hooks-overview.html)."""
+        instance_id = action.instance_id
+        states = [s for s in (group.instance_states if group else []) if s.instance.id == instance_id]
+        if action.result == "ABANDON" or group is None:
+            if group is not None:
+                group.instance_states = [s for s in group.instance_states if s.instance.id != instance_id]
+            with contextlib.suppress(InvalidInstanceIdError):
+                backend.ec2_backend.terminate_instances([instance_id])
+            self._log.set_state(instance_id, TERMINATED)
+        else:
+            self._log.set_state(instance_id, PENDING_PROCEED)
+            for state in states:
+                state.lifecycle_state = IN_SERVICE
+            self._log.set_state(instance_id, IN_SERVICE)
+        logger.info(
+            "launch lifecycle action ended",
+            extra={**_log_keys(action), "endedBy": action.ended_by, "result": action.result},
+        )
+
+    def _host_changed(self, instance_id: str, *, running: bool) -> None:
+        if self.on_host is not None:
+            self.on_host(instance_id, running)
 
     # -- moto behaviours replaced ------------------------------------------------------------------
 
@@ -512,11 +661,21 @@ class _LifecycleExtension:
             original(group, new_capacity)
             return
         group.desired_capacity = group.min_size if new_capacity is None else new_capacity
-        # Only InService instances count: one held in Terminating:Wait is already leaving.
+        # InService instances count, and those launching (Pending:Wait under a launch hook):
+        # one held in Terminating:Wait is already leaving.
         in_service = group.active_instances()
-        missing = (group.desired_capacity or 0) - len(in_service)
+        launching = [s for s in group.instance_states if s.lifecycle_state in (PENDING_WAIT, PENDING_PROCEED)]
+        missing = (group.desired_capacity or 0) - len(in_service) - len(launching)
         if missing > 0:
+            # A warm pool is drawn on first, oldest instance first; then new instances.
+            for instance_id in list(self.pools.get(group.name, []))[:missing]:
+                self._from_warm_pool(backend, group, instance_id)
+                missing -= 1
+        if missing > 0:
+            before = {s.instance.id for s in group.instance_states}
             group.replace_autoscaling_group_instances(missing, group.get_propagated_tags())
+            for state in [s for s in group.instance_states if s.instance.id not in before]:
+                self._admit(backend, group, state, origin=EC2)
         elif missing < 0:
             leaving = [s for s in in_service if not s.protected_from_scale_in][:-missing]
             for state in leaving:
@@ -634,6 +793,31 @@ class _LifecycleExtension:
         hook.global_timeout = global_timeout_for(int(hook.heartbeat_timeout))
         return answer
 
+    def _describe_warm_pool(
+        self,
+        response: AutoScalingResponse,
+        original: Callable[[AutoScalingResponse], ActionResult],
+    ) -> ActionResult:
+        """moto lists no instance in a warm pool: these are the ones resting in it."""
+        group_name = response._get_param("AutoScalingGroupName")
+        pool = response.autoscaling_backend.describe_warm_pool(group_name=group_name)
+        if pool is None:
+            return original(response)
+        ec2 = response.autoscaling_backend.ec2_backend
+        instances = []
+        for instance_id in self.pools.get(group_name, []):
+            instance = ec2.get_instance(instance_id)
+            instances.append(
+                {
+                    "InstanceId": instance_id,
+                    "InstanceType": instance.instance_type,
+                    "AvailabilityZone": instance.placement.zone,
+                    "LifecycleState": self._log.state_of(instance_id),
+                    "HealthStatus": "Healthy",
+                }
+            )
+        return ActionResult({"WarmPoolConfiguration": pool, "Instances": instances})
+
     def _delete_hook(
         self,
         response: AutoScalingResponse,
@@ -748,6 +932,29 @@ class LocalAws:
         if service not in self._clients:
             self._clients[service] = _new_client(service, endpoint_url, self.region)
         return self._clients[service]
+
+    @property
+    def on_host(self) -> HostSink | None:
+        """Told when an instance of a group stops (into a warm pool) or starts (out of it)."""
+        return self._extension.on_host
+
+    @on_host.setter
+    def on_host(self, sink: HostSink | None) -> None:
+        self._extension.on_host = sink
+
+    def warm_pool_instances(self, group_name: str) -> list[str]:
+        """The instances resting in the group's warm pool, oldest first."""
+        return list(self._extension.pools.get(group_name, []))
+
+    def put_warm_pool(
+        self, group_name: str, *, reuse_on_scale_in: bool = True, pool_state: str = "Stopped"
+    ) -> None:
+        """`PutWarmPool` over HTTP, with `InstanceReusePolicy.ReuseOnScaleIn` as given."""
+        self.client("autoscaling").put_warm_pool(
+            AutoScalingGroupName=group_name,
+            PoolState=pool_state,
+            InstanceReusePolicy={"ReuseOnScaleIn": reuse_on_scale_in},
+        )
 
     def expire_due_actions(self) -> list[LifecycleAction]:
         """Apply every heartbeat or global timeout that has run out at the clock's now."""

@@ -67,6 +67,20 @@ class LocalEcs:
         instance_id = container_instance_arn.rsplit("/", 1)[-1]
         self._backend.container_instances[self.cluster][instance_id].status = status
 
+    def set_agent_connected(self, container_instance_arn: str, connected: bool) -> None:
+        """The ECS agent went away with its host (stopped into a warm pool) or came back with it.
+        The container instance stays registered, with the status it had: a stopped instance's
+        agent disconnects, and on start it reconnects with its saved registration; ECS places
+        no task on an instance whose agent is not connected.
+        https://github.com/aws/amazon-ecs-agent/issues/3000
+        https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_container_instance_events.html"""
+        instance_id = container_instance_arn.rsplit("/", 1)[-1]
+        self._backend.container_instances[self.cluster][instance_id].agent_connected = connected
+
+    def agent_connected(self, container_instance_arn: str) -> bool:
+        instance_id = container_instance_arn.rsplit("/", 1)[-1]
+        return bool(self._backend.container_instances[self.cluster][instance_id].agent_connected)
+
     @property
     def _client(self) -> Any:
         return self._aws.client("ecs")

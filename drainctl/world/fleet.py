@@ -445,7 +445,9 @@ class Fleet:
             (
                 arn
                 for arn, instance_id in self.instances.items()
-                if instance_id not in terminated and self._ecs.instance_status(arn) == "ACTIVE"
+                if instance_id not in terminated
+                and self._ecs.instance_status(arn) == "ACTIVE"
+                and self._ecs.agent_connected(arn)
             ),
             0,
         )

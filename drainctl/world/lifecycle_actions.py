@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 TERMINATING: Final = "autoscaling:EC2_INSTANCE_TERMINATING"
+LAUNCHING: Final = "autoscaling:EC2_INSTANCE_LAUNCHING"
 
 # AWS caps the whole wait at 48 h or 100 heartbeat timeouts, whichever is shorter.
 MAX_GLOBAL_TIMEOUT_SECONDS: Final = 172_800
@@ -22,6 +23,24 @@ LifecycleActionEnd = Literal["CONTINUE", "ABANDON", "heartbeat_timeout", "global
 WAIT: Final = "Terminating:Wait"
 PROCEED: Final = "Terminating:Proceed"
 TERMINATED: Final = "Terminated"
+IN_SERVICE: Final = "InService"
+# A group with a warm pool: a terminate hook holding an instance on its way back to the pool
+# (ReuseOnScaleIn) waits in Warmed:Pending:Wait; a launch hook holding an instance on its way
+# into the group waits in Pending:Wait. In the pool it is Warmed:Stopped (or Running, Hibernated).
+# https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pool-instance-lifecycle.html
+WARMED_PENDING_WAIT: Final = "Warmed:Pending:Wait"
+WARMED_PENDING_PROCEED: Final = "Warmed:Pending:Proceed"
+PENDING_WAIT: Final = "Pending:Wait"
+PENDING_PROCEED: Final = "Pending:Proceed"
+# Where an action's instance comes from and goes to (the event's Origin and Destination).
+EC2: Final = "EC2"
+GROUP: Final = "AutoScalingGroup"
+WARM_POOL: Final = "WarmPool"
+
+
+def warmed(pool_state: str) -> str:
+    """The lifecycle state of an instance resting in a warm pool of this PoolState."""
+    return f"Warmed:{pool_state}"
 
 
 def global_timeout_for(heartbeat_timeout: int) -> int:
@@ -53,6 +72,8 @@ class LifecycleAction:
     ended_at: float | None = None
     # The result AWS applied: the caller's on completion, the hook's DefaultResult on a timeout.
     result: LifecycleActionResult | None = None
+    origin: str = GROUP
+    destination: str = EC2
     event: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -85,14 +106,19 @@ class LifecycleActionLog:
         with self._lock:
             return [a for a in self._actions.values() if a.is_open]
 
-    def action_for(self, instance_id: str, hook_name: str | None = None) -> LifecycleAction | None:
+    def action_for(
+        self, instance_id: str, hook_name: str | None = None, transition: str | None = TERMINATING
+    ) -> LifecycleAction | None:
         """The latest action of an instance, open or ended: of `hook_name`, or (several hooks
-        holding it at once) of the group's first hook."""
+        holding it at once) of the group's first hook; a terminate action unless `transition`
+        says otherwise (None: any)."""
         with self._lock:
             found = [
                 a
                 for a in self._actions.values()
-                if a.instance_id == instance_id and (hook_name is None or a.hook_name == hook_name)
+                if a.instance_id == instance_id
+                and (hook_name is None or a.hook_name == hook_name)
+                and (transition is None or a.transition == transition)
             ]
             if not found:
                 return None
@@ -118,6 +144,9 @@ class LifecycleActionLog:
         default_result: LifecycleActionResult,
         now: float,
         event: dict[str, Any] | None = None,
+        origin: str = GROUP,
+        destination: str = EC2,
+        wait_state: str = WAIT,
     ) -> LifecycleAction:
         action = LifecycleAction(
             token=token,
@@ -130,13 +159,15 @@ class LifecycleActionLog:
             started_at=now,
             heartbeat_deadline=now + heartbeat_timeout,
             global_deadline=now + global_timeout_for(heartbeat_timeout),
+            origin=origin,
+            destination=destination,
             event=event or {},
         )
         with self._lock:
             if token in self._actions:
                 raise ValueError("a lifecycle action token is used once")
             self._actions[token] = action
-            self._states[instance_id] = WAIT
+            self._states[instance_id] = wait_state
         return action
 
     def find_open(

@@ -51,6 +51,7 @@ from drainctl.world.livekit_server import LocalLiveKit
 from drainctl.world.scheduler import VirtualTime
 from drainctl.world.spot import SpotInterruptions
 from drainctl.world.sqs_source import SqsEventSource, run_with_sources
+from drainctl.world.stacks import OtherStack, add_stack
 from drainctl.world.webhooks import WEBHOOK_FUNCTION, LiveKitWebhookSender, decoded_response
 
 STACK_NAME = "livekit-drain"
@@ -146,6 +147,8 @@ class World:
         self._started = False
         self._ecs: LocalEcs | None = None
         self.webhooks: LiveKitWebhookSender[Delivery] | None = None
+        # More stacks on this account and cluster (drainctl/world/stacks.py), beside this one.
+        self.stacks: list[OtherStack] = []
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -206,12 +209,31 @@ class World:
         )
         hook = base.with_context(params=self.params).resource("TerminateLifecycleHook")
         self.hook_name = cfg.hook_name or str(hook["LifecycleHookName"])
+        # With WarmPoolReuse the stack also puts a launch hook on the group (a warm pool's
+        # instances come back through it): its name as the function is told it.
+        self.launch_hook_name = ""
+        self.launch_hook_heartbeat_timeout = 0
+        if (
+            "LaunchLifecycleHook" in base.logical_ids()
+            and base.resolve({"Fn::If": ["WarmPoolReuseOn", "true", "false"]}, self.params) == "true"
+        ):
+            launch_hook = base.with_context(
+                params=self.params, pseudo={"AWS::StackName": cfg.stack_name}
+            ).resource("LaunchLifecycleHook")
+            self.launch_hook_name = str(launch_hook["LifecycleHookName"])
+            self.launch_hook_heartbeat_timeout = int(launch_hook["HeartbeatTimeout"])
         self.hook_heartbeat_timeout = int(hook["HeartbeatTimeout"])
         self.hook_default_result = str(hook["DefaultResult"])
         self.table_name = f"{cfg.stack_name}-DrainTable"
         # Physical names the local world gives what it does not create itself.
         names = {logical_id: f"{cfg.stack_name}-{logical_id}" for logical_id in base.logical_ids()}
-        names.update({"DrainTable": self.table_name, "TerminateLifecycleHook": self.hook_name})
+        names.update(
+            {
+                "DrainTable": self.table_name,
+                "TerminateLifecycleHook": self.hook_name,
+                "LaunchLifecycleHook": self.launch_hook_name,
+            }
+        )
         attributes = {
             "DeadLetterQueue.Arn": f"arn:aws:sqs:{cfg.region}:{cfg.account}:{cfg.stack_name}-DeadLetterQueue",
             "DeadLetterQueue.QueueName": f"{cfg.stack_name}-DeadLetterQueue",
@@ -241,6 +263,7 @@ class World:
         )
         self.fleet = Fleet(self.ecs, self.livekit, self.rng)
         self.fleet.on_task_change = self._task_changed
+        self.aws.on_host = self._host_changed
         self.services: dict[str, ServiceSpec] = {
             DEFAULT_SERVICE: ServiceSpec(
                 DEFAULT_SERVICE, self.task_definition, self.drain_timeout, self.stop_timeout
@@ -300,11 +323,13 @@ class World:
             urls[logical_id] = str(sqs.create_queue(QueueName=name, Attributes=queue_attributes)["QueueUrl"])
         return urls
 
-    def _create_table(self) -> None:
-        props = self.template.resource("DrainTable")
+    def _create_table(self, template: Template | None = None, table_name: str | None = None) -> None:
+        """The stack's drain table (another stack's, given its template and table name)."""
+        props = (template or self.template).resource("DrainTable")
+        table_name = table_name or self.table_name
         dynamodb = self.aws.client("dynamodb")
         kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
+            "TableName": table_name,
             "AttributeDefinitions": props["AttributeDefinitions"],
             "KeySchema": props["KeySchema"],
             "BillingMode": props.get("BillingMode", "PROVISIONED"),
@@ -317,7 +342,7 @@ class World:
         ttl = props.get("TimeToLiveSpecification")
         if ttl:
             dynamodb.update_time_to_live(
-                TableName=self.table_name,
+                TableName=table_name,
                 TimeToLiveSpecification={
                     "AttributeName": ttl["AttributeName"],
                     "Enabled": bool(ttl["Enabled"]),
@@ -325,11 +350,21 @@ class World:
             )
 
     def _set_lambda_env(self) -> None:
+        env = self.lambda_env(self.template)
+        for name, value in env.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        # A new cold start: settings, clients and the cached secret are read afresh.
+        _forget_cached_secrets()
+        wiring.reset(clock=self.clock.now)
+
+    def lambda_env(self, template: Template) -> dict[str, str]:
+        """A stack's functions' environment in the local world: the template's, and the local AWS."""
         # One process runs every function: it gets the union of their environments, which the
         # template keeps free of clashes (one name, one value, in every function that has it).
         env: dict[str, str] = {}
-        for logical_id in self.template.logical_ids("AWS::Serverless::Function"):
-            for name, value in self.template.environment(logical_id).items():
+        for logical_id in template.logical_ids("AWS::Serverless::Function"):
+            for name, value in template.environment(logical_id).items():
                 if env.setdefault(name, value) != value:
                     raise ValueError(
                         f"{logical_id} sets {name} to {value!r}, another function to {env[name]!r}"
@@ -346,12 +381,7 @@ class World:
                 "POWERTOOLS_DEV": "false",
             }
         )
-        for name, value in env.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-        # A new cold start: settings, clients and the cached secret are read afresh.
-        _forget_cached_secrets()
-        wiring.reset(clock=self.clock.now)
+        return env
 
     def _restore_env(self) -> None:
         for name, value in self._saved_env.items():
@@ -387,6 +417,11 @@ class World:
         spec = ServiceSpec(name, definition, drain_timeout, stop_timeout)
         self.services[name] = spec
         return spec
+
+    def add_stack(self, name: str, *, group_name: str, params: Mapping[str, str] | None = None) -> OtherStack:
+        """Another stack of the same template beside this one: this world's account, cluster and
+        LiveKit, its own functions, table, hook on `group_name`, alarms and metrics (stacks.py)."""
+        return add_stack(self, name, group_name=group_name, params=params)
 
     def configure_deployment(
         self,
@@ -437,6 +472,14 @@ class World:
                 default_result="ABANDON" if self.hook_default_result == "ABANDON" else "CONTINUE",
             ),
         )
+        if self.launch_hook_name:
+            self.aws.client("autoscaling").put_lifecycle_hook(
+                LifecycleHookName=self.launch_hook_name,
+                AutoScalingGroupName=self.config.group_name,
+                LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                HeartbeatTimeout=self.launch_hook_heartbeat_timeout,
+                DefaultResult="CONTINUE",
+            )
         for instance_id in instance_ids:
             container_instance = self.ecs.register_instance(instance_id)
             self.fleet.instances[container_instance] = instance_id
@@ -577,15 +620,28 @@ class World:
             with contextlib.suppress(Exception):  # already leaving (Terminating:Wait): nothing to do
                 self.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
 
+    def _host_changed(self, instance_id: str, running: bool) -> None:
+        """An instance stopped into its group's warm pool, or started out of it: its ECS agent
+        disconnects or reconnects; its container instance keeps its ARN and status (ecs.py)."""
+        for arn, owner in self.fleet.instances.items():
+            if owner == instance_id:
+                self.ecs.set_agent_connected(arn, running)
+
     def workers_on(self, instance_id: str) -> list[Worker]:
         return [w for w in self.fleet.workers.values() if w.instance_id == instance_id]
 
     def terminated_instances(self) -> set[str]:
-        return {
-            a.instance_id
-            for a in self.aws.lifecycle.actions()
-            if self.aws.lifecycle.state_of(a.instance_id) == TERMINATED
-        } | self.spot.reclaimed
+        """Instances whose host is gone: terminated, reclaimed, or resting in a warm pool (a
+        task still on an instance that is stopped stops with it)."""
+        return (
+            {
+                a.instance_id
+                for a in self.aws.lifecycle.actions()
+                if self.aws.lifecycle.state_of(a.instance_id) == TERMINATED
+            }
+            | self.spot.reclaimed
+            | set(self.aws.warm_pool_instances(self.config.group_name))
+        )
 
     def drain_record(self, instance_id: str) -> DrainRecord | None:
         """The coordinator's own record of an instance's drain, read through its own store."""
@@ -610,10 +666,13 @@ class World:
     def deliver(self, event: Mapping[str, Any]) -> list[Delivery]:
         """Hand an event to every function whose EventBridge rule matches it, as EventBridge would."""
         routes = [r for r in self.routes if r.matches(event)]
-        if not routes:
+        others = [(stack, r) for stack in self.stacks for r in stack.routes if r.matches(event)]
+        if not routes and not others:
             self.unrouted.append(dict(event))
             return []
-        return [self._invoke(route, event) for route in routes]
+        return [self._invoke(route, event) for route in routes] + [
+            stack.invoke(self, route, event) for stack, route in others
+        ]
 
     def invoke_function(self, logical_id: str, event: Mapping[str, Any]) -> Delivery:
         """Invoke a function directly (as `sam local invoke -e` would), whatever its rules say."""
@@ -695,6 +754,8 @@ class World:
         if work or self.time.parked or any(source.busy for source in self.event_sources):
             run_with_sources(self.time, self.event_sources, work, step=True)
         out = self.deliveries[before:]
+        for stack in self.stacks:
+            out += stack.ticks_due(self, now)
         self.fleet.step(self.clock.now(), self.terminated_instances())
         return out
 

@@ -6,6 +6,8 @@ A drain starts four ways: the terminate lifecycle action's event (`start_drain`)
 finding an instance in `Terminating:Wait` whose event was never handled (`adopt`); a Spot
 interruption warning (`spot_interruption`); an opted-in rebalance recommendation, which only
 terminates the instance in its group so that the lifecycle action starts the drain (`rebalance`).
+On a group whose warm pool takes scaled-in instances back, a launch action of the stack's launch
+hook brings a drained instance back into service (`instance_launched`).
 
 A look never lets the hook's timer wait for a probe: a heartbeat that is due is sent first, and
 the probe runs within the time the caller gives it (`within`); a probe that cannot finish in
@@ -30,7 +32,12 @@ from drain_coordinator.domain.decide import (
     decide,
     heartbeat_due,
 )
-from drain_coordinator.domain.events import RebalanceRecommended, SpotInterruption, TerminateRequested
+from drain_coordinator.domain.events import (
+    LaunchRequested,
+    RebalanceRecommended,
+    SpotInterruption,
+    TerminateRequested,
+)
 from drain_coordinator.domain.probe import Probe, WorkerTask, discovery_final
 from drain_coordinator.domain.records import DrainOutcome, DrainRecord, LifecycleRef
 from drain_coordinator.domain.schedule import Breaker
@@ -74,6 +81,7 @@ class GroupPort(Protocol):
 class EcsPort(Protocol):
     def container_instance_of(self, ec2_instance_id: str) -> str | None: ...
     def drain(self, container_instance_arn: str) -> None: ...
+    def activate(self, container_instance_arn: str) -> bool: ...
     def worker_tasks_on(self, container_instance_arn: str) -> tuple[WorkerTask, ...]: ...
 
 
@@ -100,7 +108,8 @@ class StorePort(Protocol):
 class DrainStep:
     """What one look did to one drain: a log line, a replay line, a handler's return value."""
 
-    # drain_started | heartbeat | hold | wait | complete | skip | stale | rebalance
+    # drain_started | heartbeat | hold | wait | complete | skip | stale | rebalance | reactivated
+    # | launch_continued
     action: str
     instance_id: str
     sessions: int | None = None
@@ -174,7 +183,7 @@ class Coordinator:
         # A duplicate or late event (the drain is open, or closed already) touches nothing:
         # a record exists only once ECS was told DRAINING, so nothing is left undone.
         existing = self.store.get(ref.instance_id)
-        if existing is not None and existing.superseded_by(ref):
+        if existing is not None and existing.superseded_by(ref, trigger.hook_started_at):
             logger.info(
                 "instance taken again under a new lifecycle action: a new drain replaces the closed one"
             )
@@ -202,7 +211,11 @@ class Coordinator:
             opened_at=now,
             extra=extra,
         )
-        replacing = existing if existing is not None and existing.superseded_by(ref) else None
+        replacing = (
+            existing
+            if existing is not None and existing.superseded_by(ref, trigger.hook_started_at)
+            else None
+        )
         steps = self._open(
             record, reason=TRIGGER_ADOPTED if adopted else None, replacing=replacing, within=within
         )
@@ -310,6 +323,49 @@ class Coordinator:
             return [DrainStep(action="skip", instance_id=instance_id, reason="not_terminable")]
         logger.info("rebalance recommendation: instance terminated in its group, a replacement launches")
         return [DrainStep(action="rebalance", instance_id=instance_id, reason="terminated_with_replacement")]
+
+    def instance_launched(self, launch: LaunchRequested) -> list[DrainStep]:
+        """Complete a launch action of the stack's launch hook; first, for an instance back from
+        the warm pool (a scale-in drained it and ReuseOnScaleIn sent it there), set its container
+        instance ACTIVE again, so ECS places tasks on it (ECS leaves it DRAINING). The launch
+        hook holds the instance in `Pending:Wait` until then, so it is never in service while
+        ECS still shuns it. An ECS failure raises: the action stays open, the invocation is
+        retried, and the hook's DefaultResult (CONTINUE) lets the instance in at its timeout.
+        https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pool-instance-lifecycle.html"""
+        ref = launch.lifecycle
+        _bind_drain_keys(ref)
+        steps: list[DrainStep] = []
+        if launch.from_warm_pool:
+            steps.append(self._reactivate(ref.instance_id))
+        try:
+            self.lifecycle.complete(ref, "CONTINUE")
+        except LifecycleActionGoneError as exc:
+            logger.info("launch action already ended", extra={"reason": str(exc)})
+            return [*steps, DrainStep(action="skip", instance_id=ref.instance_id, reason="gone")]
+        logger.info(
+            "launch action completed",
+            extra={"origin": launch.origin, "destination": launch.destination},
+        )
+        return [*steps, DrainStep(action="launch_continued", instance_id=ref.instance_id)]
+
+    def _reactivate(self, instance_id: str) -> DrainStep:
+        arn = self.ecs.container_instance_of(instance_id)
+        if arn is None:
+            # Its agent registers it when it starts: a new container instance is ACTIVE.
+            return DrainStep(action="skip", instance_id=instance_id, reason="not_registered")
+        existing = self.store.get(instance_id)
+        if existing is not None and existing.is_open:
+            # Back in the group, its terminate action is over: the drain's next look finds it
+            # gone and closes it.
+            logger.warning("instance back from the warm pool while its drain is still open")
+        if not self.ecs.activate(arn):
+            return DrainStep(action="skip", instance_id=instance_id, reason="already_active")
+        _put(MetricName.INSTANCES_REACTIVATED)
+        logger.info(
+            "instance back from the warm pool: container instance ACTIVE again",
+            extra={"containerInstanceArn": arn},
+        )
+        return DrainStep(action="reactivated", instance_id=instance_id)
 
     def _open(
         self,

@@ -43,6 +43,8 @@ class MetricName(StrEnum):
     DRAINS_DEFERRED = "DrainsDeferred"  # open drains not looked at for more than one period
     # a drained instance that is no ECS container instance of the cluster: released at once
     INSTANCES_NOT_REGISTERED = "InstancesNotRegistered"
+    # an instance back from the warm pool whose container instance was set ACTIVE again
+    INSTANCES_REACTIVATED = "InstancesReactivated"
 
 
 UNITS: dict[MetricName, MetricUnit] = {

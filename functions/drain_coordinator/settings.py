@@ -30,6 +30,10 @@ class Settings(BaseModel):
     cluster: str = Field(alias="ECS_CLUSTER_NAME", min_length=1, max_length=255)
     asg_name: str = Field(alias="ASG_NAME", min_length=1, max_length=255)
     hook_name: str = Field(alias="LIFECYCLE_HOOK_NAME", min_length=1, max_length=255)
+    # The stack's launch hook, on a group whose warm pool takes scaled-in instances back
+    # (ReuseOnScaleIn): its actions are completed, and an instance back from the pool is set
+    # ACTIVE again first. Empty: no launch hook, launch actions are skipped.
+    launch_hook_name: str = Field(alias="LAUNCH_LIFECYCLE_HOOK_NAME", default="", max_length=255)
     livekit_url: str = Field(alias="LIVEKIT_URL", pattern=r"^(https?|wss?)://[^\s/]+")
     livekit_secret_arn: str = Field(alias="LIVEKIT_SECRET_ARN", min_length=1)
     worker_drain_timeout: int = Field(alias="WORKER_DRAIN_TIMEOUT_SECONDS", default=600, ge=1)

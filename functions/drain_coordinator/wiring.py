@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from drain_coordinator.coordinator import Coordinator
@@ -175,3 +176,31 @@ def install(
     _task_tracker = tracker
     _webhook_service = webhooks
     _scheduler = None
+
+
+@dataclass(frozen=True)
+class Built:
+    """What one execution environment has built since its cold start (None: not yet)."""
+
+    settings: Settings | None = None
+    coordinator: Coordinator | None = None
+    task_tracker: TaskStopTracker | None = None
+    webhook_service: WebhookService | None = None
+    scheduler: Scheduler | None = None
+    clock: Callable[[], float] = time.time
+
+
+def current() -> Built:
+    """This process's execution environment, to be put back with `restore` (the local world
+    runs the functions of several stacks in one process, each in an environment of its own)."""
+    return Built(_settings, _coordinator, _task_tracker, _webhook_service, _scheduler, _clock)
+
+
+def restore(built: Built) -> None:
+    global _settings, _coordinator, _task_tracker, _webhook_service, _scheduler, _clock
+    _settings = built.settings
+    _coordinator = built.coordinator
+    _task_tracker = built.task_tracker
+    _webhook_service = built.webhook_service
+    _scheduler = built.scheduler
+    _clock = built.clock

@@ -1,88 +1,95 @@
-"""Two stacks in one account, their workers on one cluster (staging beside prod): each stack's
-alarms fire only on its own metrics, and each stack's task-state rule takes only its own workers.
+"""Two stacks in one account, their workers on one cluster (staging beside prod), deployed
+together in one local world: each stack's alarms fire only on its own metrics, and each stack's
+task-state rule takes only its own workers.
 
-Each stack runs in a local world of its own name (its resources, its alarms, the `Stack`
-dimension of its metrics); the account's CloudWatch is the union of what both printed as EMF.
+Both stacks run at once on the same moto server, cluster and LiveKit, each with its own functions,
+drain table, terminate hook on its own group, alarms and `Stack` dimension; the account's
+CloudWatch is everything both printed as EMF.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
-from drainctl.template import FunctionRoute
-from drainctl.world.alarms import AlarmSpec, Datapoint, alarm_specs, datapoints, firing
-from drainctl.world.world import World, WorldConfig
+import pytest
+
+from drainctl.world.alarms import alarm_specs, datapoints, firing
+from drainctl.world.stacks import OtherStack
+from drainctl.world.world import Delivery, World, WorldConfig
 
 CLUSTER = "livekit-agents"  # the one cluster both stacks' workers run on
 
 
-@dataclass
-class StackRun:
-    alarms: list[AlarmSpec]
-    points: list[Datapoint]
-    task_events: list[dict[str, Any]]
-    task_state_route: FunctionRoute
-    verdicts: list[str]
-
-
-def a_deploy(stack: str, *, stop_timeout: int, call_seconds: float) -> StackRun:
-    """A stack whose service `<stack>` (family `<stack>-worker`) is redeployed with two calls on
-    each of its two workers."""
+@pytest.fixture
+def prod() -> Iterator[World]:
     config = WorldConfig(
-        stack_name=stack,
+        stack_name="prod",
         cluster=CLUSTER,
-        group_name=f"{stack}-asg",
-        params={"WorkerTaskFamily": f"{stack}-worker"},
+        group_name="prod-asg",
+        params={"WorkerTaskFamily": "prod-worker"},
         livekit_webhooks=False,
     )
     with World(config) as world:
-        world.add_service(stack, drain_timeout=600, stop_timeout=stop_timeout)
-        world.create_fleet(1, workers_per_instance=2, services=[stack])
-        workers = list(world.fleet.workers.values())
-        for worker in workers:
-            for _ in range(2):
-                world.fleet.start_call(worker, world.clock.now(), call_seconds)
-        world.deploy(stack)
-        world.run(lambda: all(w.stopped_at is not None for w in workers), limit_seconds=1200)
-        world.run(lambda: False, limit_seconds=2 * world.period)  # the verdicts' minute closes
-        task_events = [
-            dict(d.event) for d in world.deliveries if d.event.get("detail-type") == "ECS Task State Change"
-        ]
-        verdicts = [
-            str(step["verdict"])
-            for d in world.deliveries
-            if isinstance(d.result, dict)
-            for step in d.result.get("steps", [])
-            if isinstance(step, dict) and step.get("action") == "task_stopped"
-        ]
-        return StackRun(
-            alarms=alarm_specs(world.template),
-            points=datapoints(world.lambdas.invocations),
-            task_events=task_events,
-            task_state_route=next(r for r in world.routes if r.logical_id == "TaskStateFunction"),
-            verdicts=verdicts,
-        )
+        yield world
 
 
-def test_each_stacks_alarms_fire_only_for_its_own_stack_and_its_rule_takes_only_its_workers() -> None:
-    # GIVEN staging, misconfigured (stopTimeout 120 s under 5-minute calls), and prod, right,
-    # both redeployed on one cluster of one account
-    staging = a_deploy("staging", stop_timeout=120, call_seconds=300)
-    prod = a_deploy("prod", stop_timeout=900, call_seconds=60)
-    assert set(staging.verdicts) == {"forced_kill"}
-    assert set(prod.verdicts) == {"graceful"}
-    account = staging.points + prod.points
+def judged(deliveries: list[Delivery]) -> list[dict[str, Any]]:
+    """The task stops these invocations judged."""
+    return [
+        step
+        for d in deliveries
+        if isinstance(d.result, dict)
+        for step in d.result.get("steps", [])
+        if isinstance(step, dict) and step.get("action") == "task_stopped"
+    ]
 
-    # WHEN each stack's alarms are evaluated on everything the account's CloudWatch holds
-    staging_fired = {f.alarm.name for f in firing(staging.alarms, account)}
-    prod_fired = {f.alarm.name for f in firing(prod.alarms, account)}
 
-    # THEN staging pages for its own kills and dropped calls, and prod pages for nothing
+def a_redeploy_with_calls(world: World, service: str, call_seconds: float) -> list[str]:
+    """Two calls on each worker of the service, then a rolling deploy; the old tasks' ARNs."""
+    old = [w for w in world.fleet.workers.values() if w.service == service]
+    for worker in old:
+        for _ in range(2):
+            world.fleet.start_call(worker, world.clock.now(), call_seconds)
+    world.deploy(service)
+    return [w.task_arn for w in old]
+
+
+def test_each_stacks_alarms_fire_only_for_its_own_stack_and_its_rule_takes_only_its_workers(
+    prod: World,
+) -> None:
+    world = prod
+    # GIVEN prod, right (stopTimeout 900 s), and beside it in the same account staging,
+    # misconfigured (stopTimeout 120 s under 5-minute calls), each on its own group of the one
+    # cluster, each with two workers of its own service
+    staging: OtherStack = world.add_stack(
+        "staging", group_name="staging-asg", params={"WorkerTaskFamily": "staging-worker"}
+    )
+    world.add_service("prod", drain_timeout=600, stop_timeout=900)
+    world.add_service("staging", drain_timeout=600, stop_timeout=120)
+    world.create_fleet(1, workers_per_instance=2, services=["prod"])
+    staging.create_fleet(world, 1, workers_per_instance=2, services=["staging"])
+    assert staging.table_name != world.table_name and staging.hook_name != world.hook_name
+
+    # WHEN both services are redeployed at once, with calls up
+    staging_tasks = a_redeploy_with_calls(world, "staging", call_seconds=300)
+    prod_tasks = a_redeploy_with_calls(world, "prod", call_seconds=60)
+    old = [world.fleet.workers[arn] for arn in staging_tasks + prod_tasks]
+    assert world.run(lambda: all(w.stopped_at is not None for w in old), limit_seconds=1200)
+    world.run(lambda: False, limit_seconds=2 * world.period)  # the verdicts' minute closes
+
+    # THEN each stack judged exactly its own old tasks: staging's killed, prod's graceful
+    staging_judged = judged(staging.deliveries)
+    prod_judged = judged([d for d in world.deliveries if d not in staging.deliveries])
+    assert sorted(s["task_arn"] for s in staging_judged) == sorted(staging_tasks)
+    assert sorted(s["task_arn"] for s in prod_judged) == sorted(prod_tasks)
+    assert {s["verdict"] for s in staging_judged} == {"forced_kill"}
+    assert {s["verdict"] for s in prod_judged} == {"graceful"}
+    # AND on everything the account's CloudWatch holds, staging pages for its own kills and
+    # dropped calls, and prod pages for nothing
+    account = datapoints(world.lambdas.invocations)
+    staging_fired = {f.alarm.name for f in firing(alarm_specs(staging.template), account)}
+    prod_fired = {f.alarm.name for f in firing(alarm_specs(world.template), account)}
     assert {"staging-forced-kills", "staging-dropped-sessions"} <= staging_fired
     assert prod_fired == set()
-    # AND each stack's task-state rule takes its own workers' events, never the other's
-    assert staging.task_events and prod.task_events
-    assert all(staging.task_state_route.matches(e) for e in staging.task_events)
-    assert not any(prod.task_state_route.matches(e) for e in staging.task_events)
-    assert not any(staging.task_state_route.matches(e) for e in prod.task_events)
+    assert {p.dimensions.get("Stack") for p in account} >= {"prod", "staging"}

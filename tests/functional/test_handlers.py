@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from drain_coordinator.domain.events import LaunchRequested
 from drain_coordinator.domain.probe import WorkerTask
-from drain_coordinator.domain.records import DrainOutcome
+from drain_coordinator.domain.records import DrainOutcome, LifecycleRef
 from drain_coordinator.handlers import lifecycle, reconcile
+from drain_coordinator.integrations.ecs import EcsError
 from tests.factories import TASK_A
 from tests.fakes import FakeLambdaContext
 from tests.functional.conftest import CI_ARN, INSTANCE, Harness, load_event
@@ -261,3 +263,67 @@ def test_an_instance_taken_again_from_a_warm_pool_is_drained_again(harness: Harn
     assert record is not None and record.is_open
     assert record.lifecycle.action_token == second["detail"]["LifecycleActionToken"]
     assert actions(duplicate) == ["skip"]
+
+
+def a_launch_from_the_warm_pool(harness: Harness) -> LaunchRequested:
+    harness.ecs.instances[INSTANCE] = CI_ARN
+    harness.ecs.draining.append(CI_ARN)  # as its last drain left it
+    return LaunchRequested(
+        lifecycle=LifecycleRef(
+            asg_name="livekit-agents-asg",
+            hook_name="livekit-drain-launch",
+            instance_id=INSTANCE,
+            action_token="0b9f8e7d-6c5b-4a39-8271-605f4e3d2c1b",
+        ),
+        origin="WarmPool",
+        destination="AutoScalingGroup",
+        event_id="back-from-the-pool",
+    )
+
+
+def test_an_instance_back_from_the_warm_pool_is_set_active_before_its_launch_goes_on(
+    harness: Harness,
+) -> None:
+    # GIVEN an instance leaving the warm pool for the group, its container instance DRAINING
+    launch = a_launch_from_the_warm_pool(harness)
+    # WHEN its launch action reaches the coordinator
+    steps = harness.coordinator.instance_launched(launch)
+    # THEN it is ACTIVE again, and only then the launch action is completed
+    assert [s.action for s in steps] == ["reactivated", "launch_continued"]
+    assert harness.ecs.draining == []
+    assert harness.lifecycle.calls == [("complete:CONTINUE", INSTANCE)]
+
+
+def test_ecs_failing_when_an_instance_comes_back_leaves_its_launch_action_open(harness: Harness) -> None:
+    # GIVEN an instance leaving the warm pool, and ECS failing
+    launch = a_launch_from_the_warm_pool(harness)
+    harness.ecs.failing = True
+    # WHEN its launch action reaches the coordinator
+    # THEN the invocation fails (to be retried), and the launch is not let go on DRAINING
+    with pytest.raises(EcsError):
+        harness.coordinator.instance_launched(launch)
+    assert harness.lifecycle.calls == []
+
+
+def test_a_late_copy_of_an_earlier_actions_event_does_not_drain_the_instance_again(harness: Harness) -> None:
+    # GIVEN an instance drained twice (into the warm pool, back, taken again), both drains closed
+    harness.ecs.instances[INSTANCE] = CI_ARN
+    first = load_event(TERMINATE)
+    assert actions(lifecycle.handler(first, FakeLambdaContext())) == ["drain_started", "complete"]
+    harness.clock.t += 3600
+    second = json.loads(json.dumps(first))
+    second["detail"]["LifecycleActionToken"] = "2c1f0e9d-8b7a-4c6d-9e5f-4a3b2c1d0e9f"
+    second["id"] = "second-scale-in"
+    taken = datetime.fromisoformat(first["time"].replace("Z", "+00:00")) + timedelta(hours=1)
+    second["time"] = taken.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert actions(lifecycle.handler(second, FakeLambdaContext())) == ["drain_started", "complete"]
+    drained = list(harness.ecs.draining)
+
+    # WHEN EventBridge delivers the first action's event once more, late (a retry)
+    late = lifecycle.handler(first, FakeLambdaContext())
+
+    # THEN it is a duplicate: no new drain, the instance is not set DRAINING again
+    assert actions(late) == ["skip"]
+    assert harness.ecs.draining == drained
+    record = harness.store.get(INSTANCE)
+    assert record is not None and record.lifecycle.action_token == second["detail"]["LifecycleActionToken"]

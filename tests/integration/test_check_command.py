@@ -463,3 +463,69 @@ def test_the_module_runs_as_a_program_with_its_exit_status() -> None:
     # THEN the status and the message are the command's
     assert result.returncode == 2
     assert "drainctl check: cannot read template no-such-template.yaml" in result.stderr
+
+
+WARM_POOL = """\
+  WorkerWarmPool:
+    Type: AWS::AutoScaling::WarmPool
+    Properties:
+      AutoScalingGroupName: !Ref AutoScalingGroupName
+      PoolState: Stopped
+      InstanceReusePolicy:
+        ReuseOnScaleIn: true
+"""
+
+
+def with_a_warm_pool(source: Path, tmp_path: Path) -> Path:
+    """`source` with a warm pool that takes scaled-in instances back, beside its own resources."""
+    text = source.read_text()
+    written = tmp_path / source.name
+    written.write_text(text.replace("\nResources:\n", "\nResources:\n" + WARM_POOL, 1))
+    return written
+
+
+def test_a_warm_pool_reusing_instances_needs_the_coordinators_launch_hook(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # GIVEN the project's template beside a warm pool with ReuseOnScaleIn
+    template = with_a_warm_pool(TEMPLATE, tmp_path)
+
+    # WHEN it is checked without, then with WarmPoolReuse
+    _, without = json_report(capsys, "--template", str(template), "--config", str(SAMCONFIG))
+    _, with_hook = json_report(
+        capsys, "--template", str(template), "--config", str(SAMCONFIG), "--params", "WarmPoolReuse=true"
+    )
+
+    # THEN the first is refused (the instance would come back DRAINING), the second passes
+    assert statuses(without)["warm-pool-reuse"] == "FAIL"
+    assert statuses(with_hook)["warm-pool-reuse"] == "PASS"
+    (rule,) = [r for r in with_hook["rules"] if r["rule"] == "warm-pool-reuse"]
+    assert "LaunchLifecycleHook" in rule["detail"]
+    # AND with no launch template in the stack, whether the hosts wait for the pool is unknown
+    assert statuses(with_hook)["warm-pool-agent-check"] == "SKIP"
+
+
+def test_the_hosts_of_a_warm_pool_must_set_the_agents_warm_pool_check(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # GIVEN a warm pool beside the packaged worker's hosts, and beside a user's hosts whose
+    # ecs.config does not set ECS_WARM_POOLS_CHECK
+    (tmp_path / "packaged").mkdir()
+    (tmp_path / "users").mkdir()
+    packaged = with_a_warm_pool(TEMPLATE, tmp_path / "packaged")
+    users = with_a_warm_pool(STACK, tmp_path / "users")
+    worker = [
+        "WorkerImageUri=123456789012.dkr.ecr.us-east-1.amazonaws.com/w:1",
+        "WorkerSubnetIds=subnet-0a1b2c3d",
+    ]
+
+    # WHEN both are checked
+    _, ours = json_report(
+        capsys, "--template", str(packaged), "--config", str(SAMCONFIG), "--params", *worker
+    )
+    _, theirs = json_report(capsys, "--template", str(users), *WORKER_IN_STACK[2:])
+
+    # THEN the packaged worker's hosts wait for the pool; the user's are refused, and said unset
+    assert statuses(ours)["warm-pool-agent-check"] == "PASS"
+    assert statuses(theirs)["warm-pool-agent-check"] == "FAIL"
+    assert any("ECS_WARM_POOLS_CHECK" in line for line in theirs["assumed"])

@@ -58,6 +58,7 @@ CONTRACT_ENVIRONMENT = {
     "ECS_CLUSTER_NAME",
     "ASG_NAME",
     "LIFECYCLE_HOOK_NAME",
+    "LAUNCH_LIFECYCLE_HOOK_NAME",
     "LIVEKIT_URL",
     "LIVEKIT_SECRET_ARN",
     "WORKER_DRAIN_TIMEOUT_SECONDS",
@@ -182,6 +183,7 @@ def test_parameters_without_values_are_the_defaults(template: Template) -> None:
         "ShardSize": "20",
         "ReserveConcurrency": "true",
         "HostStopTimeout": "30",
+        "WarmPoolReuse": "false",
     }
 
 
@@ -370,6 +372,22 @@ def test_lifecycle_rule_ignores_launch_actions(template: Template, params: dict[
     assert not route.matches(event)
 
 
+def test_lifecycle_rule_takes_the_launch_hooks_actions_with_warm_pool_reuse(template: Template) -> None:
+    # GIVEN the stack deployed with WarmPoolReuse=true (a warm pool with ReuseOnScaleIn)
+    params = template.parameters({**LIVEKIT, "WarmPoolReuse": "true"})
+    route = _route(template, params, "LifecycleFunction", "TerminateLifecycleAction")
+    names = {**TABLE, "LaunchLifecycleHook": "livekit-drain-launch"}
+    env = template.environment("LifecycleFunction", params=params, resource_names=names)
+
+    # WHEN / THEN the group's launch actions are delivered too, and the function knows its hook
+    assert route.matches(_event("asg-launch-lifecycle-action.json"))
+    assert route.matches(_event("asg-terminate-lifecycle-action.json"))
+    assert env["LAUNCH_LIFECYCLE_HOOK_NAME"] == "livekit-drain-launch"
+    hook = template.resource("LaunchLifecycleHook", params=params)
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert hook["DefaultResult"] == "CONTINUE"
+
+
 def test_lifecycle_rule_follows_the_group_parameter(template: Template) -> None:
     # GIVEN the stack deployed for another group
     params = template.parameters({**LIVEKIT, "AutoScalingGroupName": "other-asg"})
@@ -507,6 +525,8 @@ def test_function_environment_resolves_against_the_recorded_events(
     assert env["POWERTOOLS_SERVICE_NAME"] == "livekit-drain"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LiveKitDrain"
     assert env["WORKER_TASK_FAMILY"] == ""
+    # No warm pool reuse by default: no launch hook, launch actions skipped.
+    assert env["LAUNCH_LIFECYCLE_HOOK_NAME"] == ""
     assert (
         env["WORKER_DRAIN_TIMEOUT_SECONDS"],
         env["WORKER_STOP_TIMEOUT_SECONDS"],

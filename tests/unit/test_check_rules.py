@@ -68,6 +68,7 @@ def a_budget(**changes: Any) -> Budget:
         declared_stop_timeout=900,
         hosts=HOSTS,
         warm_pools=(("warm pool WorkerWarmPool", False),),
+        warm_pool_checks=(("launch template WorkerHosts", "true"),),
         managed_draining=(("capacity provider WorkerCapacityProvider", "DISABLED"),),
     )
     return replace(budget, **changes)
@@ -641,16 +642,45 @@ def test_schedule_period_is_none_without_a_fixed_gap(expression: str) -> None:
 
 # -- warm pools, ECS managed draining, and what the report assumed ---------------------------------
 
-from drainctl.check import rule_managed_draining_beside_hook, rule_warm_pool_reuse  # noqa: E402
+from drainctl.check import (  # noqa: E402
+    rule_managed_draining_beside_hook,
+    rule_warm_pool_agent_check,
+    rule_warm_pool_reuse,
+)
 
 
-def test_a_warm_pool_that_reuses_scaled_in_instances_fails() -> None:
-    # GIVEN a warm pool with ReuseOnScaleIn true
-    budget = a_budget(warm_pools=(("warm pool WorkerWarmPool", True),))
-    # WHEN / THEN the rule fails and says why
+def test_a_warm_pool_that_reuses_scaled_in_instances_fails_without_the_launch_hook() -> None:
+    # GIVEN a warm pool with ReuseOnScaleIn true, and a coordinator deployed without WarmPoolReuse
+    budget = a_budget(warm_pools=(("warm pool WorkerWarmPool", True),), launch_hook="")
+    # WHEN / THEN the rule fails, says what to set and why
     result = rule_warm_pool_reuse(budget)
     assert result.status == "FAIL"
-    assert "WorkerWarmPool" in result.detail and "DRAINING" in result.why
+    assert "WorkerWarmPool" in result.detail and "WarmPoolReuse=true" in result.detail
+    assert "DRAINING" in result.why
+
+
+def test_a_warm_pool_that_reuses_scaled_in_instances_passes_with_the_launch_hook() -> None:
+    # GIVEN the same warm pool, and the coordinator's launch hook on the group
+    budget = a_budget(warm_pools=(("warm pool WorkerWarmPool", True),), launch_hook="livekit-drain-launch")
+    # WHEN / THEN the rule passes and names the hook that sets returning instances ACTIVE
+    result = rule_warm_pool_reuse(budget)
+    assert result.status == "PASS"
+    assert "livekit-drain-launch" in result.detail and "ACTIVE" in result.detail
+
+
+def test_hosts_of_a_warm_pool_must_set_the_agents_warm_pool_check() -> None:
+    # GIVEN a warm pool and hosts whose ecs.config sets ECS_WARM_POOLS_CHECK, or does not
+    pools = (("warm pool WorkerWarmPool", True),)
+    checked = a_budget(warm_pools=pools, warm_pool_checks=(("launch template WorkerHosts", "true"),))
+    unchecked = a_budget(warm_pools=pools, warm_pool_checks=(("launch template WorkerHosts", None),))
+    # WHEN / THEN the first passes; the second fails and the report says it read AWS's default
+    assert rule_warm_pool_agent_check(checked).status == "PASS"
+    result = rule_warm_pool_agent_check(unchecked)
+    assert result.status == "FAIL" and "WorkerHosts: unset" in result.detail
+    assert any("ECS_WARM_POOLS_CHECK: the agent's false" in line for line in unchecked.assumptions())
+    # AND without a warm pool, or without a launch template to read, it cannot judge
+    assert rule_warm_pool_agent_check(a_budget(warm_pools=())).status == "SKIP"
+    assert rule_warm_pool_agent_check(a_budget(warm_pools=pools, warm_pool_checks=())).status == "SKIP"
 
 
 def test_a_warm_pool_without_reuse_passes_and_its_default_is_said() -> None:

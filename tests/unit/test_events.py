@@ -8,6 +8,7 @@ import pytest
 
 from drain_coordinator.domain.events import (
     EventRejectedError,
+    LaunchRequested,
     Skip,
     TerminateRequested,
     parse_lifecycle_event,
@@ -79,3 +80,60 @@ def test_malformed_events_are_rejected_with_the_field_named(mutate: Any, message
 def test_an_event_that_is_not_an_object_is_rejected() -> None:
     with pytest.raises(EventRejectedError):
         parse_lifecycle_event(["not", "an", "event"], asg_name=GROUP, hook_name=HOOK)  # type: ignore[arg-type]
+
+
+LAUNCH_HOOK = "livekit-drain-launch"
+
+
+def a_launch_from_the_warm_pool() -> dict[str, Any]:
+    """The recorded launch action, as Auto Scaling sends it for an instance leaving the warm pool
+    for the group (https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pools-eventbridge-events.html)."""
+    event = load("asg-launch-lifecycle-action.json")
+    event["detail"].update(LifecycleHookName=LAUNCH_HOOK, Origin="WarmPool", Destination="AutoScalingGroup")
+    return event
+
+
+def test_a_launch_action_of_the_stacks_launch_hook_parses_with_where_it_comes_from() -> None:
+    # GIVEN a launch action from the warm pool, and a stack with a launch hook
+    event = a_launch_from_the_warm_pool()
+
+    # WHEN it is parsed
+    trigger = parse_lifecycle_event(event, asg_name=GROUP, hook_name=HOOK, launch_hook_name=LAUNCH_HOOK)
+
+    # THEN it is a launch of that instance, from the warm pool into the group
+    assert isinstance(trigger, LaunchRequested)
+    assert trigger.lifecycle.instance_id == "i-0a1b2c3d4e5f60718"
+    assert trigger.lifecycle.hook_name == LAUNCH_HOOK
+    assert trigger.from_warm_pool
+
+
+@pytest.mark.parametrize(
+    ("changes", "launch_hook", "reason"),
+    [
+        ({}, "", "launch_transition"),  # a stack without a launch hook
+        ({"LifecycleHookName": "someone-elses-launch-hook"}, LAUNCH_HOOK, "other_hook"),
+        ({"AutoScalingGroupName": "other"}, LAUNCH_HOOK, "other_group"),
+        (
+            {"LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"},
+            LAUNCH_HOOK,
+            "not_a_launch_transition",
+        ),
+    ],
+)
+def test_launch_actions_not_of_the_stacks_launch_hook_are_skipped(
+    changes: dict[str, str], launch_hook: str, reason: str
+) -> None:
+    event = a_launch_from_the_warm_pool()
+    event["detail"].update(changes)
+    result = parse_lifecycle_event(event, asg_name=GROUP, hook_name=HOOK, launch_hook_name=launch_hook)
+    assert isinstance(result, Skip)
+    assert result.reason == reason
+
+
+def test_a_cold_launch_is_not_from_the_warm_pool() -> None:
+    # GIVEN the recorded launch of a new instance (Origin EC2) under the stack's launch hook
+    event = load("asg-launch-lifecycle-action.json")
+    event["detail"]["LifecycleHookName"] = LAUNCH_HOOK
+    trigger = parse_lifecycle_event(event, asg_name=GROUP, hook_name=HOOK, launch_hook_name=LAUNCH_HOOK)
+    assert isinstance(trigger, LaunchRequested)
+    assert not trigger.from_warm_pool

@@ -1,7 +1,7 @@
 """Incoming events, parsed into one typed trigger or a typed skip.
 
 Every source is normalised here so the handlers only ever see a trigger (`TerminateRequested`,
-`SpotInterruption`, `RebalanceRecommended`) or a `Skip`; anything that does not parse raises
+`LaunchRequested`, `SpotInterruption`, `RebalanceRecommended`) or a `Skip`; anything that does not parse raises
 `EventRejectedError` (logged whole, counted, never retried). Whatever the input (wrong types,
 missing fields, huge strings, not even an object), a parser raises nothing else.
 """
@@ -19,6 +19,12 @@ from drain_coordinator.domain.records import LifecycleRef
 TERMINATE_DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
 LAUNCH_DETAIL_TYPE = "EC2 Instance-launch Lifecycle Action"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+# Where an instance of a group with a warm pool comes from and goes to (a lifecycle action's
+# `Origin` and `Destination`): EC2 | AutoScalingGroup | WarmPool.
+# https://docs.aws.amazon.com/autoscaling/ec2/userguide/warm-pools-eventbridge-events.html
+WARM_POOL = "WarmPool"
+AUTO_SCALING_GROUP = "AutoScalingGroup"
 TEST_NOTIFICATION = "autoscaling:TEST_NOTIFICATION"
 SPOT_WARNING_DETAIL_TYPE = "EC2 Spot Instance Interruption Warning"
 REBALANCE_DETAIL_TYPE = "EC2 Instance Rebalance Recommendation"
@@ -64,6 +70,9 @@ class _LifecycleActionDetail(BaseModel):
     LifecycleHookName: str = Field(min_length=1, max_length=255)
     EC2InstanceId: str = Field(pattern=_INSTANCE_ID)
     LifecycleTransition: str = Field(min_length=1, max_length=64)
+    # Absent from events of groups without a warm pool in older samples: "" then.
+    Origin: str = Field(default="", max_length=32)
+    Destination: str = Field(default="", max_length=32)
 
 
 # Sample (EventBridge, aws.ec2):
@@ -87,6 +96,23 @@ class TerminateRequested:
     lifecycle: LifecycleRef
     hook_started_at: float
     event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequested:
+    """An instance of a watched group waits under our launch hook (`Pending:Wait`, or
+    `Warmed:Pending:Wait` on its way into the warm pool). From the warm pool back into the group
+    (`Origin: WarmPool`, `Destination: AutoScalingGroup`) it is an instance an earlier scale-in
+    drained: its container instance comes back DRAINING."""
+
+    lifecycle: LifecycleRef
+    origin: str
+    destination: str
+    event_id: str
+
+    @property
+    def from_warm_pool(self) -> bool:
+        return self.origin == WARM_POOL and self.destination == AUTO_SCALING_GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,25 +146,35 @@ class Skip:
     event_id: str
 
 
-LifecycleTrigger = TerminateRequested | SpotInterruption | RebalanceRecommended | Skip
+LifecycleTrigger = TerminateRequested | LaunchRequested | SpotInterruption | RebalanceRecommended | Skip
 
 
-def parse_lifecycle_function_event(raw: object, *, asg_name: str, hook_name: str) -> LifecycleTrigger:
+def parse_lifecycle_function_event(
+    raw: object, *, asg_name: str, hook_name: str, launch_hook_name: str = ""
+) -> LifecycleTrigger:
     """Everything the lifecycle function is routed: Auto Scaling lifecycle actions, and EC2's
     Spot interruption warnings and rebalance recommendations."""
     if isinstance(raw, Mapping) and raw.get("source") == "aws.ec2":
         return parse_ec2_event(raw)
-    return parse_lifecycle_event(raw, asg_name=asg_name, hook_name=hook_name)
+    return parse_lifecycle_event(
+        raw, asg_name=asg_name, hook_name=hook_name, launch_hook_name=launch_hook_name
+    )
 
 
-def parse_lifecycle_event(raw: object, *, asg_name: str, hook_name: str) -> TerminateRequested | Skip:
+def parse_lifecycle_event(
+    raw: object, *, asg_name: str, hook_name: str, launch_hook_name: str = ""
+) -> TerminateRequested | LaunchRequested | Skip:
+    """A terminate action of our hook, or a launch action of our launch hook (only a stack with
+    a launch hook, `launch_hook_name`, acts on launches)."""
     envelope = _envelope(raw)
     if envelope.source != "aws.autoscaling":
         raise EventRejectedError(f"unexpected source {envelope.source!r}")
     if envelope.detail.get("Event") == TEST_NOTIFICATION:
         return Skip(reason="test_notification", event_id=envelope.id)
     if envelope.detail_type == LAUNCH_DETAIL_TYPE:
-        return Skip(reason="launch_transition", event_id=envelope.id)
+        if not launch_hook_name:
+            return Skip(reason="launch_transition", event_id=envelope.id)
+        return _launch(envelope, asg_name=asg_name, launch_hook_name=launch_hook_name)
     if envelope.detail_type != TERMINATE_DETAIL_TYPE:
         raise EventRejectedError(f"unexpected detail-type {envelope.detail_type!r}")
     try:
@@ -159,6 +195,32 @@ def parse_lifecycle_event(raw: object, *, asg_name: str, hook_name: str) -> Term
             action_token=detail.LifecycleActionToken,
         ),
         hook_started_at=envelope.time.timestamp(),
+        event_id=envelope.id,
+    )
+
+
+def _launch(
+    envelope: _EventBridgeEnvelope, *, asg_name: str, launch_hook_name: str
+) -> LaunchRequested | Skip:
+    try:
+        detail = _LifecycleActionDetail.model_validate(envelope.detail)
+    except ValidationError as exc:
+        raise EventRejectedError(first_error(exc)) from exc
+    if detail.LifecycleTransition != LAUNCHING:
+        return Skip(reason="not_a_launch_transition", event_id=envelope.id)
+    if detail.AutoScalingGroupName != asg_name:
+        return Skip(reason="other_group", event_id=envelope.id)
+    if detail.LifecycleHookName != launch_hook_name:
+        return Skip(reason="other_hook", event_id=envelope.id)
+    return LaunchRequested(
+        lifecycle=LifecycleRef(
+            asg_name=detail.AutoScalingGroupName,
+            hook_name=detail.LifecycleHookName,
+            instance_id=detail.EC2InstanceId,
+            action_token=detail.LifecycleActionToken,
+        ),
+        origin=detail.Origin,
+        destination=detail.Destination,
         event_id=envelope.id,
     )
 

@@ -106,17 +106,19 @@ class DrainRecord:
             dropped_sessions=dropped_sessions,
         )
 
-    def superseded_by(self, ref: LifecycleRef) -> bool:
-        """A closed drain of this instance, and a lifecycle action that is not its own: the
+    def superseded_by(self, ref: LifecycleRef, hook_started_at: float) -> bool:
+        """A closed drain of this instance, and a later lifecycle action that is not its own: the
         instance was taken again (a warm pool with ReuseOnScaleIn returns it to the group, and a
         later scale-in opens a new terminate action with a new token). That action gets a drain
-        of its own; a duplicate of the old event (same token) does not.
+        of its own; a duplicate of this drain's event (same token), or a late copy of an earlier
+        action's (it started before this one), does not.
         https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-warm-pools.html"""
         return (
             not self.is_open
             and bool(ref.action_token)
             and bool(self.lifecycle.action_token)
             and ref.action_token != self.lifecycle.action_token
+            and hook_started_at > self.hook_started_at
         )
 
     @property

@@ -2,7 +2,9 @@
 
 Also routed here: "EC2 Spot Instance Interruption Warning" (DRAINING at once; the reclaim comes
 in two minutes whatever anyone does) and, when REBALANCE_DRAIN is on, "EC2 Instance Rebalance
-Recommendation" (the instance is terminated in its group so a normal drain starts early).
+Recommendation" (the instance is terminated in its group so a normal drain starts early); and,
+with a launch hook (a warm pool with ReuseOnScaleIn), "EC2 Instance-launch Lifecycle Action"
+(completed; an instance back from the warm pool is set ACTIVE in ECS first).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from drain_coordinator import wiring
 from drain_coordinator.coordinator import DrainStep
 from drain_coordinator.domain.events import (
     EventRejectedError,
+    LaunchRequested,
     RebalanceRecommended,
     Skip,
     SpotInterruption,
@@ -32,7 +35,10 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     settings = wiring.settings()
     try:
         trigger = parse_lifecycle_function_event(
-            event, asg_name=settings.asg_name, hook_name=settings.hook_name
+            event,
+            asg_name=settings.asg_name,
+            hook_name=settings.hook_name,
+            launch_hook_name=settings.launch_hook_name,
         )
     except EventRejectedError as exc:
         return rejected(event, exc)
@@ -42,6 +48,8 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     steps: list[DrainStep]
     if isinstance(trigger, SpotInterruption):
         steps = coordinator.spot_interruption(trigger, settings.asg_name, settings.hook_name)
+    elif isinstance(trigger, LaunchRequested):
+        steps = coordinator.instance_launched(trigger)
     elif isinstance(trigger, RebalanceRecommended):
         if not settings.rebalance_drain:
             logger.info(

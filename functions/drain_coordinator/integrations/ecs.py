@@ -79,6 +79,30 @@ class EcsCluster:
             raise EcsError(f"set DRAINING failed: {failures[0].get('reason', 'unknown')}")
         self._statuses[container_instance_arn] = "DRAINING"
 
+    def activate(self, container_instance_arn: str) -> bool:
+        """ACTIVE again, from DRAINING: ECS places tasks on it once more. True when it was set,
+        False when it was not DRAINING (as last described by `container_instance_of`).
+
+        An instance a scale-in sent back to a warm pool keeps its container instance, DRAINING as
+        the drain left it: the stopped instance's agent disconnects and reconnects with its saved
+        registration when the instance starts, and nothing sets the status back
+        (https://github.com/aws/amazon-ecs-agent/issues/3000; ECS documents ReuseOnScaleIn as
+        unsupported for this reason: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-warm-pool.html).
+        https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateContainerInstancesState.html"""
+        if self._statuses.get(container_instance_arn) != "DRAINING":
+            return False
+        try:
+            response = self._client.update_container_instances_state(
+                cluster=self.cluster, containerInstances=[container_instance_arn], status="ACTIVE"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise EcsError(describe_error(exc, "set ACTIVE")) from exc
+        failures = response.get("failures", [])
+        if failures:
+            raise EcsError(f"set ACTIVE failed: {failures[0].get('reason', 'unknown')}")
+        self._statuses[container_instance_arn] = "ACTIVE"
+        return True
+
     def worker_tasks_on(self, container_instance_arn: str) -> tuple[WorkerTask, ...]:
         """Worker tasks on the instance that have not stopped yet (running or stopping)."""
         try:
