@@ -238,6 +238,7 @@ class World:
         )
         self.fleet = Fleet(self.ecs, self.livekit, self.rng)
         self.fleet.on_task_change = self._task_changed
+        self.livekit.dispatcher = self.fleet.dispatch  # rescue jobs land on available workers
         self.services: dict[str, ServiceSpec] = {
             DEFAULT_SERVICE: ServiceSpec(
                 DEFAULT_SERVICE, self.task_definition, self.drain_timeout, self.stop_timeout
