@@ -43,10 +43,15 @@ class MetricName(StrEnum):
     DRAINS_DEFERRED = "DrainsDeferred"  # open drains not looked at for more than one period
     # a drained instance that is no ECS container instance of the cluster: released at once
     INSTANCES_NOT_REGISTERED = "InstancesNotRegistered"
+    # call rescue: a doomed call handed to a healthy worker (functions/drain_coordinator/rescue.py)
+    CALLS_RESCUED = "CallsRescued"
+    RESCUE_FAILED = "RescueFailed"  # dimension Reason
+    RESCUE_GAP_SECONDS = "RescueGapSeconds"  # from the dispatch to the new agent's join
 
 
 UNITS: dict[MetricName, MetricUnit] = {
     MetricName.DRAIN_SECONDS: MetricUnit.Seconds,
+    MetricName.RESCUE_GAP_SECONDS: MetricUnit.Seconds,
 }
 
 

@@ -162,3 +162,90 @@ def worries_of(
         )
         for room, arn in sorted(rooms.items())
     ]
+
+
+# -- a rescue once dispatched ----------------------------------------------------------------------
+
+
+class RescueStatus(StrEnum):
+    RUNNING = "running"  # dispatched, the new agent not seen yet
+    RESCUED = "rescued"  # the new agent joined: the call goes on there
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RescueRecord:
+    """One rescue of one call, as the drain table keeps it (pk "rescue#<room>")."""
+
+    room: str
+    from_task: str
+    danger: Danger
+    started_at: float
+    status: RescueStatus = RescueStatus.RUNNING
+    dispatch_id: str = ""
+    reason: RescueFailure | None = None
+    ended_at: float | None = None
+    # the new agent's join, seconds after the dispatch; its task
+    gap_seconds: float | None = None
+    to_task: str = ""
+    attempts: int = 1
+    version: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.status is RescueStatus.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSeen:
+    """An agent participant in a rescued call's room."""
+
+    identity: str
+    task_arn: str
+    joined_at: float
+    checkpoint: str = ""  # "loaded" | "none" | "" (an agent that says nothing of it)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a look learned of a running rescue: None fields mean still running."""
+
+    status: RescueStatus
+    reason: RescueFailure | None = None
+    to_task: str = ""
+    gap_seconds: float | None = None
+    # The new agent joined but found no checkpoint: the call goes on with an empty history.
+    without_state: bool = False
+
+
+CHECKPOINT_LOADED = "loaded"
+
+
+def settle(
+    rescue: RescueRecord,
+    agents: Iterable[AgentSeen],
+    jobs: int | None,
+    now: float,
+    join_timeout_seconds: float,
+) -> Settled | None:
+    """A running rescue, seen again: joined (rescued), given up (failed with its reason), or None
+    while it may still join. `jobs`: how many jobs LiveKit started for its dispatch (None: the
+    dispatch is gone)."""
+    if not rescue.running:
+        return None
+    joined = sorted(
+        (a for a in agents if a.task_arn and a.task_arn != rescue.from_task), key=lambda a: a.joined_at
+    )
+    if joined:
+        first = joined[0]
+        return Settled(
+            status=RescueStatus.RESCUED,
+            to_task=first.task_arn,
+            gap_seconds=max(0.0, first.joined_at - rescue.started_at),
+            without_state=first.checkpoint != CHECKPOINT_LOADED,
+        )
+    if now - rescue.started_at < join_timeout_seconds:
+        return None
+    # No worker with room took the job (LiveKit started none), or one took it and never joined.
+    reason = RescueFailure.NO_CAPACITY if not jobs else RescueFailure.TIMEOUT
+    return Settled(status=RescueStatus.FAILED, reason=reason)
