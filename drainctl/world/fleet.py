@@ -289,12 +289,10 @@ class Fleet:
             requests, self._dispatched = self._dispatched, []
         for request in requests:
             call = self._call_in(request.room)
-            service = self.workers[call.task_arn].service if call is not None else None
             # Among the workers that report themselves available with room, the least loaded
-            # (ties in launch order); never the call's own worker.
-            candidates = [
-                w for w in self.accepting_workers(service) if call is None or w.task_arn != call.task_arn
-            ]
+            # (ties in launch order); never the call's own worker. (The world's workers all
+            # register one agent name: the dispatch's.)
+            candidates = [w for w in self.accepting_workers() if call is None or w.task_arn != call.task_arn]
             if not candidates:
                 self.dispatches_without_worker.append(request)
                 self._event(now, "dispatch_without_worker", room=request.room)

@@ -109,17 +109,26 @@ class Rescuer:
         steps: list[RescueStep] = []
         try:
             running: set[str] = set()
+            handed: set[tuple[str, str]] = set()  # (room, task) a rescue already took the call from
             for room in sorted({c.room for c in calls} | set(also_settle)):
                 record = self.store.get(room)
-                if record is None or not record.running:
+                if record is None:
                     continue
-                ended = self._settle(record)
-                if ended is None:
-                    running.add(room)
-                else:
+                if record.running:
+                    ended = self._settle(record)
+                    if ended is None:
+                        running.add(room)
+                        continue
                     steps.append(ended)
+                    record = self.store.get(room) or record
+                if record.status is RescueStatus.RESCUED:
+                    handed.add((room, record.from_task))
             now = self.clock()
-            marked = [replace(c, rescue_running=c.room in running) for c in calls]
+            # A call its rescue took over is not doomed again while its old agent is leaving.
+            marked = [
+                replace(c, rescue_running=c.room in running or (c.room, c.task_arn) in handed)
+                for c in calls
+            ]
             plan = plan_rescues(marked, now, self.policy, free_slots=None)
             for rescue in plan.rescue:
                 steps.append(self._dispatch(rescue, now))
