@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
 from livekit import api
 
 from drainctl.world.fleet import (
