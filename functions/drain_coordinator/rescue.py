@@ -126,8 +126,7 @@ class Rescuer:
             now = self.clock()
             # A call its rescue took over is not doomed again while its old agent is leaving.
             marked = [
-                replace(c, rescue_running=c.room in running or (c.room, c.task_arn) in handed)
-                for c in calls
+                replace(c, rescue_running=c.room in running or (c.room, c.task_arn) in handed) for c in calls
             ]
             plan = plan_rescues(marked, now, self.policy, free_slots=None)
             for rescue in plan.rescue:
