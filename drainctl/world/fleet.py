@@ -52,9 +52,10 @@ SIGTERM_DELAY_SECONDS = 5  # the ECS scheduler stops tasks on a DRAINING instanc
 CALLER_PATIENCE_SECONDS = 20  # a caller left in silence hangs up after this long
 QUIESCE_POLL_SECONDS = 10  # the packaged worker's look at its container instance's status
 DEFAULT_SERVICE = "livekit-agents"
-# A rescue job: LiveKit's job request and the worker's availability answer, the job process,
-# the room join (about a second on the local agent server with the real livekit-agents), and
-# then what the caller waits for: the checkpoint read from DynamoDB and the new agent's first line.
+# A rescue job, as the model assumes it (not measured): LiveKit's job request and the worker's
+# availability answer, the job process and the room join take RESCUE_JOIN_SECONDS; then the
+# caller waits RESCUE_LOAD_SECONDS for the checkpoint read from DynamoDB and the new agent's
+# first line (the gap).
 RESCUE_JOIN_SECONDS = 1.5
 RESCUE_LOAD_SECONDS = 1.0
 # The attributes a rescue job's agent carries (the packaged worker's livekit_drain_worker.rescue):
