@@ -114,7 +114,8 @@ class World:
         self.aws = LocalAws(
             self.clock, on_event=self._pending.append, region=self.config.region, account=self.config.account
         )
-        self.livekit = LocalLiveKit()
+        # Room and join times on the virtual clock, as the handlers see time (a rescue's gap).
+        self.livekit = LocalLiveKit(clock=self.clock.now)
         # Requests cost virtual time only when a test sets `latency.seconds_per_request`.
         self.latency = VirtualLatency(self.clock)
         self.aws.request_hook = self.latency.request
