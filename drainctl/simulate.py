@@ -1,4 +1,4 @@
-"""`drainctl simulate`: one fleet, one stream of calls, three ways to stop workers, side by side.
+"""`drainctl simulate`: one fleet, one stream of calls, four ways to stop workers, side by side.
 
 Each strategy runs in its own local world with the same call arrivals (a Poisson process), the
 same call lengths and the same event at the same moment:
@@ -13,6 +13,14 @@ same call lengths and the same event at the same moment:
   call still on it. That is what AWS documents for a hook nobody completes; without any hook the
   instance would go at once, which only drops more.
 - `ec2-coordinator`: the project as deployed: the real handlers on the template's routes.
+- `ec2-coordinator-rescue`: the same with `CallRescue` on (and `RescueOnDeploy` with
+  `--rescue-on-deploy`): a call whose worker must die (the Spot warning, a drain's deadline, a
+  stop's timeout, a deploy's stop) is handed to a healthy worker by a rescue job in its room.
+
+Workers take at most `ceil(calls per worker / (1 - headroom))` calls at once (their load
+threshold), in every strategy: `--headroom` (default the README's 35 %) is the share of the
+fleet's call slots kept free. Rescue needs that room: a Spot reclaim of K of N instances moves
+K/N of the calls onto the rest.
 
 ECS's service scheduler: with `--minimum-healthy-percent P` (the template's service says 100) and
 `--health-delay S`, a worker ECS means to stop (on a DRAINING instance, or in a deploy) gets its
@@ -45,6 +53,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from boto3.dynamodb.types import TypeDeserializer
+
 from drainctl.world.decisions import decisions, longest_wait
 from drainctl.world.fleet import DEFAULT_SERVICE, Worker, WorkerState
 from drainctl.world.hostile import AWS_DEPENDENCIES, HANGABLE, HostileInputError, LatencyTail
@@ -53,7 +63,11 @@ from drainctl.world.world import Delivery, World, WorldConfig
 FARGATE: Final = "fargate"
 EC2_NO_COORDINATOR: Final = "ec2-no-coordinator"
 EC2_COORDINATOR: Final = "ec2-coordinator"
-STRATEGIES: Final = (FARGATE, EC2_NO_COORDINATOR, EC2_COORDINATOR)
+EC2_COORDINATOR_RESCUE: Final = "ec2-coordinator-rescue"
+STRATEGIES: Final = (FARGATE, EC2_NO_COORDINATOR, EC2_COORDINATOR, EC2_COORDINATOR_RESCUE)
+COORDINATED: Final = (EC2_COORDINATOR, EC2_COORDINATOR_RESCUE)
+# The README's headroom rule: keep this share of the workers' call slots free.
+DEFAULT_HEADROOM_PCT: Final = 35.0
 
 DEPLOY: Final = "deploy"
 SCALE_IN: Final = "scale-in"
@@ -222,6 +236,14 @@ class Scenario:
     maximum_percent: int = 200
     health_delay_seconds: float = 0.0
     quiesce: bool = True
+    headroom_pct: float = DEFAULT_HEADROOM_PCT
+    rescue_on_deploy: bool = False
+
+    @property
+    def calls_per_worker(self) -> int:
+        """The most calls a worker takes at once: the mean load with `headroom_pct` kept free."""
+        per_worker = self.target_concurrency / (self.instances * self.workers_per_instance)
+        return max(1, math.ceil(per_worker / (1 - self.headroom_pct / 100) - 1e-9))
 
     @property
     def scheduled(self) -> bool:
@@ -300,6 +322,8 @@ class Scenario:
             raise SimulateInputError(
                 f"--minimum-healthy-percent must be within 0-100, not {self.minimum_healthy_percent}"
             )
+        if not 0 <= self.headroom_pct <= 90:
+            raise SimulateInputError(f"--headroom must be within 0-90 %, not {self.headroom_pct:g}")
         if not 100 <= self.maximum_percent <= 200:
             raise SimulateInputError(f"--maximum-percent must be within 100-200, not {self.maximum_percent}")
         if not 0 <= self.health_delay_seconds <= 3600:
@@ -336,6 +360,17 @@ class Outcome:
     # The longest a lifecycle hook went without the coordinator deciding on it (heartbeat, wait,
     # complete): two periods at most when no drain starves.
     max_seconds_without_heartbeat_decision: float = 0.0
+    rescued: int = 0  # calls in flight carried on to another worker
+    rescue_failed: int = 0  # calls in flight the rescue strategy could not save
+    rescue_gaps: list[float] = field(default_factory=list)  # what each rescued caller waited
+    # why each call in flight that was dropped was not saved (rescue strategy only)
+    unsaved_reasons: dict[str, int] = field(default_factory=dict)
+
+    def gap_percentile(self, q: float) -> float | None:
+        if not self.rescue_gaps:
+            return None
+        ordered = sorted(self.rescue_gaps)
+        return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 2)
 
     @property
     def dropped_pct(self) -> float:
@@ -357,6 +392,10 @@ class Outcome:
             "lambda_invocations": self.lambda_invocations,
             "lambda_invocations_by_function": dict(sorted(self.invocations_by_function.items())),
             "calls_kept_off_by_quiesce": self.calls_kept_off_by_quiesce,
+            "rescued": self.rescued,
+            "rescue_failed": self.rescue_failed,
+            "rescue_gap_seconds": {"p50": self.gap_percentile(0.5), "p95": self.gap_percentile(0.95)},
+            "unsaved_reasons": dict(sorted(self.unsaved_reasons.items())),
         }
 
 
@@ -421,6 +460,9 @@ class SimulationResult:
                 "maximum_percent": s.maximum_percent,
                 "health_delay_seconds": s.health_delay_seconds,
                 "quiesce": s.quiesce,
+                "headroom_pct": s.headroom_pct,
+                "calls_per_worker": s.calls_per_worker,
+                "rescue_on_deploy": s.rescue_on_deploy,
             },
             "expected_fargate_dropped_pct": round(self.expected_capped_drop_pct, 1),
             "events": [
@@ -524,6 +566,7 @@ class _Driver:
         if not s.quiesce:
             for worker in self.world.fleet.workers.values():
                 worker.quiesce_seconds = None
+        self.world.fleet.calls_per_worker = s.calls_per_worker
 
     @property
     def now(self) -> float:
@@ -595,7 +638,33 @@ class _Driver:
         outcome.finish_seconds = None if finished_at is None else round(finished_at - t0, 1)
         outcome.series = series
         outcome.calls_kept_off_by_quiesce = world.fleet.quiesce_kept_off - kept_off_before
+        if self.strategy == EC2_COORDINATOR_RESCUE:
+            self._measure_rescues(outcome, affected, in_flight)
         return outcome
+
+    def _measure_rescues(self, outcome: Outcome, affected: list[Worker], in_flight: set[str]) -> None:
+        """The calls in flight carried on, the gaps their callers heard, and for each one dropped
+        why the rescue did not save it (the coordinator's own ledger in the drain table)."""
+        fleet = self.world.fleet
+        arns = {w.task_arn for w in affected}
+        carried = [c for c in fleet.calls if c.room in in_flight and c.rescued_from is not None]
+        outcome.rescued = len({c.room for c in carried if c.rescued_from in arns})
+        outcome.rescue_gaps = [c.gap_seconds for c in carried if c.gap_seconds is not None]
+        dropped = {c.room for c in fleet.calls if c.room in in_flight and c.dropped}
+        outcome.rescue_failed = len(dropped)
+        ledger = _rescue_ledger(self.world)
+        reasons: Counter[str] = Counter()
+        for room in sorted(dropped):
+            entry = ledger.get(room)
+            if entry is None:
+                reasons["never_doomed"] += 1  # no look saw it in danger before it went
+            elif entry.get("status") == "failed":
+                reasons[str(entry.get("reason", "unknown"))] += 1
+            elif entry.get("status") == "running":
+                reasons["killed_before_the_join"] += 1
+            else:
+                reasons["dropped_after_its_rescue"] += 1
+        outcome.unsaved_reasons = dict(reasons)
 
     def _busiest(self, count: int) -> list[str]:
         """The instances still in service holding the most calls (Auto Scaling does not look at
@@ -650,14 +719,40 @@ class _Driver:
         )
 
 
+def _rescue_ledger(world: World) -> dict[str, dict[str, Any]]:
+    """The coordinator's rescue items (integrations/rescues.py), by room."""
+    dynamodb = world.aws.client("dynamodb")
+    plain = TypeDeserializer()
+    items: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {
+        "TableName": world.table_name,
+        "FilterExpression": "#kind = :rescue",
+        "ExpressionAttributeNames": {"#kind": "kind"},
+        "ExpressionAttributeValues": {":rescue": {"S": "rescue"}},
+    }
+    while True:
+        page = dynamodb.scan(**kwargs)
+        for raw in page.get("Items", []):
+            item = {k: plain.deserialize(v) for k, v in raw.items()}
+            items[str(item["room"])] = item
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def _run_event(
     scenario: Scenario, strategy: str, kind: str, count: int
 ) -> tuple[Outcome, StrategyTotals, dict[str, int]]:
     """One event under one strategy, in a world of its own: the fleet, the warm-up, the event."""
     began = time.perf_counter()
-    coordinated = strategy == EC2_COORDINATOR
+    coordinated = strategy in COORDINATED
+    params: dict[str, str] = {}
+    if strategy == EC2_COORDINATOR_RESCUE:
+        params = {"CallRescue": "true", "RescueOnDeploy": "true" if scenario.rescue_on_deploy else "false"}
     # Without the coordinator, LiveKit's webhooks reach no function either.
-    config = WorldConfig(seed=scenario.seed, template=scenario.template, livekit_webhooks=coordinated)
+    config = WorldConfig(
+        seed=scenario.seed, template=scenario.template, livekit_webhooks=coordinated, params=params
+    )
     with StrategyWorld(config, coordinated=coordinated) as world:
         service = DEFAULT_SERVICE
         if strategy == FARGATE:
@@ -765,7 +860,9 @@ def render_table(result: SimulationResult) -> str:
         f"  fargate: stopTimeout {FARGATE_STOP_TIMEOUT_CAP} s, no hook.  ec2-no-coordinator: stopTimeout "
         f"{result.stop_timeout} s (drain_timeout {result.drain_timeout} s), terminate hook unanswered "
         f"({result.hook_heartbeat_timeout} s, then its default result).  ec2-coordinator: this project "
-        f"(drain deadline {result.drain_deadline} s).",
+        f"(drain deadline {result.drain_deadline} s).  ec2-coordinator-rescue: the same, doomed calls "
+        f"handed to healthy workers{' (and on deploys)' if s.rescue_on_deploy else ''}.",
+        f"  workers take at most {s.calls_per_worker} calls each (headroom {s.headroom_pct:g} %).",
     ]
     for event in result.events:
         lines += ["", f"{event.label}, after {_mmss(event.at_seconds)} of calls"]
@@ -792,6 +889,18 @@ def render_table(result: SimulationResult) -> str:
                 [str(event.outcomes[n].calls_kept_off_by_quiesce) for n in names],
             ),
         ]
+        if EC2_COORDINATOR_RESCUE in names:
+            rows += [
+                ("calls rescued", [str(event.outcomes[n].rescued) for n in names]),
+                (
+                    "rescue gap p50/p95 (s)",
+                    [_gaps(event.outcomes[n]) for n in names],
+                ),
+                (
+                    "  unsaved, by reason",
+                    [_reasons(event.outcomes[n].unsaved_reasons) for n in names],
+                ),
+            ]
         for title, cells in rows:
             lines.append(f"  {title:<30}" + "".join(f"{c:>{width}}" for c in cells))
     lines += [
@@ -806,6 +915,15 @@ def render_table(result: SimulationResult) -> str:
     return "\n".join(lines)
 
 
+def _gaps(outcome: Outcome) -> str:
+    p50, p95 = outcome.gap_percentile(0.5), outcome.gap_percentile(0.95)
+    return "-" if p50 is None or p95 is None else f"{p50:.1f}/{p95:.1f}"
+
+
+def _reasons(reasons: Mapping[str, int]) -> str:
+    return ",".join(f"{k}:{v}" for k, v in sorted(reasons.items())) or "-"
+
+
 def _finish(seconds: float | None) -> str:
     return "unfinished" if seconds is None else _mmss(seconds)
 
@@ -815,7 +933,7 @@ def _mmss(seconds: float) -> str:
     return f"{whole // 60:02d}:{whole % 60:02d}"
 
 
-_LINE_STYLES: Final = ("-", "--", ":")
+_LINE_STYLES: Final = ("-", "--", ":", "-.")
 
 
 def plot(result: SimulationResult, path: Path) -> None:
@@ -839,7 +957,8 @@ def plot(result: SimulationResult, path: Path) -> None:
                 where="post",
                 linestyle=_LINE_STYLES[index % len(_LINE_STYLES)],
                 linewidth=2.5 - 0.7 * index,
-                label=f"{name} ({outcome.calls_dropped} dropped)",
+                label=f"{name} ({outcome.calls_dropped} dropped"
+                + (f", {outcome.rescued} rescued)" if name == EC2_COORDINATOR_RESCUE else ")"),
             )
         axis.set_title(event.label)
         axis.set_xlabel("minutes since the event began")
@@ -854,9 +973,9 @@ def plot(result: SimulationResult, path: Path) -> None:
 # -- command line --------------------------------------------------------------------------------
 
 _DESCRIPTION = (
-    "Fleet scenarios on the local world, under three strategies side by side: Fargate (stopTimeout "
-    "capped at 120 s, no hook), EC2 without the coordinator (the terminate hook unanswered) and EC2 "
-    "with it. Without an event flag: a rolling deploy and a scale-in of one instance."
+    "Fleet scenarios on the local world, under four strategies side by side: Fargate (stopTimeout "
+    "capped at 120 s, no hook), EC2 without the coordinator (the terminate hook unanswered), EC2 "
+    "with it, and EC2 with it and call rescue. Without an event flag: a rolling deploy and a scale-in of one instance."
 )
 
 
@@ -911,6 +1030,18 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-quiesce", action="store_true", help="workers that keep taking calls on a DRAINING instance"
+    )
+    parser.add_argument(
+        "--headroom",
+        type=float,
+        default=DEFAULT_HEADROOM_PCT,
+        metavar="PCT",
+        help=f"share of the workers' call slots kept free (default {DEFAULT_HEADROOM_PCT:g}, the README's rule)",
+    )
+    parser.add_argument(
+        "--rescue-on-deploy",
+        action="store_true",
+        help="ec2-coordinator-rescue also hands over the calls of workers a deploy stops (RescueOnDeploy)",
     )
     parser.add_argument("--warm-up", type=float, default=None, help="seconds of calls before the first event")
     parser.add_argument("--seed", type=int, default=7)
@@ -971,6 +1102,8 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         maximum_percent=args.maximum_percent,
         health_delay_seconds=args.health_delay,
         quiesce=not args.no_quiesce,
+        headroom_pct=args.headroom,
+        rescue_on_deploy=bool(args.rescue_on_deploy),
         aws_latency=_latency(args.aws_latency, "--aws-latency"),
         aws_throttle=bool(args.aws_throttle),
         livekit_latency=_latency(args.livekit_latency, "--livekit-latency"),

@@ -61,6 +61,7 @@ from livekit.protocol import agent, agent_dispatch, models
 
 from drainctl.world.livekit_server import (
     AccessTokenRejectedError,
+    DispatchRequest,
     LocalLiveKit,
     verify_access_token,
 )
@@ -294,6 +295,36 @@ class LocalAgentServer:
         job = self._new_job(room, agent_name, metadata, dispatch_id=_guid("AD_"))
         assigned: JobSnapshot = self._call(self._job_request(job), timeout_seconds)
         return assigned
+
+    def take_dispatches(self) -> None:
+        """Run the job requests of the local LiveKit's own AgentDispatchService (CreateDispatch on
+        the LiveKit URL, as livekit-server hands them to its agent service): the coordinator's
+        rescue dispatches then land on the real workers registered here."""
+        self.livekit.dispatcher = self._from_livekit
+
+    def _from_livekit(self, request: DispatchRequest) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        job = self._new_job(
+            request.room, request.agent_name, request.metadata, dispatch_id=request.dispatch_id
+        )
+        asyncio.run_coroutine_threadsafe(self._livekit_request(job), loop)
+
+    async def _livekit_request(self, job: agent.Job) -> None:
+        try:
+            assigned = await self._job_request(job)
+        except NoWorkerAvailableError:
+            logger.warning("dispatch found no worker", extra={"room": job.room.name})
+            return
+        self.livekit.dispatch_job(
+            job.room.name,
+            job.dispatch_id,
+            job_id=assigned.job_id,
+            worker_id=assigned.worker_id,
+            status=assigned.status,
+            identity=assigned.participant_identity,
+        )
 
     def terminate(self, job_id: str) -> None:
         """End a job from the server side (``JobTermination``), as a room closing does."""

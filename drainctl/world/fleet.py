@@ -21,6 +21,15 @@ https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service_definition_p
 A service without one is stopped SIGTERM_DELAY_SECONDS after DRAINING and not replaced (as ECS
 does with `minimumHealthyPercent: 0` and no room for replacements).
 
+A rescue (AgentDispatchService CreateDispatch into a call's room, `dispatch`) is a job LiveKit
+gives only to a worker that reports itself available and has room for a call (livekit-agents
+reports WS_FULL at its load threshold: https://docs.livekit.io/agents/server/options/); none
+with room, the dispatch gets no job. The new agent joins `RESCUE_JOIN_SECONDS` after the
+dispatch, then the old one leaves (the packaged worker's handover: never two agents at once);
+the caller stays, and hears silence only while the new agent loads its checkpoint and speaks
+(`RESCUE_LOAD_SECONDS`: the gap). The rest of the call runs on the new worker. A rescue whose
+old worker died before the join finds no call to carry on: the call was dropped.
+
 When a worker dies its agent leaves its rooms at once, but the caller stays on the line a little
 while, hearing silence, before hanging up (`CALLER_PATIENCE_SECONDS`): that is what LiveKit shows
 for a dropped call, and what the coordinator counts.
@@ -30,18 +39,29 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from drainctl.world.ecs import LocalEcs
-from drainctl.world.livekit_server import LocalLiveKit
+from drainctl.world.livekit_server import DispatchRequest, LocalLiveKit
 
 SESSION_TAG_ATTRIBUTE = "ecs.task_arn"
 SIGTERM_DELAY_SECONDS = 5  # the ECS scheduler stops tasks on a DRAINING instance within seconds
 CALLER_PATIENCE_SECONDS = 20  # a caller left in silence hangs up after this long
 QUIESCE_POLL_SECONDS = 10  # the packaged worker's look at its container instance's status
 DEFAULT_SERVICE = "livekit-agents"
+# A rescue job, as the model assumes it (not measured): LiveKit's job request and the worker's
+# availability answer, the job process and the room join take RESCUE_JOIN_SECONDS; then the
+# caller waits RESCUE_LOAD_SECONDS for the checkpoint read from DynamoDB and the new agent's
+# first line (the gap).
+RESCUE_JOIN_SECONDS = 1.5
+RESCUE_LOAD_SECONDS = 1.0
+# The attributes a rescue job's agent carries (the packaged worker's livekit_drain_worker.rescue):
+# the task it took the call from, and whether it found the call's checkpoint.
+RESCUE_OF_ATTRIBUTE = "lk.drain.rescue_of"
+CHECKPOINT_ATTRIBUTE = "lk.drain.checkpoint"
 
 # How the real worker drains, as tests/worker/test_real_worker.py observes it with the pinned
 # livekit-agents (1.8.9) running the packaged worker (a test fails when the SDK changes these):
@@ -71,6 +91,7 @@ class CallEnd(StrEnum):
     SIGKILL = "sigkill"  # ECS killed the worker at stopTimeout
     OOM = "oom"  # the kernel killed the worker for memory
     INSTANCE_TERMINATED = "instance_terminated"  # the instance went away under the worker
+    HANDED_OVER = "handed_over"  # a rescue carried the call on to another worker: not dropped
 
 
 @dataclass
@@ -81,10 +102,23 @@ class Call:
     ends_at: float
     ended_at: float | None = None
     end: CallEnd | None = None
+    agent: str = ""  # the agent participant's identity (set when the call starts)
+    rescued_from: str | None = None  # the task this call was carried on from
+    gap_seconds: float | None = None  # what the caller waited for, at the handover
 
     @property
     def dropped(self) -> bool:
-        return self.end is not None and self.end is not CallEnd.HUNG_UP
+        return self.end is not None and self.end not in (CallEnd.HUNG_UP, CallEnd.HANDED_OVER)
+
+
+@dataclass
+class Handover:
+    """A rescue job a worker took: its agent joins at `join_at`."""
+
+    request: DispatchRequest
+    job_id: str
+    to_task: str
+    join_at: float
 
 
 @dataclass
@@ -164,6 +198,13 @@ class Fleet:
         self.slots_per_instance: int | None = None  # worker tasks an instance has room for
         self.quiesce_kept_off = 0  # calls LiveKit would have sent to a quiesced worker
         self._counterfactual = random.Random(rng.random())
+        # Calls a worker has room for (its load threshold); None: no limit.
+        self.calls_per_worker: int | None = None
+        self._dispatch_lock = threading.Lock()
+        self._dispatched: list[DispatchRequest] = []  # job requests not yet run
+        self.handovers: list[Handover] = []  # taken, not yet joined
+        self.dispatches_without_worker: list[DispatchRequest] = []
+        self._job_seq = 0
 
     # -- building ------------------------------------------------------------------------------
 
@@ -213,7 +254,9 @@ class Fleet:
         self._livekit.join(
             room, _agent(room), kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: worker.task_arn}
         )
-        call = Call(room=room, task_arn=worker.task_arn, started_at=now, ends_at=now + length)
+        call = Call(
+            room=room, task_arn=worker.task_arn, started_at=now, ends_at=now + length, agent=_agent(room)
+        )
         worker.calls[room] = call
         self.calls.append(call)
         return call
@@ -221,7 +264,111 @@ class Fleet:
     def accepting_workers(self, service: str | None = None) -> list[Worker]:
         """Every worker that reports itself available, on a DRAINING instance too: LiveKit knows
         nothing of ECS."""
-        return [w for w in self.workers.values() if w.accepting and (service is None or w.service == service)]
+        return [
+            w
+            for w in self.workers.values()
+            if w.accepting and self._has_room(w) and (service is None or w.service == service)
+        ]
+
+    def _has_room(self, worker: Worker) -> bool:
+        if self.calls_per_worker is None:
+            return True
+        incoming = sum(1 for h in self.handovers if h.to_task == worker.task_arn)
+        return len(worker.calls) + incoming < self.calls_per_worker
+
+    # -- rescues -------------------------------------------------------------------------------
+
+    def dispatch(self, request: DispatchRequest) -> None:
+        """LiveKit's job request for a dispatch (the local LiveKit's `dispatcher`): run at the
+        fleet's next step, as livekit-server runs it in the background."""
+        with self._dispatch_lock:
+            self._dispatched.append(request)
+
+    def _run_dispatches(self, now: float) -> None:
+        # Run at the step after the request (the world's LiveKit stamps it with wall time).
+        with self._dispatch_lock:
+            requests, self._dispatched = self._dispatched, []
+        for request in requests:
+            call = self._call_in(request.room)
+            # Among the workers that report themselves available with room, the least loaded
+            # (ties in launch order); never the call's own worker. (The world's workers all
+            # register one agent name: the dispatch's.)
+            candidates = [w for w in self.accepting_workers() if call is None or w.task_arn != call.task_arn]
+            if not candidates:
+                self.dispatches_without_worker.append(request)
+                self._event(now, "dispatch_without_worker", room=request.room)
+                continue
+            worker = min(candidates, key=lambda w: len(w.calls))
+            self._job_seq += 1
+            job_id = f"AJ_{self._job_seq:05d}"
+            self.handovers.append(Handover(request, job_id, worker.task_arn, now + RESCUE_JOIN_SECONDS))
+            self._livekit.dispatch_job(
+                request.room,
+                request.dispatch_id,
+                job_id=job_id,
+                worker_id=worker.task_arn,
+                status="JS_PENDING",
+            )
+
+    def _run_handovers(self, now: float) -> None:
+        for handover in [h for h in self.handovers if h.join_at <= now]:
+            self.handovers.remove(handover)
+            room, dispatch_id = handover.request.room, handover.request.dispatch_id
+            worker = self.workers[handover.to_task]
+            call = self._call_in(room)
+            if call is None or worker.state is not WorkerState.RUNNING:
+                # The call ended (or was dropped) first, or the new worker is gone: no join.
+                self._livekit.dispatch_job(
+                    room, dispatch_id, job_id=handover.job_id, worker_id=worker.task_arn, status="JS_FAILED"
+                )
+                continue
+            old = self.workers[call.task_arn]
+            identity = f"{_agent(room)}-{handover.job_id.lower()}"
+            self._livekit.join(
+                room,
+                identity,
+                kind="AGENT",
+                attributes={
+                    SESSION_TAG_ATTRIBUTE: worker.task_arn,
+                    RESCUE_OF_ATTRIBUTE: old.task_arn,
+                    CHECKPOINT_ATTRIBUTE: "loaded",
+                },
+            )
+            self._livekit.dispatch_job(
+                room,
+                dispatch_id,
+                job_id=handover.job_id,
+                worker_id=worker.task_arn,
+                status="JS_RUNNING",
+                identity=identity,
+            )
+            self._end_call(old, call, handover.join_at, CallEnd.HANDED_OVER)
+            carried = Call(
+                room=room,
+                task_arn=worker.task_arn,
+                started_at=handover.join_at,
+                ends_at=max(call.ends_at, handover.join_at + RESCUE_LOAD_SECONDS),
+                agent=identity,
+                rescued_from=old.task_arn,
+                gap_seconds=RESCUE_LOAD_SECONDS,
+            )
+            worker.calls[room] = carried
+            self.calls.append(carried)
+            self._event(
+                handover.join_at,
+                "call_handed_over",
+                room=room,
+                task=worker.task_arn,
+                from_task=old.task_arn,
+                instance=worker.instance_id,
+            )
+
+    def _call_in(self, room: str) -> Call | None:
+        """The call still up in `room`, on whichever worker holds it."""
+        for worker in self.workers.values():
+            if worker.state is not WorkerState.STOPPED and room in worker.calls:
+                return worker.calls[room]
+        return None
 
     def place_call(self, now: float, length: float, service: str | None = None) -> Call | None:
         """A new call goes to the least-loaded worker that takes calls (LiveKit's dispatch)."""
@@ -259,6 +406,8 @@ class Fleet:
         for when, room, identity in [h for h in self._hangups if h[0] <= now]:
             self._hangups.remove((when, room, identity))
             self._leave(room, identity)
+        self._run_dispatches(now)
+        self._run_handovers(now)
         for worker in list(self.workers.values()):
             if worker.state is WorkerState.STOPPED:
                 continue
@@ -499,7 +648,9 @@ class Fleet:
         call.ended_at = at
         call.end = end
         del worker.calls[call.room]
-        self._leave(call.room, _agent(call.room))
+        self._leave(call.room, call.agent or _agent(call.room))
+        if end is CallEnd.HANDED_OVER:
+            return  # the caller stays: the call goes on with the new agent
         if end is CallEnd.HUNG_UP:
             self._leave(call.room, _caller(call.room))
             self._event(at, "call_ended", room=call.room, task=worker.task_arn, instance=worker.instance_id)

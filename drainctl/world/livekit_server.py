@@ -14,6 +14,15 @@ self-hosted LiveKit server (livekit-server with the twirp-go generated RoomServi
 - Routing and decoding errors are Twirp `bad_route` (404) and `malformed` (400); unknown rooms
   and participants are `not_found` (404).
 
+The same server answers `livekit.AgentDispatchService` (CreateDispatch, ListDispatch,
+DeleteDispatch), as livekit-server serves both on one port (livekit/livekit
+pkg/service/agent_dispatch_service.go): each method needs the `roomAdmin` grant for the
+dispatch's room (`EnsureAdminPermission`), else Twirp `unauthenticated`. CreateDispatch opens the
+room if needed, stores the dispatch and answers at once; the job request runs in the background
+through `dispatcher`, which is the world's stand-in for LiveKit's worker selection (it must pick
+only workers that report themselves available) and reports the job it started, if any, with
+`dispatch_job`. A dispatch no worker took stays with no job, as livekit-server leaves it.
+
 Room state lives in memory behind one lock. Tracks, regions, `empty_timeout` and
 `departure_timeout` are not modelled; see `LocalLiveKit` for what is.
 """
@@ -40,6 +49,15 @@ from urllib.parse import urlsplit
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
+from livekit.protocol import agent
+from livekit.protocol.agent_dispatch import (
+    AgentDispatch,
+    AgentDispatchState,
+    CreateAgentDispatchRequest,
+    DeleteAgentDispatchRequest,
+    ListAgentDispatchRequest,
+    ListAgentDispatchResponse,
+)
 from livekit.protocol.models import ParticipantInfo, ParticipantPermission, Room
 from livekit.protocol.room import (
     CreateRoomRequest,
@@ -57,6 +75,8 @@ from livekit.protocol.room import (
 logger = logging.getLogger(__name__)
 
 ROOM_SERVICE_PATH: Final = "/twirp/livekit.RoomService/"
+DISPATCH_SERVICE_PATH: Final = "/twirp/livekit.AgentDispatchService/"
+_SERVICE_PATHS: Final = (ROOM_SERVICE_PATH, DISPATCH_SERVICE_PATH)
 
 DEFAULT_API_KEY: Final = "devkey"
 # A development secret only: the local world never holds a real credential.
@@ -87,6 +107,21 @@ _TWIRP_STATUS: Final[Mapping[str, int]] = {
 RequestGate = Callable[[str, Mapping[str, str]], tuple[str, str] | None]
 
 RoomEventHook = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class DispatchRequest:
+    """A CreateDispatch LiveKit accepted: its job request is the dispatcher's to run."""
+
+    dispatch_id: str
+    room: str
+    agent_name: str
+    metadata: str
+    created_at: float
+
+
+# Runs a dispatch's job request (called outside the lock, from the serving thread).
+Dispatcher = Callable[[DispatchRequest], None]
 
 
 @dataclass
@@ -364,9 +399,12 @@ class LocalLiveKit:
         self.room_listeners: list[RoomEventHook] = []
         # Refuses a request before it is served (the world's rate limit, an invocation's deadline).
         self.request_gate: RequestGate | None = None
+        # The job request of each new dispatch; None: no worker ever takes one.
+        self.dispatcher: Dispatcher | None = None
         self._clock = clock
         self._lock = threading.Lock()
         self._rooms: dict[str, _Room] = {}
+        self._dispatches: dict[str, dict[str, AgentDispatch]] = {}  # room -> id -> dispatch
         self._counts: Counter[str] = Counter()
         # Seeded so a replayed world hands out the same sids.
         self._sid_random = random.Random(0)
@@ -381,7 +419,11 @@ class LocalLiveKit:
             "GetParticipant": (RoomParticipantIdentity, self._get_participant_rpc),
             "RemoveParticipant": (RoomParticipantIdentity, self._remove_participant_rpc),
             "UpdateParticipant": (UpdateParticipantRequest, self._update_participant_rpc),
+            "CreateDispatch": (CreateAgentDispatchRequest, self._create_dispatch_rpc),
+            "ListDispatch": (ListAgentDispatchRequest, self._list_dispatch_rpc),
+            "DeleteDispatch": (DeleteAgentDispatchRequest, self._delete_dispatch_rpc),
         }
+        self._dispatch_methods = frozenset({"CreateDispatch", "ListDispatch", "DeleteDispatch"})
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -495,6 +537,36 @@ class LocalLiveKit:
             events = self._close_room_locked(record)
         self._emit(events)
 
+    def dispatch_job(
+        self, room: str, dispatch_id: str, *, job_id: str, worker_id: str, status: str, identity: str = ""
+    ) -> None:
+        """The dispatcher's report on a dispatch's job: started (`JS_PENDING`), running, ended
+        (`JS_SUCCESS`/`JS_FAILED`). A dispatch deleted meanwhile is left as it is."""
+        with self._lock:
+            dispatch = self._dispatches.get(room, {}).get(dispatch_id)
+            if dispatch is None:
+                return
+            job = next((j for j in dispatch.state.jobs if j.id == job_id), None)
+            if job is None:
+                job = dispatch.state.jobs.add(
+                    id=job_id,
+                    dispatch_id=dispatch_id,
+                    type=agent.JobType.JT_ROOM,
+                    agent_name=dispatch.agent_name,
+                    metadata=dispatch.metadata,
+                )
+                job.room.name = room
+            job.state.status = cast(agent.JobStatus, agent.JobStatus.Value(status))
+            job.state.worker_id = worker_id
+            job.state.updated_at = self._now_ms() * 1_000_000
+            if identity:
+                job.state.participant_identity = identity
+
+    def dispatches(self, room: str) -> list[AgentDispatch]:
+        """The dispatches of a room, as ListDispatch answers (copies)."""
+        with self._lock:
+            return [_copy(d) for d in self._dispatches.get(room, {}).values()]
+
     def room_sid(self, name: str) -> str | None:
         """The sid of the open room `name`; None when it is not open."""
         with self._lock:
@@ -557,6 +629,7 @@ class LocalLiveKit:
         for identity in list(record.participants):
             events += self._remove_participant_locked(record, identity, may_close=False)
         del self._rooms[record.name]
+        self._dispatches.pop(record.name, None)  # a room's dispatches end with it
         events.append(("room_finished", _event_info(record)))
         return events
 
@@ -645,6 +718,52 @@ class LocalLiveKit:
             participant.version += 1
             return participant.to_proto()
 
+    # --- AgentDispatchService ----------------------------------------------------------------
+
+    def _create_dispatch_rpc(self, req: CreateAgentDispatchRequest, grant: _VideoGrant | None) -> Message:
+        _require_admin(grant, req.room)
+        if not req.room:
+            raise _TwirpError("invalid_argument", "room name is required")
+        events: list[_RoomEvent] = []
+        with self._lock:
+            if req.room not in self._rooms:
+                events = self._open_room_locked(req.room)
+            dispatch = AgentDispatch(
+                id=self._new_sid("AD_"),
+                agent_name=req.agent_name,
+                room=req.room,
+                metadata=req.metadata,
+                state=AgentDispatchState(created_at=self._now_ms() * 1_000_000),
+            )
+            self._dispatches.setdefault(req.room, {})[dispatch.id] = dispatch
+            reply = _copy(dispatch)
+        self._emit(events)
+        dispatcher = self.dispatcher
+        if dispatcher is not None:
+            dispatcher(
+                DispatchRequest(reply.id, req.room, req.agent_name, req.metadata, created_at=self._clock())
+            )
+        return reply
+
+    def _list_dispatch_rpc(self, req: ListAgentDispatchRequest, grant: _VideoGrant | None) -> Message:
+        _require_admin(grant, req.room)
+        with self._lock:
+            found = [
+                _copy(d)
+                for d in self._dispatches.get(req.room, {}).values()
+                if not req.dispatch_id or d.id == req.dispatch_id
+            ]
+        return ListAgentDispatchResponse(agent_dispatches=found)
+
+    def _delete_dispatch_rpc(self, req: DeleteAgentDispatchRequest, grant: _VideoGrant | None) -> Message:
+        _require_admin(grant, req.room)
+        with self._lock:
+            dispatch = self._dispatches.get(req.room, {}).pop(req.dispatch_id, None)
+            if dispatch is None:
+                raise _TwirpError("not_found", "dispatch not found")
+            dispatch.state.deleted_at = self._now_ms() * 1_000_000
+            return _copy(dispatch)
+
     def _participant_locked(self, room: str, identity: str) -> _Participant:
         record = self._rooms.get(room)
         participant = None if record is None else record.participants.get(identity)
@@ -655,9 +774,7 @@ class LocalLiveKit:
     # --- HTTP --------------------------------------------------------------------------------
 
     def _count(self, http_method: str, path: str) -> None:
-        key = (
-            path[len(ROOM_SERVICE_PATH) :] if path.startswith(ROOM_SERVICE_PATH) else f"{http_method} {path}"
-        )
+        key = _method_of(path) or f"{http_method} {path}"
         with self._lock:
             self._counts[key] += 1
             self._counts["total"] += 1
@@ -671,9 +788,9 @@ class LocalLiveKit:
         if http_method != "POST":
             msg = f'unsupported method "{http_method}" (only POST is allowed)'
             raise _bad_route(msg, http_method, path)
-        method = path[len(ROOM_SERVICE_PATH) :] if path.startswith(ROOM_SERVICE_PATH) else ""
+        method = _method_of(path)
         rpc = self._rpcs.get(method)
-        if rpc is None:
+        if rpc is None or (method in self._dispatch_methods) != path.startswith(DISPATCH_SERVICE_PATH):
             raise _bad_route(f'no handler for path "{path}"', http_method, path)
         request_type, handler = rpc
 
@@ -710,6 +827,20 @@ class LocalLiveKit:
             authorization[len("Bearer ") :], {self.api_key: self.api_secret}, time.time()
         )
         return _VideoGrant.from_claims(claims)
+
+
+def _method_of(path: str) -> str:
+    """The Twirp method a path names, under either service; "" for any other path."""
+    for prefix in _SERVICE_PATHS:
+        if path.startswith(prefix):
+            return path[len(prefix) :]
+    return ""
+
+
+def _copy(dispatch: AgentDispatch) -> AgentDispatch:
+    copy = AgentDispatch()
+    copy.CopyFrom(dispatch)
+    return copy
 
 
 class _RoomServiceHTTPServer(ThreadingHTTPServer):

@@ -116,7 +116,8 @@ class World:
         self.aws = LocalAws(
             self.clock, on_event=self._pending.append, region=self.config.region, account=self.config.account
         )
-        self.livekit = LocalLiveKit()
+        # Room and join times on the virtual clock, as the handlers see time (a rescue's gap).
+        self.livekit = LocalLiveKit(clock=self.clock.now)
         # Concurrency, latency tails, hangs and rate limits on the virtual clock (drainctl/world/
         # hostile.py): off until a test or `drainctl simulate` turns them on.
         self.time = VirtualTime(self.clock)
@@ -264,6 +265,7 @@ class World:
         self.fleet = Fleet(self.ecs, self.livekit, self.rng)
         self.fleet.on_task_change = self._task_changed
         self.aws.on_host = self._host_changed
+        self.livekit.dispatcher = self.fleet.dispatch  # rescue jobs land on available workers
         self.services: dict[str, ServiceSpec] = {
             DEFAULT_SERVICE: ServiceSpec(
                 DEFAULT_SERVICE, self.task_definition, self.drain_timeout, self.stop_timeout

@@ -40,6 +40,7 @@ from drain_coordinator.domain.events import (
 )
 from drain_coordinator.domain.probe import Probe, WorkerTask, discovery_final
 from drain_coordinator.domain.records import DrainOutcome, DrainRecord, LifecycleRef
+from drain_coordinator.domain.rescue import worries_of
 from drain_coordinator.domain.schedule import Breaker
 from drain_coordinator.domain.task_stops import TaskStopRecord
 from drain_coordinator.integrations.autoscaling import (
@@ -52,6 +53,7 @@ from drain_coordinator.integrations.livekit import LiveKitProbeError
 from drain_coordinator.integrations.secrets import CredentialsError
 from drain_coordinator.integrations.store import StaleDrainError
 from drain_coordinator.observability import MetricName, logger, put_metric, put_metric_by
+from drain_coordinator.rescue import Rescuer
 
 ECS, LIVEKIT = "ECS", "LiveKit"  # the dependencies a probe asks, as the breaker names them
 ECS_PENDING = "pending"  # the container instance lookup failed at open: retried on each look
@@ -120,6 +122,8 @@ class DrainStep:
     reason: str | None = None
     # True on a hold or complete whose look sent the due heartbeat first
     heartbeat: bool | None = None
+    # Rescues this look dispatched (calls handed to healthy workers: rescue.py)
+    rescues: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +138,7 @@ class DrainStep:
                 "error": self.error,
                 "reason": self.reason,
                 "heartbeat": self.heartbeat,
+                "rescues": self.rescues,
             }.items()
             if v is not None
         }
@@ -171,6 +176,8 @@ class Coordinator:
     worker_stop_timeout_seconds: int = 900
     # Reset by whoever starts a batch of looks (one tick, one shard): see domain/schedule.py.
     breaker: Breaker = field(default_factory=Breaker)
+    # With a rescuer, each look hands the drain's doomed calls to healthy workers (rescue.py).
+    rescuer: Rescuer | None = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -504,10 +511,12 @@ class Coordinator:
             assert early is not None
             return early
         record = beaten
+        watched_before = set(record.watched_rooms or {})
         left = None if within is None else within - (self.clock() - look_started)
         record, probe = self._probe(record, left)
         now = self.clock()
         record = self._extend_deadline(record, probe, now)
+        rescues = self._rescue(record, probe, watched_before, now)
         action = decide(record, probe, now, self.policy)
         if probe.ok:
             _put(MetricName.SESSIONS_REMAINING, probe.session_count)
@@ -534,6 +543,8 @@ class Coordinator:
             return self._close_gone(replace(record, looked_at=now), probe, now, exc)
         record = replace(apply(record, action, probe, now), looked_at=now)
         step = self._step_for(action, record, probe)
+        if rescues:
+            step = replace(step, rescues=rescues)
         if early is not None:  # this look's heartbeat went first
             step = (
                 replace(step, action="heartbeat", reason=None)
@@ -541,6 +552,22 @@ class Coordinator:
                 else replace(step, heartbeat=True)
             )
         return self._save_and_emit(record, step, now)
+
+    def _rescue(self, record: DrainRecord, probe: Probe, watched_before: set[str], now: float) -> int:
+        """Hand the drain's doomed calls to healthy workers; returns how many were dispatched.
+
+        The drain completes at its last look before the deadline, up to one period early: that
+        look is the calls' kill. A Spot drain's calls are doomed by the warning itself."""
+        if self.rescuer is None or not probe.ok or not record.is_open:
+            return 0
+        reclaim = record.extra.get("reclaim_at")
+        calls = worries_of(
+            probe.sessions,
+            reclaim_at=float(reclaim) if reclaim else None,
+            deadline_at=record.deadline_at - self.policy.slack_seconds,
+        )
+        steps = self.rescuer.look(calls, also_settle=watched_before)
+        return sum(1 for s in steps if s.action == "rescue_dispatched")
 
     def _close_gone(self, record: DrainRecord, probe: Probe, now: float, exc: Exception) -> DrainStep:
         """Auto Scaling no longer knows the action. By the record's own timers that is either an

@@ -45,10 +45,15 @@ class MetricName(StrEnum):
     INSTANCES_NOT_REGISTERED = "InstancesNotRegistered"
     # an instance back from the warm pool whose container instance was set ACTIVE again
     INSTANCES_REACTIVATED = "InstancesReactivated"
+    # call rescue: a doomed call handed to a healthy worker (functions/drain_coordinator/rescue.py)
+    CALLS_RESCUED = "CallsRescued"
+    RESCUE_FAILED = "RescueFailed"  # dimension Reason
+    RESCUE_GAP_SECONDS = "RescueGapSeconds"  # from the dispatch to the new agent's join
 
 
 UNITS: dict[MetricName, MetricUnit] = {
     MetricName.DRAIN_SECONDS: MetricUnit.Seconds,
+    MetricName.RESCUE_GAP_SECONDS: MetricUnit.Seconds,
 }
 
 

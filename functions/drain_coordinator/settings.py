@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drain_coordinator.domain.decide import DrainPolicy
+from drain_coordinator.domain.rescue import RescuePolicy
 
 # The worker needs this much time after its drain for its last job to shut down before SIGKILL.
 STOP_MARGIN_SECONDS = 60
@@ -61,6 +62,12 @@ class Settings(BaseModel):
     # (empty: no fan-out, a tick does what fits and defers the rest).
     work_queue_url: str = Field(alias="WORK_QUEUE_URL", default="", max_length=2048)
     shard_size: int = Field(alias="SHARD_SIZE", default=20, ge=1, le=500)
+    # Call rescue (rescue.py): a doomed call is handed to a healthy worker by a rescue job in its
+    # room, dispatched to the agent name the workers register with. Opt-in: the workers then
+    # checkpoint transcripts. With RESCUE_ON_DEPLOY a deploy's stop dooms its calls too.
+    call_rescue: bool = Field(alias="CALL_RESCUE", default=False)
+    rescue_on_deploy: bool = Field(alias="RESCUE_ON_DEPLOY", default=False)
+    rescue_agent_name: str = Field(alias="RESCUE_AGENT_NAME", default="", max_length=255)
 
     @model_validator(mode="after")
     def _timers_agree(self) -> Settings:
@@ -95,6 +102,12 @@ class Settings(BaseModel):
     @property
     def policy(self) -> DrainPolicy:
         return DrainPolicy(reconcile_period_seconds=self.reconcile_period)
+
+    @property
+    def rescue_policy(self) -> RescuePolicy:
+        return RescuePolicy(
+            reconcile_period_seconds=self.reconcile_period, rescue_on_deploy=self.rescue_on_deploy
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from drain_coordinator.coordinator import Coordinator, DrainStep, TaskStopStorePort
 from drain_coordinator.domain.events import EventRejectedError
+from drain_coordinator.domain.rescue import worries_of
 from drain_coordinator.domain.task_stops import (
     DEFAULT_WORKER_CONTAINER,
     Judgement,
@@ -36,8 +37,18 @@ from drain_coordinator.observability import (
     put_metric_by,
     put_metric_for_service,
 )
+from drain_coordinator.rescue import Rescuer
 
 KILLING_VERDICTS = frozenset({Verdict.FORCED_KILL, Verdict.OOM})
+# ECS's stoppedReason for a task a service deployment replaces.
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-errors.html
+_DEPLOYMENT_REASON = "(deployment "
+
+
+def _by_deploy(reason: str) -> bool:
+    return _DEPLOYMENT_REASON in reason
+
+
 _PROBE_ERRORS = (LiveKitProbeError, CredentialsError, EcsError)
 
 
@@ -93,6 +104,10 @@ class TaskStopTracker:
     # What the webhooks learned of which task holds which room: counts the calls of a worker
     # that died on its own (no stop record), whose agent LiveKit no longer shows.
     room_index: RoomIndexPort | None = None
+    # With a rescuer, a stop that would end its calls (SIGKILL at stopTimeout, the worker giving
+    # up its drain_timeout, or a deploy's stop under RescueOnDeploy) hands them to healthy workers.
+    rescuer: Rescuer | None = None
+    worker_drain_timeout: int | None = None
 
     def on_change(self, change: TaskStateChange) -> list[dict[str, Any]]:
         logger.append_keys(taskArn=change.task_arn, containerInstanceArn=change.container_instance_arn)
@@ -129,6 +144,7 @@ class TaskStopTracker:
             put_metric(MetricName.PROBE_ERRORS)
             return TaskStep("task_sampled", record.task_arn, error=str(exc)).as_dict()
         put_metric(MetricName.SESSIONS_REMAINING, len(held))
+        self._rescue(record, held, set(record.watched_rooms))
         updated = replace(record, watched_rooms=held, sessions_remaining=len(held))
         step = TaskStep("task_sampled", record.task_arn, sessions=len(held), service=record.service or None)
         if at_risk(updated, now, self.at_risk_seconds) and not record.at_risk_warned:
@@ -165,6 +181,7 @@ class TaskStopTracker:
             logger.warning("could not see the stopping task's calls", extra={"error": str(exc)})
         if not self.store.create(record):
             return TaskStep("skip", change.task_arn, reason="duplicate")
+        self._rescue(record, record.watched_rooms, set())
         logger.info(
             "task stopping",
             extra={
@@ -249,6 +266,22 @@ class TaskStopTracker:
             service=record.service or None,
         )
 
+    def _rescue(self, record: TaskStopRecord, rooms: dict[str, str], watched_before: set[str]) -> None:
+        """The stop's calls, with what ends them: the SIGKILL at stopTimeout, or sooner the
+        worker giving up its drain (livekit-agents' drain_timeout); a deploy's stop (ECS's
+        stoppedReason "Scaling activity initiated by (deployment ...)")."""
+        if self.rescuer is None:
+            return
+        ends_at = record.kill_at
+        if self.worker_drain_timeout is not None:
+            ends_at = min(ends_at, record.stopping_at + self.worker_drain_timeout)
+        calls = worries_of(
+            rooms,
+            sigkill_at={record.task_arn: ends_at},
+            stopped_by_deploy=frozenset({record.task_arn}) if _by_deploy(record.reason) else frozenset(),
+        )
+        self.rescuer.look(calls, also_settle=watched_before)
+
     def _indexed_rooms(self, task_arn: str) -> dict[str, str]:
         """Rooms the webhooks saw this task's agent join: a worker that crashed or ran out of
         memory has left LiveKit by the time ECS reports it, but its callers are still there."""
@@ -278,6 +311,9 @@ class TaskStopTracker:
             stopping_at=change.stopping_at or change.observed_at,
             stop_timeout=stop_timeout,
             opened_at=now,
+            # Why ECS stops it, kept while open (a deploy's stop may be rescued); the judgement
+            # replaces it with the stop's own reason.
+            reason=change.stopped_reason or "",
         )
 
     def _instance_of(self, change: TaskStateChange) -> str | None:

@@ -12,11 +12,13 @@ from drain_coordinator.coordinator import Coordinator
 from drain_coordinator.integrations import aws_clients
 from drain_coordinator.integrations.autoscaling import LifecycleActions
 from drain_coordinator.integrations.ecs import EcsCluster
-from drain_coordinator.integrations.livekit import LiveKitSessions
+from drain_coordinator.integrations.livekit import LiveKitRescues, LiveKitSessions
+from drain_coordinator.integrations.rescues import RescueStore
 from drain_coordinator.integrations.room_index import RoomIndex, WebhookLedger
 from drain_coordinator.integrations.secrets import livekit_credentials
 from drain_coordinator.integrations.store import DrainStore, TaskStopStore
 from drain_coordinator.integrations.work_queue import WorkQueue
+from drain_coordinator.rescue import Rescuer
 from drain_coordinator.schedule import Scheduler
 from drain_coordinator.settings import Settings
 from drain_coordinator.task_tracker import TaskStopTracker
@@ -110,6 +112,8 @@ def build_task_tracker(
         worker_container=config.worker_container_name,
         host_stop_timeout=config.host_stop_timeout,
         room_index=RoomIndex(table, clock=now),
+        rescuer=drains.rescuer,
+        worker_drain_timeout=config.worker_drain_timeout,
     )
 
 
@@ -131,6 +135,22 @@ def _sessions(config: Settings) -> LiveKitSessions:
     )
 
 
+def _rescuer(config: Settings, clock: Callable[[], float]) -> Rescuer | None:
+    if not config.call_rescue:
+        return None
+    return Rescuer(
+        store=RescueStore(aws_clients.resource("dynamodb").Table(config.table_name)),
+        livekit=LiveKitRescues(
+            config.livekit_url,
+            partial(livekit_credentials, config.livekit_secret_arn),
+            timeout_seconds=config.livekit_timeout,
+        ),
+        policy=config.rescue_policy,
+        clock=clock,
+        agent_name=config.rescue_agent_name,
+    )
+
+
 def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordinator:
     return Coordinator(
         policy=config.policy,
@@ -149,6 +169,7 @@ def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordin
             aws_clients.resource("dynamodb").Table(config.table_name), ttl_days=config.record_ttl_days
         ),
         worker_stop_timeout_seconds=config.worker_stop_timeout,
+        rescuer=_rescuer(config, clock or _clock),
     )
 
 

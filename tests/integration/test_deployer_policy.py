@@ -29,10 +29,11 @@ POLICY = ROOT / "docs" / "deployer-policy.json"
 SCHEMAS = Path(cfnlint.__file__).parent / "data" / "schemas"
 REGION = "us-east-1"
 
-# Every optional part on: the packaged worker, its capacity provider, the rebalance drain, an
-# alarm email, the functions in a VPC.
+# Every optional part on: the packaged worker, its capacity provider, the rebalance drain, call
+# rescue (its key and checkpoint table), an alarm email, the functions in a VPC.
 EVERYTHING_ON = {
     "RebalanceDrain": "true",
+    "CallRescue": "true",
     "WorkerImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/livekit-drain-worker:1",
     "WorkerSubnetIds": "subnet-0123456789abcdef0",
     "WorkerTaskProtection": "true",

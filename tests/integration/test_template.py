@@ -72,6 +72,9 @@ CONTRACT_ENVIRONMENT = {
     "WORKER_CONTAINER_NAME",
     "HOST_STOP_TIMEOUT_SECONDS",
     "STACK_NAME",
+    "CALL_RESCUE",
+    "RESCUE_ON_DEPLOY",
+    "RESCUE_AGENT_NAME",
 }
 
 # Actions IAM cannot scope to a resource: "*" is the only form they take.
@@ -179,6 +182,10 @@ def test_parameters_without_values_are_the_defaults(template: Template) -> None:
         "FunctionSubnetIds": "",
         "FunctionSecurityGroupIds": "",
         "RebalanceDrain": "false",
+        "CallRescue": "false",
+        "RescueOnDeploy": "false",
+        "RescueAgentName": "",
+        "CheckpointTtlHours": "24",
         "AdvanceConcurrency": "10",
         "ShardSize": "20",
         "ReserveConcurrency": "true",

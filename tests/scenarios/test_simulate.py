@@ -1,4 +1,4 @@
-"""`drainctl simulate` and `drainctl bench` on the local world: the three strategies side by side,
+"""`drainctl simulate` and `drainctl bench` on the local world: the four strategies side by side,
 the call-length distributions, the refusals, and the benchmark figures' shape."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from drainctl import bench, simulate
 from drainctl.simulate import (
     EC2_COORDINATOR,
+    EC2_COORDINATOR_RESCUE,
     EC2_NO_COORDINATOR,
     FARGATE,
     STRATEGIES,
@@ -38,6 +39,10 @@ OUTCOME_KEYS = {
     "hooks_expired",
     "drains_deferred",
     "metrics_lost",
+    "rescued",
+    "rescue_failed",
+    "rescue_gap_seconds",
+    "unsaved_reasons",
 }
 
 
@@ -57,7 +62,7 @@ def run_cli(
 @pytest.fixture(scope="module")
 def small_fleet() -> SimulationResult:
     # GIVEN three instances of one worker, about six calls of 3-8 minutes in flight, a deploy,
-    # a scale-in of one instance and a Spot reclaim of another, under the three strategies
+    # a scale-in of one instance and a Spot reclaim of another, under the four strategies
     scenario = Scenario(
         instances=3,
         workers_per_instance=1,
@@ -116,12 +121,21 @@ def test_only_the_coordinator_runs_functions_and_heartbeats(small_fleet: Simulat
     assert scale_in.outcomes[EC2_NO_COORDINATOR].finish_seconds == small_fleet.hook_heartbeat_timeout
 
 
-def test_no_strategy_saves_the_calls_a_spot_reclaim_cuts(small_fleet: SimulationResult) -> None:
+def test_only_rescue_saves_the_calls_a_spot_reclaim_cuts(small_fleet: SimulationResult) -> None:
     spot = small_fleet.events[2]
     outcomes = spot.outcomes
-    # THEN every strategy loses the same calls in flight (those with more than 120 s left), at 120 s
-    assert len({o.dropped_in_flight for o in outcomes.values()}) == 1
+    without_rescue = [o for name, o in outcomes.items() if name != EC2_COORDINATOR_RESCUE]
+    # THEN every strategy without rescue loses the same calls in flight (those with more than
+    # 120 s left), at 120 s
+    assert len({o.dropped_in_flight for o in without_rescue}) == 1
+    assert without_rescue[0].dropped_in_flight > 0
     assert all(o.finish_seconds == 120.0 for o in outcomes.values())
+    # AND rescue hands them to healthy workers: none is lost, each rescued call's gap is short
+    rescue = outcomes[EC2_COORDINATOR_RESCUE]
+    assert rescue.dropped_in_flight == 0
+    assert rescue.rescued >= without_rescue[0].dropped_in_flight
+    p95 = rescue.gap_percentile(0.95)
+    assert p95 is not None and p95 <= 3
     # AND the coordinator heard the warning and kept new calls off the instance
     assert outcomes[EC2_COORDINATOR].invocations_by_function.get("LifecycleFunction") == 1
     assert outcomes[EC2_COORDINATOR].calls_dropped == outcomes[EC2_COORDINATOR].dropped_in_flight

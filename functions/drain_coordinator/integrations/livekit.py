@@ -18,6 +18,8 @@ from livekit.protocol.models import ParticipantInfo
 
 # The contract with the packaged worker (worker/): the attribute it sets on its agent participant.
 SESSION_TAG_ATTRIBUTE = "ecs.task_arn"
+# ... and a rescue job's agent: whether it found the call's checkpoint (livekit_drain_worker.rescue).
+CHECKPOINT_ATTRIBUTE = "lk.drain.checkpoint"
 T = TypeVar("T")
 # Participants who are nobody's call: agents, and LiveKit's own egress (recording, streaming
 # out) and ingress (streaming in) participants. Kinds: livekit/protocol
@@ -30,6 +32,10 @@ _CONCURRENCY = 16  # parallel ListParticipants calls: bounded so a big fleet doe
 
 class LiveKitProbeError(Exception):
     """LiveKit could not be asked (unreachable, timed out, refused): the answer proves nothing."""
+
+
+class RescueDispatchError(Exception):
+    """LiveKit refused (or could not be asked for) a rescue's dispatch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +84,7 @@ class LiveKitSessions:
             return {}
         return self._run(self._callers_still_in(dict(rooms)))
 
-    def _run(self, coro: Awaitable[dict[str, str]], within: float | None = None) -> dict[str, str]:
+    def _run(self, coro: Awaitable[T], within: float | None = None) -> T:
         if within is not None and within <= 0:
             raise LiveKitProbeError("no time left to ask LiveKit")
         try:
@@ -135,10 +141,12 @@ class LiveKitSessions:
     async def _callers_still_in(self, rooms: dict[str, str]) -> dict[str, str]:
         async with self._client() as lk:
             present = await self._participants_of(lk, await self._existing(lk, rooms))
+        # A caller attended by another task's agent is no dropped call: a rescue carried it on.
         return {
             room: rooms[room]
             for room, people in present.items()
             if any(p.kind not in _NOT_CALLERS for p in people)
+            and not any(_agent_task(p) not in (None, rooms[room]) for p in people)
         }
 
     async def _existing(self, lk: api.LiveKitAPI, rooms: Mapping[str, str]) -> list[str]:
@@ -166,6 +174,83 @@ class LiveKitSessions:
 
         results = await asyncio.gather(*(participants(name) for name in names))
         return {room: people for room, people in results if people is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class RoomAgent:
+    """An agent participant of a room, as a rescue's look sees it."""
+
+    identity: str
+    task_arn: str
+    joined_at: float
+    checkpoint: str
+
+
+class LiveKitRescues(LiveKitSessions):
+    """A rescue's calls to LiveKit: AgentDispatchService (CreateDispatch, ListDispatch,
+    DeleteDispatch, each needing `roomAdmin` on the room: livekit-api mints that grant), and the
+    room's agents (RoomService ListParticipants).
+    https://docs.livekit.io/agents/server/agent-dispatch/#explicit-agent-dispatch"""
+
+    def create_dispatch(self, room: str, agent_name: str, metadata: str) -> str:
+        """A new agent job in `room`: LiveKit answers at once with the dispatch's id and gives
+        its job to an available worker of `agent_name` in the background."""
+
+        async def create() -> str:
+            async with self._client() as lk:
+                made = await self._bounded(
+                    lk.agent_dispatch.create_dispatch(
+                        api.CreateAgentDispatchRequest(room=room, agent_name=agent_name, metadata=metadata)
+                    )
+                )
+            return made.id
+
+        try:
+            return self._run(create())
+        except LiveKitProbeError as exc:
+            raise RescueDispatchError(str(exc)) from exc
+
+    def dispatch_jobs(self, room: str, dispatch_id: str) -> int | None:
+        """How many jobs LiveKit started for the dispatch; None when it is gone."""
+
+        async def jobs() -> int | None:
+            async with self._client() as lk:
+                found = await self._bounded(lk.agent_dispatch.get_dispatch(dispatch_id, room))
+            return None if found is None else len(found.state.jobs)
+
+        return self._run(jobs())
+
+    def delete_dispatch(self, room: str, dispatch_id: str) -> None:
+        """Withdraw a dispatch no worker took (a room that ended has none left: not an error)."""
+
+        async def delete() -> None:
+            async with self._client() as lk:
+                try:
+                    await self._bounded(lk.agent_dispatch.delete_dispatch(dispatch_id, room))
+                except api.TwirpError as exc:
+                    if exc.code != api.TwirpErrorCode.NOT_FOUND:
+                        raise
+
+        self._run(delete())
+
+    def agents_in(self, room: str) -> list[RoomAgent]:
+        """The agent participants of `room`, with the task each is tagged with."""
+
+        async def agents() -> list[RoomAgent]:
+            async with self._client() as lk:
+                people = (await self._participants_of(lk, [room])).get(room, [])
+            return [
+                RoomAgent(
+                    identity=p.identity,
+                    task_arn=_agent_task(p) or "",
+                    joined_at=(p.joined_at_ms / 1000) if p.joined_at_ms else float(p.joined_at),
+                    checkpoint=p.attributes.get(CHECKPOINT_ATTRIBUTE, ""),
+                )
+                for p in people
+                if p.kind == ParticipantInfo.Kind.AGENT
+            ]
+
+        return self._run(agents())
 
 
 async def _within(coro: Awaitable[T], seconds: float | None) -> T:
