@@ -39,6 +39,7 @@ OUTCOME_KEYS = {
     "hooks_expired",
     "drains_deferred",
     "metrics_lost",
+    "max_seconds_without_heartbeat_decision",
     "rescued",
     "rescue_failed",
     "rescue_gap_seconds",
