@@ -32,6 +32,7 @@ from typing import Any, Final, TextIO
 
 from drain_coordinator.domain.records import DrainRecord, LifecycleRef
 from drain_coordinator.integrations import aws_clients
+from drain_coordinator.integrations.room_index import RoomIndex
 from drain_coordinator.integrations.store import DrainStore
 from drainctl.template import load_template
 from drainctl.world.fleet import SESSION_TAG_ATTRIBUTE
@@ -159,7 +160,7 @@ def _livekit_calls(total_rooms: int, draining_rooms: int, options: BenchOptions)
         for _ in range(draining_rooms):
             world.fleet.start_call(draining, now, _LONG_CALL_SECONDS)
         world.step(1.0)  # their webhooks, if LiveKit sends any
-        _background_rooms(world, total_rooms - draining_rooms, busy.task_arn)
+        background_rooms(world, total_rooms - draining_rooms, busy.task_arn)
         store = _drain_store(world)
         world.livekit.reset_counts()
         world.aws.terminate_instance(victim, should_decrement_desired_capacity=True)
@@ -181,20 +182,31 @@ def _livekit_calls(total_rooms: int, draining_rooms: int, options: BenchOptions)
     }
 
 
-def _background_rooms(world: World, count: int, task_arn: str) -> None:
-    """Rooms held by a worker no drain watches. Made straight in LiveKit, without webhooks: they
-    would only tell the coordinator about rooms it never has to wait for."""
+def background_rooms(world: World, count: int, task_arn: str, *, indexed: bool = True) -> list[str]:
+    """Rooms held by a worker no drain watches, each with a caller and that worker's agent.
+
+    Made straight in LiveKit, without webhooks (10,000 of them would be 20,000 invocations of
+    the webhook function); with `indexed`, the room index gets the entries the webhook function
+    writes for each agent's join, in batches, as if every webhook had arrived."""
     hook = world.livekit.on_room_event
     world.livekit.on_room_event = None
+    names = [f"busy-{index:06d}" for index in range(count)]
     try:
-        for index in range(count):
-            room = f"busy-{index:06d}"
+        for index, room in enumerate(names):
             world.livekit.join(room, f"caller-{index:06d}", kind="SIP")
             world.livekit.join(
                 room, f"agent-{index:06d}", kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: task_arn}
             )
     finally:
         world.livekit.on_room_event = hook
+    if indexed:
+        table = aws_clients.resource("dynamodb").Table(world.table_name)
+        room_index = RoomIndex(table, clock=world.clock.now)
+        now = world.clock.now()
+        with table.batch_writer() as batch:
+            for position, room in enumerate(names):
+                batch.put_item(Item=room_index.item_for(room, task_arn, f"agent-{position:06d}", now))
+    return names
 
 
 def _count_one_tick(world: World) -> dict[str, int]:
@@ -235,41 +247,9 @@ def _reconcile(drains: int, options: BenchOptions) -> tuple[float, float, int, f
     # Webhooks play no part in a tick: leave them out of the building.
     config = WorldConfig(seed=options.seed, template=options.template, livekit_webhooks=False)
     with World(config) as world:
-        ids = world.create_fleet(drains, 1)
         # A first run with nothing open: the function's cold start is not part of the figure.
         world.tick()
-        store = _drain_store(world)
-        now = world.clock.now()
-        deadline = float(world.params["DrainDeadline"])
-        for index, instance_id in enumerate(ids):
-            worker = world.workers_on(instance_id)[0]
-            room = f"drain-{index:05d}"
-            world.livekit.join(room, f"caller-{index:05d}", kind="SIP")
-            world.livekit.join(
-                room, f"agent-{index:05d}", kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: worker.task_arn}
-            )
-            action = world.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
-            if action is None:
-                raise BenchError(f"{instance_id} was not held by the terminate hook")
-            store.open_drain(
-                DrainRecord(
-                    lifecycle=LifecycleRef(
-                        world.config.group_name, world.hook_name, instance_id, action.token
-                    ),
-                    cluster=world.config.cluster,
-                    container_instance_arn=worker.container_instance_arn,
-                    hook_started_at=action.started_at,
-                    deadline_at=action.started_at + deadline,
-                    heartbeat_timeout=world.hook_heartbeat_timeout,
-                    # The hook's timer runs out within two periods: this tick heartbeats every drain.
-                    last_heartbeat_at=now - world.hook_heartbeat_timeout + world.period,
-                    opened_at=now,
-                    watched_rooms={room: worker.task_arn},
-                    rooms_final=True,
-                )
-            )
-        # The lifecycle events were answered by the seeding: nobody else receives them.
-        world.take_pending_events()
+        seed_open_drains(world, drains)
         built = time.perf_counter() - began
         started = time.perf_counter()
         delivery: Delivery = world.tick()
@@ -278,6 +258,47 @@ def _reconcile(drains: int, options: BenchOptions) -> tuple[float, float, int, f
         advanced = sum(1 for s in steps if isinstance(s, dict) and s.get("action") == "heartbeat")
         timeout = _function_timeout(world, world.schedule.logical_id)
     return seconds, built, advanced, timeout
+
+
+def seed_open_drains(world: World, count: int, *, heartbeat_due: bool = True) -> list[str]:
+    """`count` instances of one worker and one call each, scaled in, their drains open in the
+    table as a look in the middle of a drain leaves them (rooms audited, tasks known): the
+    lifecycle actions are really open in Auto Scaling. With `heartbeat_due`, the hooks' timers
+    run out within two periods, so the next tick heartbeats every drain."""
+    ids = world.create_fleet(count, 1)
+    store = _drain_store(world)
+    now = world.clock.now()
+    deadline = float(world.params["DrainDeadline"])
+    last_heartbeat = now - world.hook_heartbeat_timeout + world.period if heartbeat_due else now
+    for index, instance_id in enumerate(ids):
+        worker = world.workers_on(instance_id)[0]
+        room = f"drain-{index:05d}"
+        world.livekit.join(room, f"caller-{index:05d}", kind="SIP")
+        world.livekit.join(
+            room, f"agent-{index:05d}", kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: worker.task_arn}
+        )
+        action = world.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
+        if action is None:
+            raise BenchError(f"{instance_id} was not held by the terminate hook")
+        store.open_drain(
+            DrainRecord(
+                lifecycle=LifecycleRef(world.config.group_name, world.hook_name, instance_id, action.token),
+                cluster=world.config.cluster,
+                container_instance_arn=worker.container_instance_arn,
+                hook_started_at=action.started_at,
+                deadline_at=action.started_at + deadline,
+                heartbeat_timeout=world.hook_heartbeat_timeout,
+                last_heartbeat_at=last_heartbeat,
+                opened_at=now,
+                watched_rooms={room: worker.task_arn},
+                rooms_final=True,
+                rooms_audited=True,
+                known_tasks=(worker.task_arn,),
+            )
+        )
+    # The lifecycle events were answered by the seeding: nobody else receives them.
+    world.take_pending_events()
+    return ids
 
 
 def _function_timeout(world: World, logical_id: str) -> float:

@@ -43,6 +43,8 @@ class MetricName(StrEnum):
     DRAINS_DEFERRED = "DrainsDeferred"  # open drains not looked at for more than one period
     # a drained instance that is no ECS container instance of the cluster: released at once
     INSTANCES_NOT_REGISTERED = "InstancesNotRegistered"
+    # a room held by a drain's worker that the room index did not name (its webhook was lost)
+    INDEX_MISSES = "IndexMisses"
 
 
 UNITS: dict[MetricName, MetricUnit] = {

@@ -131,6 +131,7 @@ def _sessions(config: Settings) -> LiveKitSessions:
 
 
 def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordinator:
+    now = clock or _clock
     return Coordinator(
         policy=config.policy,
         cluster=config.cluster,
@@ -143,11 +144,12 @@ def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordin
         lifecycle=LifecycleActions(aws_clients.client("autoscaling")),
         ecs=_ecs(config),
         sessions=_sessions(config),
-        clock=clock or _clock,
+        clock=now,
         task_stops=TaskStopStore(
             aws_clients.resource("dynamodb").Table(config.table_name), ttl_days=config.record_ttl_days
         ),
         worker_stop_timeout_seconds=config.worker_stop_timeout,
+        room_index=RoomIndex(aws_clients.resource("dynamodb").Table(config.table_name), clock=now),
     )
 
 
