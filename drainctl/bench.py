@@ -24,15 +24,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from drain_coordinator.domain.records import DrainRecord, LifecycleRef
+import boto3
+
+from drain_coordinator.domain.records import DrainOutcome, DrainRecord, LifecycleRef
+from drain_coordinator.domain.task_stops import Verdict
 from drain_coordinator.integrations import aws_clients
+from drain_coordinator.integrations.room_index import RoomIndex
 from drain_coordinator.integrations.store import DrainStore
+from drain_coordinator.observability import MetricName
+from drainctl.cost import Workload, monthly_cost
 from drainctl.degraded import OPEN_DRAINS as DEGRADED
 from drainctl.degraded import QUICK_OPEN_DRAINS as QUICK_DEGRADED
 from drainctl.degraded import run_degraded
@@ -44,15 +51,15 @@ ROOMS: Final = (100, 1_000, 10_000)
 QUICK_ROOMS: Final = (100,)
 DRAINING_ROOMS: Final = 10
 QUICK_DRAINING_ROOMS: Final = 5
-OPEN_DRAINS: Final = (10, 100, 1_000)
-QUICK_OPEN_DRAINS: Final = (10,)
+OPEN_DRAINS: Final = (1, 10, 100, 1_000)
+QUICK_OPEN_DRAINS: Final = (1, 10)
 IMPORT_RUNS: Final = 5
 QUICK_IMPORT_RUNS: Final = 1
 RELEASE_TRIALS: Final = 5
 QUICK_RELEASE_TRIALS: Final = 2
 LAYER: Final = "DependenciesLayer"
 FUNCTION_TYPE: Final = "AWS::Serverless::Function"
-_LONG_CALL_SECONDS: Final = 86_400.0  # outlasts any measurement: the room stays up
+_DRAINED_CALL_SECONDS: Final = 150.0  # calls that end well inside the workers' drain timeout
 _ROOT: Final = Path(__file__).resolve().parents[1]
 
 
@@ -145,68 +152,86 @@ def livekit_calls_per_tick(options: BenchOptions, report: Report) -> dict[str, d
         figure["wall_seconds"] = round(time.perf_counter() - began, 1)
         out[str(rooms)] = figure
         report(
-            f"LiveKit calls, R={rooms} rooms, D={figure['draining_rooms']} on the draining worker: "
-            f"discovery {figure['discovery_calls']}, then per reconcile tick {figure['per_tick']} "
+            f"LiveKit calls, R={rooms} rooms, {figure['draining_rooms']} on the draining worker: "
+            f"whole drain {figure['whole_drain_calls']} (its audit and first looks "
+            f"{figure['discovery_calls']}), then per reconcile tick {figure['per_tick']} "
             f"{figure['per_tick_by_method']} ({figure['wall_seconds']} s)"
         )
     return out
 
 
 def _livekit_calls(total_rooms: int, draining_rooms: int, options: BenchOptions) -> dict[str, Any]:
+    """One instance's drain among `total_rooms` rooms, from its scale-in to its release: the
+    draining worker's calls end within the drain timeout, every other room is another instance's
+    (indexed, as the webhooks would have it)."""
     config = WorldConfig(seed=options.seed, template=options.template)
     with World(config) as world:
         victim, other = world.create_fleet(2, 1)
         draining = world.workers_on(victim)[0]
         busy = world.workers_on(other)[0]
         now = world.clock.now()
-        for _ in range(draining_rooms):
-            world.fleet.start_call(draining, now, _LONG_CALL_SECONDS)
-        world.step(1.0)  # their webhooks, if LiveKit sends any
-        _background_rooms(world, total_rooms - draining_rooms, busy.task_arn)
+        for index in range(draining_rooms):
+            world.fleet.start_call(draining, now, _DRAINED_CALL_SECONDS + 10.0 * index)
+        world.step(1.0)  # their webhooks index the rooms
+        background_rooms(world, total_rooms - draining_rooms, busy.task_arn)
         store = _drain_store(world)
         world.livekit.reset_counts()
         world.aws.terminate_instance(victim, should_decrement_desired_capacity=True)
-        # Discovery: until the drain knows its rooms for good (every worker told to stop).
+        # The audit: the first look that sees every worker told to stop.
         limit = world.clock.now() + 5 * world.period
         while world.clock.now() < limit:
             world.step(1.0)
             record = store.get(victim)
-            if record is not None and record.rooms_final:
+            if record is not None and (record.rooms_audited or not record.is_open):
                 break
         discovery = world.livekit.request_counts.get("total", 0)
-        ticks = [_count_one_tick(world) for _ in range(2)]
-    last = ticks[-1]
+        tick = _count_one_tick(world)
+        deadline = float(world.params["DrainDeadline"]) + 3 * world.period
+        world.run(lambda: world.instance_state(victim) == "Terminated", limit_seconds=deadline)
+        whole = world.livekit.request_counts.get("total", 0)
     return {
         "draining_rooms": draining_rooms,
         "discovery_calls": discovery,
-        "per_tick": last.get("total", 0),
-        "per_tick_by_method": {k: v for k, v in sorted(last.items()) if k != "total"},
+        "per_tick": tick.get("total", 0),
+        "per_tick_by_method": {k: v for k, v in sorted(tick.items()) if k != "total"},
+        "whole_drain_calls": whole,
     }
 
 
-def _background_rooms(world: World, count: int, task_arn: str) -> None:
-    """Rooms held by a worker no drain watches. Made straight in LiveKit, without webhooks: they
-    would only tell the coordinator about rooms it never has to wait for."""
+def background_rooms(world: World, count: int, task_arn: str, *, indexed: bool = True) -> list[str]:
+    """Rooms held by a worker no drain watches, each with a caller and that worker's agent.
+
+    Made straight in LiveKit, without webhooks (10,000 of them would be 20,000 invocations of
+    the webhook function); with `indexed`, the room index gets the entries the webhook function
+    writes for each agent's join, in batches, as if every webhook had arrived."""
     hook = world.livekit.on_room_event
     world.livekit.on_room_event = None
+    names = [f"busy-{index:06d}" for index in range(count)]
     try:
-        for index in range(count):
-            room = f"busy-{index:06d}"
+        for index, room in enumerate(names):
             world.livekit.join(room, f"caller-{index:06d}", kind="SIP")
             world.livekit.join(
                 room, f"agent-{index:06d}", kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: task_arn}
             )
     finally:
         world.livekit.on_room_event = hook
+    if indexed:
+        table = aws_clients.resource("dynamodb").Table(world.table_name)
+        room_index = RoomIndex(table, clock=world.clock.now)
+        now = world.clock.now()
+        with table.batch_writer() as batch:
+            for position, room in enumerate(names):
+                batch.put_item(Item=room_index.item_for(room, task_arn, f"agent-{position:06d}", now))
+    return names
 
 
 def _count_one_tick(world: World) -> dict[str, int]:
-    """LiveKit requests during the step that runs the next reconcile tick."""
+    """LiveKit requests during the step that runs the next reconcile tick (the counts go on)."""
     for _ in range(2 * world.period):
-        world.livekit.reset_counts()
+        before = Counter(world.livekit.request_counts)
         deliveries = world.step(1.0)
         if any(d.function == world.schedule.logical_id for d in deliveries):
-            return dict(world.livekit.request_counts)
+            return dict(Counter(world.livekit.request_counts) - before)
     return {}
 
 
@@ -218,68 +243,137 @@ def _drain_store(world: World) -> DrainStore:
 # -- reconcile wall time -------------------------------------------------------------------------
 
 
-def reconcile_seconds(options: BenchOptions, report: Report) -> dict[str, float]:
-    out: dict[str, float] = {}
+def reconcile_ticks(options: BenchOptions, report: Report) -> tuple[dict[str, float], dict[str, Any]]:
+    """Per D open drains: one tick that heartbeats every drain, then one a period later that only
+    looks; wall time of the first (`reconcile_seconds`), and the AWS and LiveKit requests of each."""
+    seconds: dict[str, float] = {}
+    calls: dict[str, Any] = {}
     for drains in options.open_drains:
-        seconds, built, advanced, timeout = _reconcile(drains, options)
-        out[str(drains)] = round(seconds, 3)
+        figure = _reconcile(drains, options)
+        seconds[str(drains)] = figure["heartbeat_tick"]["wall_seconds"]
+        calls[str(drains)] = figure
+        beat, look = figure["heartbeat_tick"], figure["steady_tick"]
         report(
-            f"reconcile, {drains} open drains, each heartbeating: {seconds:.2f} s "
-            f"({1000 * seconds / drains:.1f} ms a drain; {advanced} advanced; the function's timeout "
-            f"{timeout:g} s; building the drains took {built:.1f} s)"
+            f"reconcile, D={drains} open drains: heartbeat tick {beat['wall_seconds']:.2f} s "
+            f"(ECS {beat['ecs']}, Auto Scaling {beat['autoscaling']}, DynamoDB {beat['dynamodb_reads']} "
+            f"reads / {beat['dynamodb_writes']} writes, LiveKit {beat['livekit']}); steady tick "
+            f"{look['wall_seconds']:.2f} s (ECS {look['ecs']}, Auto Scaling {look['autoscaling']}, "
+            f"DynamoDB {look['dynamodb_reads']} reads / {look['dynamodb_writes']} writes, LiveKit "
+            f"{look['livekit']}); the function's timeout {figure['timeout_seconds']:g} s; building the "
+            f"drains took {figure['build_seconds']:.1f} s"
         )
-    return out
+    return seconds, calls
 
 
-def _reconcile(drains: int, options: BenchOptions) -> tuple[float, float, int, float]:
+_DYNAMODB_READS: Final = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
+_DYNAMODB_WRITES: Final = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
+
+
+class _AwsCalls:
+    """Every AWS request the handlers make: their clients come from boto3's default session
+    (the world's own clients do not), and each copies the session's event hooks when built."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def __enter__(self) -> _AwsCalls:
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        events = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
+        events.register("before-call", self._count, unique_id="bench-aws-calls")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        boto3.DEFAULT_SESSION.events.unregister("before-call", unique_id="bench-aws-calls")  # type: ignore[union-attr]
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.counts[(model.service_model.service_name, model.name)] += 1
+
+    def figure(self, wall_seconds: float, livekit: int) -> dict[str, Any]:
+        def of(service: str, names: frozenset[str] | None = None) -> int:
+            return sum(
+                n for (svc, op), n in self.counts.items() if svc == service and (names is None or op in names)
+            )
+
+        return {
+            "wall_seconds": round(wall_seconds, 3),
+            "ecs": of("ecs"),
+            "autoscaling": of("autoscaling"),
+            "dynamodb_reads": of("dynamodb", _DYNAMODB_READS),
+            "dynamodb_writes": of("dynamodb", _DYNAMODB_WRITES),
+            "livekit": livekit,
+            "by_operation": {f"{svc}:{op}": n for (svc, op), n in sorted(self.counts.items())},
+        }
+
+
+def _reconcile(drains: int, options: BenchOptions) -> dict[str, Any]:
     """Open drains seeded straight into the table (one instance, worker and room each, the
-    lifecycle action really open), then one warm reconcile run, timed."""
+    lifecycle action really open), then two warm reconcile runs, timed and counted."""
     began = time.perf_counter()
     # Webhooks play no part in a tick: leave them out of the building.
     config = WorldConfig(seed=options.seed, template=options.template, livekit_webhooks=False)
-    with World(config) as world:
-        ids = world.create_fleet(drains, 1)
+    with World(config) as world, _AwsCalls() as aws:
         # A first run with nothing open: the function's cold start is not part of the figure.
         world.tick()
-        store = _drain_store(world)
-        now = world.clock.now()
-        deadline = float(world.params["DrainDeadline"])
-        for index, instance_id in enumerate(ids):
-            worker = world.workers_on(instance_id)[0]
-            room = f"drain-{index:05d}"
-            world.livekit.join(room, f"caller-{index:05d}", kind="SIP")
-            world.livekit.join(
-                room, f"agent-{index:05d}", kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: worker.task_arn}
-            )
-            action = world.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
-            if action is None:
-                raise BenchError(f"{instance_id} was not held by the terminate hook")
-            store.open_drain(
-                DrainRecord(
-                    lifecycle=LifecycleRef(
-                        world.config.group_name, world.hook_name, instance_id, action.token
-                    ),
-                    cluster=world.config.cluster,
-                    container_instance_arn=worker.container_instance_arn,
-                    hook_started_at=action.started_at,
-                    deadline_at=action.started_at + deadline,
-                    heartbeat_timeout=world.hook_heartbeat_timeout,
-                    # The hook's timer runs out within two periods: this tick heartbeats every drain.
-                    last_heartbeat_at=now - world.hook_heartbeat_timeout + world.period,
-                    opened_at=now,
-                    watched_rooms={room: worker.task_arn},
-                    rooms_final=True,
-                )
-            )
-        # The lifecycle events were answered by the seeding: nobody else receives them.
-        world.take_pending_events()
+        seed_open_drains(world, drains)
         built = time.perf_counter() - began
-        started = time.perf_counter()
-        world.tick()  # the tick and the shards it sends to the work queue
-        seconds = time.perf_counter() - started
-        advanced = sum(1 for a in world.aws.lifecycle.actions() if a.heartbeats)
+        ticks: list[dict[str, Any]] = []
+        for _ in range(2):
+            aws.counts.clear()
+            world.livekit.reset_counts()
+            started = time.perf_counter()
+            world.tick()
+            wall = time.perf_counter() - started
+            ticks.append(aws.figure(wall, world.livekit.request_counts.get("total", 0)))
+            world.clock.advance(world.period)
         timeout = _function_timeout(world, world.schedule.logical_id)
-    return seconds, built, advanced, timeout
+    return {
+        "heartbeat_tick": ticks[0],
+        "steady_tick": ticks[1],
+        "timeout_seconds": timeout,
+        "build_seconds": round(built, 1),
+    }
+
+
+def seed_open_drains(world: World, count: int, *, heartbeat_due: bool = True) -> list[str]:
+    """`count` instances of one worker and one call each, scaled in, their drains open in the
+    table as a look in the middle of a drain leaves them (rooms audited, tasks known): the
+    lifecycle actions are really open in Auto Scaling. With `heartbeat_due`, the hooks' timers
+    run out within two periods, so the next tick heartbeats every drain."""
+    ids = world.create_fleet(count, 1)
+    store = _drain_store(world)
+    now = world.clock.now()
+    deadline = float(world.params["DrainDeadline"])
+    last_heartbeat = now - world.hook_heartbeat_timeout + world.period if heartbeat_due else now
+    for index, instance_id in enumerate(ids):
+        worker = world.workers_on(instance_id)[0]
+        room = f"drain-{index:05d}"
+        world.livekit.join(room, f"caller-{index:05d}", kind="SIP")
+        world.livekit.join(
+            room, f"agent-{index:05d}", kind="AGENT", attributes={SESSION_TAG_ATTRIBUTE: worker.task_arn}
+        )
+        action = world.aws.terminate_instance(instance_id, should_decrement_desired_capacity=True)
+        if action is None:
+            raise BenchError(f"{instance_id} was not held by the terminate hook")
+        store.open_drain(
+            DrainRecord(
+                lifecycle=LifecycleRef(world.config.group_name, world.hook_name, instance_id, action.token),
+                cluster=world.config.cluster,
+                container_instance_arn=worker.container_instance_arn,
+                hook_started_at=action.started_at,
+                deadline_at=action.started_at + deadline,
+                heartbeat_timeout=world.hook_heartbeat_timeout,
+                last_heartbeat_at=last_heartbeat,
+                opened_at=now,
+                watched_rooms={room: worker.task_arn},
+                rooms_final=True,
+                rooms_audited=True,
+                known_tasks=(worker.task_arn,),
+            )
+        )
+    # The lifecycle events were answered by the seeding: nobody else receives them.
+    world.take_pending_events()
+    return ids
 
 
 def _function_timeout(world: World, logical_id: str) -> float:
@@ -446,7 +540,7 @@ def machine() -> dict[str, Any]:
 _SECTION_SECONDS: Final = {
     "release latency": (40.0, 12.0),
     "LiveKit calls per tick": (40.0, 4.0),
-    "reconcile wall time": (70.0, 4.0),
+    "reconcile ticks": (100.0, 6.0),
     "handler imports": (25.0, 6.0),
     "sam build": (90.0, 0.0),
 }
@@ -474,8 +568,8 @@ def run_bench(options: BenchOptions, report: Report, progress: Report | None = N
     figures["release_latency_seconds"] = release_latency(options, report)
     section("LiveKit calls per tick")
     figures["livekit_calls_per_tick"] = livekit_calls_per_tick(options, report)
-    section("reconcile wall time")
-    figures["reconcile_seconds"] = reconcile_seconds(options, report)
+    section("reconcile ticks")
+    figures["reconcile_seconds"], figures["tick_calls"] = reconcile_ticks(options, report)
     section("handler imports")
     figures["import_ratio"], figures["import_seconds"] = import_ratio(options, report)
     if options.sam_build:
@@ -484,8 +578,38 @@ def run_bench(options: BenchOptions, report: Report, progress: Report | None = N
     else:
         report("sam build skipped (--quick or --skip-sam-build)")
         figures["artifact_bytes"], figures["artifact_detail"] = {}, {"skipped": "not asked"}
+    figures["monthly_cost"] = _monthly_cost(options, figures["tick_calls"])
+    cost = figures["monthly_cost"]
+    report(
+        f"monthly cost, {cost['workload']['instances']} instances, {cost['workload']['scale_ins_a_day']} "
+        f"scale-ins and {cost['workload']['calls_a_day']:,} calls a day: ${cost['usd_total']:.2f} "
+        f"(${cost['usd_total_without_xray']:.2f} untraced; webhook path {100 * cost['webhook_share']:.0f} %), "
+        f"list prices read {cost['prices_read_on']}: {cost['usd']}"
+    )
     figures["wall_seconds"] = round(time.perf_counter() - began, 1)
     return figures
+
+
+def _monthly_cost(options: BenchOptions, ticks: dict[str, Any]) -> dict[str, Any]:
+    """The cost estimate (drainctl/cost.py) with this run's durations and the template's memory
+    and alarms. The durations are the local world's (an upper bound for AWS's)."""
+    body = load_template(options.template_path).body
+    memory = int(body.get("Globals", {}).get("Function", {}).get("MemorySize", 128))
+    alarms = sum(1 for r in body.get("Resources", {}).values() if r.get("Type") == "AWS::CloudWatch::Alarm")
+    # Each name with the stack's dimensions; DrainCompleted once per outcome; ForcedKills and
+    # DroppedSessions again per ECS service (one service).
+    outcomes = {o.value for o in DrainOutcome} | {v.value for v in Verdict}
+    metrics = len(MetricName) - 1 + len(outcomes) + 2
+    smallest = ticks[min(ticks, key=int)]
+    return monthly_cost(
+        Workload(),
+        memory_mb=memory,
+        alarms=alarms,
+        metrics=metrics,
+        tick_seconds=smallest["steady_tick"]["wall_seconds"],
+        look_seconds=smallest["heartbeat_tick"]["wall_seconds"],
+        webhook_seconds=smallest["steady_tick"]["wall_seconds"],
+    )
 
 
 _DESCRIPTION = (

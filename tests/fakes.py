@@ -12,12 +12,14 @@ from drain_coordinator.domain.task_stops import TaskStopRecord
 from drain_coordinator.integrations.autoscaling import LifecycleActionGoneError
 from drain_coordinator.integrations.ecs import EcsError
 from drain_coordinator.integrations.livekit import LiveKitProbeError
-from drain_coordinator.integrations.store import StaleDrainError
+from drain_coordinator.integrations.store import StaleDrainError, StoreError
 
 
 class FakeStore:
     def __init__(self) -> None:
         self.items: dict[str, DrainRecord] = {}
+        self.pointers: dict[str, str] = {}  # task ARN -> instance id
+        self.saves = 0
 
     def open_drain(self, record: DrainRecord) -> bool:
         if record.instance_id in self.items:
@@ -31,12 +33,23 @@ class FakeStore:
     def open_drains(self) -> Iterator[DrainRecord]:
         yield from sorted((r for r in self.items.values() if r.is_open), key=lambda r: r.deadline_at)
 
+    def get_many(self, instance_ids: Collection[str]) -> dict[str, DrainRecord]:
+        return {i: self.items[i] for i in instance_ids if i in self.items}
+
+    def point_tasks(self, instance_id: str, task_arns: Collection[str], at: float) -> None:
+        self.pointers.update({arn: instance_id for arn in task_arns})
+
+    def drain_of_task(self, task_arn: str) -> DrainRecord | None:
+        instance_id = self.pointers.get(task_arn)
+        return None if instance_id is None else self.items.get(instance_id)
+
     def save(self, record: DrainRecord) -> DrainRecord:
         current = self.items.get(record.instance_id)
         if current is None or current.version != record.version:
             raise StaleDrainError(record.instance_id)
         saved = replace(record, version=record.version + 1)
         self.items[record.instance_id] = saved
+        self.saves += 1
         return saved
 
 
@@ -63,6 +76,9 @@ class FakeTaskStopStore:
 
     def open_stops(self) -> Iterator[TaskStopRecord]:
         yield from (r for r in list(self.items.values()) if r.is_open)
+
+    def get_many(self, task_arns: Collection[str]) -> dict[str, TaskStopRecord]:
+        return {a: self.items[a] for a in task_arns if a in self.items}
 
 
 @dataclass
@@ -91,6 +107,8 @@ class FakeEcs:
     failing: bool = False
     stop_timeouts: dict[str, int] = field(default_factory=dict)
     described: dict[str, dict[str, Any]] = field(default_factory=dict)
+    listings: int = 0
+    describes: int = 0
 
     def container_instance_of(self, ec2_instance_id: str) -> str | None:
         self._maybe_fail()
@@ -115,7 +133,19 @@ class FakeEcs:
 
     def worker_tasks_on(self, container_instance_arn: str) -> tuple[WorkerTask, ...]:
         self._maybe_fail()
+        self.listings += 1
         return tuple(self.tasks.get(container_instance_arn, []))
+
+    def describe_workers(self, task_arns: Collection[str]) -> dict[str, WorkerTask]:
+        self._maybe_fail()
+        self.describes += 1
+        every = {t.arn: t for tasks in self.tasks.values() for t in tasks}
+        return {arn: every[arn] for arn in task_arns if arn in every}
+
+    def describe_tasks(self, task_arns: Collection[str]) -> dict[str, dict[str, Any]]:
+        self._maybe_fail()
+        self.describes += 1
+        return {arn: self.described[arn] for arn in task_arns if arn in self.described}
 
     def stop_timeout_of(self, task_definition_arn: str) -> int:
         self._maybe_fail()
@@ -138,13 +168,22 @@ class FakeSessions:
     rooms: dict[str, str] = field(default_factory=dict)  # room -> task arn of its agent
     discover_calls: int = 0
     still_held_calls: int = 0
+    room_names_calls: int = 0
     failing: bool = False
     callers: set[str] = field(default_factory=set)  # rooms whose caller is still on the line
 
-    def discover(self, task_arns: Collection[str], within: float | None = None) -> dict[str, str]:
+    def discover(
+        self, task_arns: Collection[str], within: float | None = None, among: Collection[str] | None = None
+    ) -> dict[str, str]:
         self._maybe_fail()
         self.discover_calls += 1
-        return {room: arn for room, arn in self.rooms.items() if arn in set(task_arns)}
+        asked = self.rooms if among is None else {r: a for r, a in self.rooms.items() if r in set(among)}
+        return {room: arn for room, arn in asked.items() if arn in set(task_arns)}
+
+    def room_names(self, within: float | None = None) -> list[str]:
+        self._maybe_fail()
+        self.room_names_calls += 1
+        return sorted(self.rooms)
 
     def still_held(self, rooms: Mapping[str, str], within: float | None = None) -> dict[str, str]:
         self._maybe_fail()
@@ -158,6 +197,40 @@ class FakeSessions:
     def _maybe_fail(self) -> None:
         if self.failing:
             raise LiveKitProbeError("LiveKit unreachable: ClientConnectorError")
+
+
+@dataclass
+class FakeRoomIndex:
+    """The webhooks' room index, as if every join webhook of `sessions` had arrived, but for
+    the rooms in `lost` (their webhooks never came)."""
+
+    sessions: FakeSessions
+    lost: set[str] = field(default_factory=set)
+    # entries whose leave webhook was lost: the index still names them, LiveKit has no such room
+    stale: dict[str, str] = field(default_factory=dict)
+    recorded: dict[str, str] = field(default_factory=dict)  # what the audit wrote back
+    failing: bool = False
+    queries: int = 0
+
+    def rooms_held_by(self, task_arns: Collection[str]) -> dict[str, str]:
+        self._maybe_fail()
+        self.queries += 1
+        return {r: a for r, a in self._entries().items() if a in set(task_arns)}
+
+    def indexed(self, rooms: Collection[str]) -> set[str]:
+        self._maybe_fail()
+        return {r for r in rooms if r in self._entries()}
+
+    def record_agent(self, room: str, task_arn: str, identity: str, at: float) -> None:
+        self.lost.discard(room)
+        self.recorded[room] = task_arn
+
+    def _entries(self) -> dict[str, str]:
+        return {**{r: a for r, a in self.sessions.rooms.items() if r not in self.lost}, **self.stale}
+
+    def _maybe_fail(self) -> None:
+        if self.failing:
+            raise StoreError("read the room index: ProvisionedThroughputExceededException")
 
 
 @dataclass

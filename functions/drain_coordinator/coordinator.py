@@ -16,10 +16,11 @@ time holds the drain, as any failed probe does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+from drain_coordinator.audit import audit
 from drain_coordinator.domain.deadline import DeadlinePolicy, extended_deadline
 from drain_coordinator.domain.decide import (
     Action,
@@ -32,14 +33,15 @@ from drain_coordinator.domain.decide import (
     decide,
     heartbeat_due,
 )
+from drain_coordinator.domain.discovery import discovery_plan
 from drain_coordinator.domain.events import (
     LaunchRequested,
     RebalanceRecommended,
     SpotInterruption,
     TerminateRequested,
 )
-from drain_coordinator.domain.probe import Probe, WorkerTask, discovery_final
-from drain_coordinator.domain.records import DrainOutcome, DrainRecord, LifecycleRef
+from drain_coordinator.domain.probe import Probe, WorkerTask
+from drain_coordinator.domain.records import DrainOutcome, DrainRecord, LifecycleRef, save_needed
 from drain_coordinator.domain.rescue import worries_of
 from drain_coordinator.domain.schedule import Breaker
 from drain_coordinator.domain.task_stops import TaskStopRecord
@@ -51,7 +53,7 @@ from drain_coordinator.integrations.autoscaling import (
 from drain_coordinator.integrations.ecs import EcsError
 from drain_coordinator.integrations.livekit import LiveKitProbeError
 from drain_coordinator.integrations.secrets import CredentialsError
-from drain_coordinator.integrations.store import StaleDrainError
+from drain_coordinator.integrations.store import StaleDrainError, StoreError
 from drain_coordinator.observability import MetricName, logger, put_metric, put_metric_by
 from drain_coordinator.rescue import Rescuer
 
@@ -85,11 +87,21 @@ class EcsPort(Protocol):
     def drain(self, container_instance_arn: str) -> None: ...
     def activate(self, container_instance_arn: str) -> bool: ...
     def worker_tasks_on(self, container_instance_arn: str) -> tuple[WorkerTask, ...]: ...
+    def describe_workers(self, task_arns: Any) -> dict[str, WorkerTask]: ...
 
 
 class SessionsPort(Protocol):
-    def discover(self, task_arns: Any, within: float | None = None) -> dict[str, str]: ...
+    def discover(self, task_arns: Any, within: float | None = None, among: Any = None) -> dict[str, str]: ...
     def still_held(self, rooms: Any, within: float | None = None) -> dict[str, str]: ...
+    def room_names(self, within: float | None = None) -> list[str]: ...
+
+
+class RoomIndexPort(Protocol):
+    """What the webhooks told of which task's agent holds which room (integrations/room_index.py)."""
+
+    def rooms_held_by(self, task_arns: Any) -> dict[str, str]: ...
+    def indexed(self, rooms: Any) -> set[str]: ...
+    def record_agent(self, room: str, task_arn: str, identity: str, at: float) -> None: ...
 
 
 class TaskStopStorePort(Protocol):
@@ -103,7 +115,10 @@ class StorePort(Protocol):
     def open_drain(self, record: DrainRecord) -> bool: ...
     def open_drains(self) -> Iterator[DrainRecord]: ...
     def get(self, instance_id: str) -> DrainRecord | None: ...
+    def get_many(self, instance_ids: Any) -> dict[str, DrainRecord]: ...
     def save(self, record: DrainRecord) -> DrainRecord: ...
+    def point_tasks(self, instance_id: str, task_arns: Any, at: float) -> None: ...
+    def drain_of_task(self, task_arn: str) -> DrainRecord | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +193,12 @@ class Coordinator:
     breaker: Breaker = field(default_factory=Breaker)
     # With a rescuer, each look hands the drain's doomed calls to healthy workers (rescue.py).
     rescuer: Rescuer | None = None
+    # The webhooks' room -> task index: a look asks LiveKit only about the rooms it names.
+    # Without one (in-memory tests), only the audit finds rooms.
+    room_index: RoomIndexPort | None = None
+    # A run's known tasks of its drains, described in one batch before its looks (prefetch).
+    _prefetched: dict[str, tuple[WorkerTask, ...]] = field(default_factory=dict, repr=False)
+    _prefetched_at: float = field(default=0.0, repr=False)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -463,6 +484,39 @@ class Coordinator:
     def store_open_drains(self) -> Iterator[DrainRecord]:
         return self.store.open_drains()
 
+    def drain_of_task(self, task_arn: str) -> DrainRecord | None:
+        """The open drain of the instance this worker task ran on, read by key (an event about
+        the task finds it without reading every open drain)."""
+        record = self.store.drain_of_task(task_arn)
+        return record if record is not None and record.is_open else None
+
+    def prefetch(self, records: Iterable[DrainRecord]) -> None:
+        """Before a run of looks: the tasks every drain already knows, described for all of them
+        at once (DescribeTasks, 100 to a request) instead of listed per instance. A drain that
+        has not listed its instance yet, or whose batch failed, asks ECS in its own look."""
+        self._prefetched, self._prefetched_at = {}, self.clock()
+        known = {
+            r.instance_id: r.known_tasks
+            for r in records
+            if r.is_open and r.known_tasks is not None and r.extra.get("ecs") != ECS_PENDING
+        }
+        arns = sorted({arn for tasks in known.values() for arn in tasks})
+        if not known or self.breaker.is_open(ECS):
+            return
+        try:
+            found = self.ecs.describe_workers(arns) if arns else {}
+        except EcsError as exc:
+            # Counted as a failed look of ECS: one more, and the run's looks stop asking it.
+            self.breaker.record(ECS, ok=False)
+            logger.warning(
+                "drains' tasks not described in a batch: each look asks", extra={"error": str(exc)}
+            )
+            return
+        self._prefetched = {
+            instance_id: tuple(found[a] for a in sorted(tasks) if a in found)
+            for instance_id, tasks in known.items()
+        }
+
     def _group(self) -> GroupPort | None:
         return self.lifecycle if isinstance(self.lifecycle, GroupPort) else None
 
@@ -506,6 +560,7 @@ class Coordinator:
         if not record.is_open:
             return DrainStep(action="skip", instance_id=record.instance_id, reason="closed")
         look_started = self.clock()
+        read = record
         beaten, early = self._heartbeat_now(record)
         if beaten is None:
             assert early is not None
@@ -551,6 +606,8 @@ class Coordinator:
                 if step.action == "wait"
                 else replace(step, heartbeat=True)
             )
+        if not save_needed(read, record, now, self.policy.reconcile_period_seconds):
+            return step
         return self._save_and_emit(record, step, now)
 
     def _rescue(self, record: DrainRecord, probe: Probe, watched_before: set[str], now: float) -> int:
@@ -681,11 +738,7 @@ class Coordinator:
                 )
         try:
             record = self._resolve_container_instance(record)
-            tasks = (
-                self.ecs.worker_tasks_on(record.container_instance_arn)
-                if record.container_instance_arn
-                else ()
-            )
+            tasks = self._tasks_of(record)
         except EcsError as exc:
             self.breaker.record(ECS, ok=False)
             return record, self._rooms_without_ecs(record, str(exc), within, started)
@@ -694,20 +747,72 @@ class Coordinator:
         if left is not None and left <= 0:
             return record, Probe.failed(f"look ran out of time ({within:.1f} s) before LiveKit was asked")
         try:
-            if record.watched_rooms is not None and record.rooms_final:
-                held = self.sessions.still_held(record.watched_rooms, within=left)
-            else:
-                # Until every worker task has been told to stop, a worker may still take a call:
-                # discover again. Discovery is final from the first look where all were told.
-                known = {t.arn for t in tasks} | set((record.watched_rooms or {}).values())
-                final = discovery_final(tasks)
-                held = self.sessions.discover(sorted(known), within=left)
-                record = replace(record, rooms_final=final)
+            record, held = self._rooms_held(record, tasks, started, within)
+        except StoreError as exc:
+            return record, Probe.failed(f"room index unreadable: {exc}")
         except (LiveKitProbeError, CredentialsError) as exc:
             self.breaker.record(LIVEKIT, ok=False)
             return record, Probe.failed(str(exc))
         self.breaker.record(LIVEKIT, ok=True)
-        return replace(record, watched_rooms=held), Probe(tasks=tasks, sessions=held)
+        if record.known_tasks is None and tasks:
+            self._point_tasks(record, tasks)
+        record = replace(record, watched_rooms=held, known_tasks=tuple(t.arn for t in tasks))
+        return record, Probe(tasks=tasks, sessions=held)
+
+    def _tasks_of(self, record: DrainRecord) -> tuple[WorkerTask, ...]:
+        """The instance's worker tasks not stopped yet: the run's batch if it has them; the
+        known ones described (a DRAINING instance gets no new task); else the instance listed."""
+        batched = self._prefetched.pop(record.instance_id, None)
+        # Only within the run that read it: a later look (a webhook's, in a warm container) asks.
+        if batched is not None and self.clock() - self._prefetched_at < self.policy.reconcile_period_seconds:
+            return batched
+        if not record.container_instance_arn:
+            return ()
+        if record.known_tasks is not None:
+            if not record.known_tasks:
+                return ()
+            found = self.ecs.describe_workers(record.known_tasks)
+            return tuple(found[a] for a in sorted(record.known_tasks) if a in found)
+        return self.ecs.worker_tasks_on(record.container_instance_arn)
+
+    def _point_tasks(self, record: DrainRecord, tasks: tuple[WorkerTask, ...]) -> None:
+        try:
+            self.store.point_tasks(record.instance_id, [t.arn for t in tasks], self.clock())
+        except StoreError as exc:
+            # A shortcut for events only: reconcile's looks find the drain all the same.
+            logger.warning("tasks not pointed at their drain", extra={"error": str(exc)})
+
+    def _rooms_held(
+        self, record: DrainRecord, tasks: tuple[WorkerTask, ...], started: float, within: float | None
+    ) -> tuple[DrainRecord, dict[str, str]]:
+        """The rooms the drain's tasks hold: those the room index names for them and those the
+        drain already watches, asked of LiveKit by name; once per drain, an audit of every room
+        for the ones the index missed (domain/discovery.py)."""
+        plan = discovery_plan(record, tasks, self.clock(), self.policy)
+        watched = record.watched_rooms or {}
+        ours = sorted({t.arn for t in tasks if not t.daemon} | set(watched.values()))
+        indexed_ours = (
+            self.room_index.rooms_held_by(ours) if plan.read_index and self.room_index and ours else {}
+        )
+        candidates = {**indexed_ours, **watched}
+        missed: dict[str, str] = {}
+        if plan.audit and ours:
+
+            def left() -> float | None:
+                return None if within is None else within - (self.clock() - started)
+
+            missed = audit(self.sessions, self.room_index, ours, candidates, left, self.clock())
+        left_now = None if within is None else within - (self.clock() - started)
+        held = self.sessions.still_held(candidates, within=left_now) if candidates else {}
+        gone = set(indexed_ours) - set(held) - set(watched)
+        if gone:
+            # The index named them, LiveKit no longer holds them for that task: their leave
+            # webhooks were lost (the index's TTL removes the entries).
+            logger.info("indexed rooms no longer held: dropped", extra={"rooms": len(gone)})
+        record = replace(
+            record, rooms_final=plan.final, rooms_audited=record.rooms_audited or (plan.audit and bool(ours))
+        )
+        return record, {**held, **missed}
 
     def _rooms_without_ecs(
         self, record: DrainRecord, error: str, within: float | None, started: float

@@ -49,6 +49,8 @@ class MetricName(StrEnum):
     CALLS_RESCUED = "CallsRescued"
     RESCUE_FAILED = "RescueFailed"  # dimension Reason
     RESCUE_GAP_SECONDS = "RescueGapSeconds"  # from the dispatch to the new agent's join
+    # a room held by a drain's worker that the room index did not name (its webhook was lost)
+    INDEX_MISSES = "IndexMisses"
 
 
 UNITS: dict[MetricName, MetricUnit] = {

@@ -10,7 +10,7 @@ Metrics are printed after each unit, so an invocation that times out loses none 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -49,6 +49,7 @@ class WorkQueuePort(Protocol):
 class TaskStopsPort(Protocol):
     def open_stops(self) -> Iterator[TaskStopRecord]: ...
     def follow(self, record: TaskStopRecord, within: float | None = None) -> dict[str, Any]: ...
+    def prefetch(self, records: Iterable[TaskStopRecord]) -> None: ...
     @property
     def store(self) -> Any: ...
 
@@ -128,17 +129,13 @@ class Scheduler:
             # invocation too: the heartbeats that are due still go out, only the looks are dropped.
             logger.info("shard superseded by a later tick: heartbeats only", extra={"tickAt": shard.tick_at})
             result.steps.append({"action": "skip", "reason": "stale_shard", "items": len(shard.items)})
-        known: dict[str, DrainRecord] = {}
-        known_stops: dict[str, TaskStopRecord] = {}
-        for item in shard.items:
-            if item.kind is WorkKind.DRAIN:
-                record = self.drains.store.get(item.key)
-                if record is not None and record.is_open:
-                    known[item.key] = record
-            elif item.kind is WorkKind.TASK_STOP:
-                stop = self.task_stops.store.get(item.key)
-                if stop is not None and stop.is_open:
-                    known_stops[item.key] = stop
+        # Read by key, 100 to a BatchGetItem, not one request per record.
+        drain_keys = [i.key for i in shard.items if i.kind is WorkKind.DRAIN]
+        stop_keys = [i.key for i in shard.items if i.kind is WorkKind.TASK_STOP]
+        read = self.drains.store.get_many(drain_keys) if drain_keys else {}
+        known = {key: record for key, record in read.items() if record.is_open}
+        read_stops = self.task_stops.store.get_many(stop_keys) if stop_keys else {}
+        known_stops = {key: stop for key, stop in read_stops.items() if stop.is_open}
         items = [
             i for i in shard.items if i.kind is WorkKind.ORPHAN or i.key in known or i.key in known_stops
         ]
@@ -173,6 +170,11 @@ class Scheduler:
                 drains[record.instance_id] = saved
         if not looks:
             return
+        # The tasks of every drain and stop of this run, described in batches before the looks.
+        self.drains.prefetch(drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains)
+        self.task_stops.prefetch(
+            stops[i.key] for i in items if i.kind is WorkKind.TASK_STOP and i.key in stops
+        )
         for position, item in enumerate(items):
             if item.kind is WorkKind.DRAIN and item.key not in drains:
                 continue

@@ -7,10 +7,11 @@ after its last worker exits, not at the next tick.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from drain_coordinator.audit import audit
 from drain_coordinator.coordinator import Coordinator, DrainStep, TaskStopStorePort
 from drain_coordinator.domain.events import EventRejectedError
 from drain_coordinator.domain.rescue import worries_of
@@ -49,23 +50,34 @@ def _by_deploy(reason: str) -> bool:
     return _DEPLOYMENT_REASON in reason
 
 
-_PROBE_ERRORS = (LiveKitProbeError, CredentialsError, EcsError)
+_PREFETCH_VALID_SECONDS = 60.0  # a batch read serves the run that read it, not a later look
+
+
+class RoomIndexUnreadableError(Exception):
+    """The room index could not be read: which rooms the task holds is unknown."""
+
+
+_PROBE_ERRORS = (LiveKitProbeError, CredentialsError, EcsError, RoomIndexUnreadableError)
 
 
 class TaskEcsPort(Protocol):
     def stop_timeout_of(self, task_definition_arn: str) -> int: ...
     def describe_task(self, task_arn: str) -> dict[str, Any] | None: ...
+    def describe_tasks(self, task_arns: Any) -> dict[str, dict[str, Any]]: ...
     def ec2_instance_of(self, container_instance_arn: str) -> str | None: ...
 
 
 class TaskSessionsPort(Protocol):
-    def discover(self, task_arns: Any, within: float | None = None) -> dict[str, str]: ...
+    def discover(self, task_arns: Any, within: float | None = None, among: Any = None) -> dict[str, str]: ...
+    def room_names(self, within: float | None = None) -> list[str]: ...
     def still_held(self, rooms: Any, within: float | None = None) -> dict[str, str]: ...
     def callers_still_in(self, rooms: Any) -> dict[str, str]: ...
 
 
 class RoomIndexPort(Protocol):
     def rooms_held_by(self, task_arns: Any) -> dict[str, str]: ...
+    def indexed(self, rooms: Any) -> set[str]: ...
+    def record_agent(self, room: str, task_arn: str, identity: str, at: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +120,24 @@ class TaskStopTracker:
     # up its drain_timeout, or a deploy's stop under RescueOnDeploy) hands them to healthy workers.
     rescuer: Rescuer | None = None
     worker_drain_timeout: int | None = None
+    # A run's open stops, described in one batch before its looks (prefetch): ARN -> ECS's
+    # description, None when ECS no longer knows the task.
+    _prefetched: dict[str, dict[str, Any] | None] = field(default_factory=dict, repr=False)
+    _prefetched_at: float = field(default=0.0, repr=False)
+
+    def prefetch(self, records: Iterable[TaskStopRecord]) -> None:
+        """Before a run of looks: every open stop's task described at once (DescribeTasks, 100
+        to a request) instead of one request per stop. On failure each look asks for itself."""
+        self._prefetched, self._prefetched_at = {}, self.clock()
+        arns = sorted({r.task_arn for r in records if r.is_open})
+        if not arns:
+            return
+        try:
+            found = self.ecs.describe_tasks(arns)
+        except EcsError as exc:
+            logger.warning("task stops not described in a batch: each look asks", extra={"error": str(exc)})
+            return
+        self._prefetched = {arn: found.get(arn) for arn in arns}
 
     def on_change(self, change: TaskStateChange) -> list[dict[str, Any]]:
         logger.append_keys(taskArn=change.task_arn, containerInstanceArn=change.container_instance_arn)
@@ -129,7 +159,7 @@ class TaskStopTracker:
         logger.append_keys(taskArn=record.task_arn, containerInstanceArn=record.container_instance_arn)
         now = self.clock()
         try:
-            described = self.ecs.describe_task(record.task_arn)
+            described = self._described(record.task_arn, now)
         except EcsError as exc:
             return TaskStep("task_sampled", record.task_arn, error=str(exc)).as_dict()
         if described is not None and described.get("lastStatus") == "STOPPED":
@@ -159,11 +189,18 @@ class TaskStopTracker:
                 },
             )
             step = replace(step, action="at_risk")
+        if updated == record:
+            return step.as_dict()  # nothing changed: no write
         try:
             self.store.save(updated)
         except StaleDrainError:
             return replace(step, action="stale").as_dict()
         return step.as_dict()
+
+    def _described(self, task_arn: str, now: float) -> dict[str, Any] | None:
+        if task_arn in self._prefetched and now - self._prefetched_at < _PREFETCH_VALID_SECONDS:
+            return self._prefetched.pop(task_arn)
+        return self.ecs.describe_task(task_arn)
 
     def open_stops(self) -> Iterator[TaskStopRecord]:
         return self.store.open_stops()
@@ -174,7 +211,7 @@ class TaskStopTracker:
         now = self.clock()
         record = self._new_record(change, now)
         try:
-            rooms = self.sessions.discover([change.task_arn])
+            rooms = self._rooms_of(change.task_arn)
             record = replace(record, watched_rooms=rooms, sessions_remaining=len(rooms))
         except _PROBE_ERRORS as exc:
             put_metric(MetricName.PROBE_ERRORS)
@@ -207,7 +244,7 @@ class TaskStopTracker:
             # what is still visible; the agent of a killed worker may already have left its rooms.
             record = self._new_record(change, now)
             try:
-                record = replace(record, watched_rooms=self.sessions.discover([change.task_arn]))
+                record = replace(record, watched_rooms=self._rooms_of(change.task_arn))
             except _PROBE_ERRORS as exc:
                 put_metric(MetricName.PROBE_ERRORS)
                 logger.warning("could not see the stopped task's calls", extra={"error": str(exc)})
@@ -282,6 +319,20 @@ class TaskStopTracker:
         )
         self.rescuer.look(calls, also_settle=watched_before)
 
+    def _rooms_of(self, task_arn: str) -> dict[str, str]:
+        """The rooms the task's agent still holds: those the room index names for it, asked of
+        LiveKit by name, and the audit's (audit.py) for the ones the index missed. A stopping
+        task takes no new job: the set can only shrink from here. Without an index, a scan."""
+        if self.room_index is None:
+            return self.sessions.discover([task_arn])
+        try:
+            indexed = self.room_index.rooms_held_by([task_arn])
+            held = self.sessions.still_held(indexed) if indexed else {}
+            missed = audit(self.sessions, self.room_index, [task_arn], indexed, lambda: None, self.clock())
+            return {**held, **missed}
+        except StoreError as exc:
+            raise RoomIndexUnreadableError(str(exc)) from exc
+
     def _indexed_rooms(self, task_arn: str) -> dict[str, str]:
         """Rooms the webhooks saw this task's agent join: a worker that crashed or ran out of
         memory has left LiveKit by the time ECS reports it, but its callers are still there."""
@@ -353,14 +404,21 @@ class TaskStopTracker:
         )
 
     def _release_drain_of(self, change: TaskStateChange) -> list[DrainStep]:
-        """A worker left a draining instance: look at that drain now, not at the next tick."""
+        """A worker left a draining instance: look at that drain now, not at the next tick. The
+        drain is found by the task's key (one read), not by reading every open drain; a drain
+        that never saw the task is left to reconcile."""
         if not change.container_instance_arn:
             return []
-        steps = []
-        for drain in self.drains.store_open_drains():
-            if drain.container_instance_arn == change.container_instance_arn:
-                steps.append(self.drains.advance(drain))
-        return steps
+        try:
+            drain = self.drains.drain_of_task(change.task_arn)
+        except StoreError as exc:
+            logger.warning(
+                "drain of the stopped task not found: left to reconcile", extra={"error": str(exc)}
+            )
+            return []
+        if drain is None or drain.container_instance_arn != change.container_instance_arn:
+            return []
+        return [self.drains.advance(drain)]
 
 
 __all__ = ["EventRejectedError", "TaskStep", "TaskStopTracker"]

@@ -13,15 +13,9 @@ Nothing touches a drain before steps 1, 2 and 4 pass. Refusals raise `WebhookRef
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import jwt
-from google.protobuf.json_format import ParseError
-from livekit import api
-from livekit.protocol.models import ParticipantInfo
-from livekit.protocol.webhook import WebhookEvent
+from typing import TYPE_CHECKING, Any, Protocol
 
 from drain_coordinator.coordinator import DrainStep
 from drain_coordinator.domain.records import DrainRecord
@@ -40,6 +34,9 @@ from drain_coordinator.integrations.livekit import SESSION_TAG_ATTRIBUTE, LiveKi
 from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.observability import logger
 
+if TYPE_CHECKING:
+    from livekit.protocol.webhook import WebhookEvent
+
 _BEARER = "Bearer "
 _ANSWER_RESERVE_SECONDS = 2.0
 
@@ -54,13 +51,14 @@ class WebhookRefusedError(Exception):
 
 
 class DrainsPort(Protocol):
-    def store_open_drains(self) -> Iterator[DrainRecord]: ...
+    def drain_of_task(self, task_arn: str) -> DrainRecord | None: ...
     def advance(self, record: DrainRecord, within: float | None = None) -> DrainStep: ...
 
 
 class RoomIndexPort(Protocol):
     def record_agent(self, room: str, task_arn: str, identity: str, at: float) -> None: ...
     def forget(self, room: str, identity: str = "") -> bool: ...
+    def task_of(self, room: str) -> str | None: ...
 
 
 class WebhookLedgerPort(Protocol):
@@ -137,6 +135,12 @@ class WebhookService:
             token = token[len(_BEARER) :].strip()
         if not token:
             raise WebhookRefusedError("unsigned", "no Authorization header")
+        # livekit-api's verifier, loaded for a request that carries a token (not at import:
+        # cold starts); jwt and protobuf come with it.
+        import jwt
+        from google.protobuf.json_format import ParseError
+        from livekit import api
+
         creds = self.credentials()
         receiver = api.WebhookReceiver(api.TokenVerifier(creds.api_key, creds.api_secret))
         try:
@@ -159,7 +163,16 @@ class WebhookService:
         self, hook: RoomWebhook, intent: LookAgain, remaining_seconds: Callable[[], float] | None
     ) -> WebhookOutcome:
         steps: list[dict[str, Any]] = []
-        for record in drains_watching(intent.room, self.drains.store_open_drains()):
+        # By key, O(1) whatever the number of open drains: the task (the agent's tag, or the
+        # index for a finished room), then the drain that saw that task on its instance.
+        try:
+            task_arn = intent.task_arn or self.index.task_of(intent.room)
+            drain = self.drains.drain_of_task(task_arn) if task_arn else None
+        except StoreError as exc:
+            # A shortcut only: the next reconcile tick looks at every drain anyway.
+            logger.warning("drain of the room not found: left to reconcile", extra={"error": str(exc)})
+            drain = None
+        for record in drains_watching(intent.room, [drain] if drain is not None else []):
             # Keep back a second or two to answer LiveKit and mark the event taken.
             within = None if remaining_seconds is None else remaining_seconds() - _ANSWER_RESERVE_SECONDS
             try:
@@ -186,6 +199,8 @@ class WebhookService:
 
 
 def _room_webhook(event: WebhookEvent) -> RoomWebhook:
+    from livekit.protocol.models import ParticipantInfo
+
     participant = event.participant if event.HasField("participant") else None
     task_arn: str | None = None
     if participant is not None and participant.kind == ParticipantInfo.Kind.AGENT:

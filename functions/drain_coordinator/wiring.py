@@ -152,6 +152,7 @@ def _rescuer(config: Settings, clock: Callable[[], float]) -> Rescuer | None:
 
 
 def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordinator:
+    now = clock or _clock
     return Coordinator(
         policy=config.policy,
         cluster=config.cluster,
@@ -164,12 +165,13 @@ def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordin
         lifecycle=LifecycleActions(aws_clients.client("autoscaling")),
         ecs=_ecs(config),
         sessions=_sessions(config),
-        clock=clock or _clock,
+        clock=now,
         task_stops=TaskStopStore(
             aws_clients.resource("dynamodb").Table(config.table_name), ttl_days=config.record_ttl_days
         ),
         worker_stop_timeout_seconds=config.worker_stop_timeout,
         rescuer=_rescuer(config, clock or _clock),
+        room_index=RoomIndex(aws_clients.resource("dynamodb").Table(config.table_name), clock=now),
     )
 
 

@@ -47,6 +47,7 @@ def test_livekit_fault_holds_the_instance_with_heartbeats_until_the_deadline(
     (worker,) = world.workers_on(victim)
     world.fleet.make_standalone(worker)
     start_calls(world, victim, [[3000.0, 3000.0]])
+    world.step(1.0)  # their webhooks index the rooms, as they would long before a scale-in
     break_livekit(world, fault, monkeypatch)
 
     # WHEN the instance is scaled in

@@ -17,7 +17,15 @@ from drain_coordinator.observability import logger
 from drain_coordinator.settings import Settings
 from drain_coordinator.task_tracker import TaskStopTracker
 from tests.factories import T0, TASK_A, TASK_B
-from tests.fakes import FakeClock, FakeEcs, FakeLifecycle, FakeSessions, FakeStore, FakeTaskStopStore
+from tests.fakes import (
+    FakeClock,
+    FakeEcs,
+    FakeLifecycle,
+    FakeRoomIndex,
+    FakeSessions,
+    FakeStore,
+    FakeTaskStopStore,
+)
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 INSTANCE = "i-0598c7d356eba48d7"
@@ -47,6 +55,7 @@ class Harness:
     clock: FakeClock
     stops: FakeTaskStopStore
     tracker: TaskStopTracker
+    index: FakeRoomIndex
 
     def busy(self, calls: int) -> None:
         """The instance runs two worker tasks; `calls` rooms held by the first."""
@@ -91,6 +100,7 @@ def harness() -> Iterator[Harness]:
     settings = Settings.from_env(SETTINGS_ENV)
     store, lifecycle, ecs, sessions = FakeStore(), FakeLifecycle(), FakeEcs(), FakeSessions()
     clock = FakeClock(T0 + 2)
+    index = FakeRoomIndex(sessions)
     coordinator = Coordinator(
         policy=settings.policy,
         cluster=settings.cluster,
@@ -101,6 +111,7 @@ def harness() -> Iterator[Harness]:
         ecs=ecs,
         sessions=sessions,
         clock=clock,
+        room_index=index,
     )
     stops = FakeTaskStopStore()
     tracker = TaskStopTracker(
@@ -111,7 +122,8 @@ def harness() -> Iterator[Harness]:
         clock=clock,
         cluster=settings.cluster,
         at_risk_seconds=settings.at_risk_seconds,
+        room_index=index,
     )
     wiring.install(settings, coordinator, tracker)
-    yield Harness(coordinator, store, lifecycle, ecs, sessions, clock, stops, tracker)
+    yield Harness(coordinator, store, lifecycle, ecs, sessions, clock, stops, tracker, index)
     wiring.reset()

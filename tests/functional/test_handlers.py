@@ -95,22 +95,95 @@ def test_a_daemon_task_still_running_does_not_keep_discovery_open(harness: Harne
     for _ in range(3):
         harness.clock.t += 60
         reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())
-    # THEN the rooms were discovered once (every worker was told to stop), then only watched
-    assert harness.sessions.discover_calls == 1
-    assert harness.sessions.still_held_calls == 3
+    # THEN every room was scanned once (every worker was told to stop), then only watched
+    assert harness.sessions.room_names_calls == 1
+    assert harness.sessions.still_held_calls == 4
+    assert harness.index.queries == 1
 
 
-def test_rooms_are_discovered_until_every_task_was_told_to_stop_then_only_watched(harness: Harness) -> None:
+def test_rooms_are_audited_once_then_only_watched(harness: Harness) -> None:
     harness.busy(calls=2)
     lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())  # DRAINING tells the tasks to stop
     for _ in range(3):
         harness.clock.t += 60
         reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())
-    # the first look already saw every task told to stop: one discovery, then watching only
-    assert harness.sessions.discover_calls == 1
-    assert harness.sessions.still_held_calls == 3
+    # the first look already saw every task told to stop: one audit, then watching only
+    assert harness.sessions.room_names_calls == 1
+    assert harness.sessions.still_held_calls == 4
+    assert harness.index.queries == 1
     record = harness.store.get(INSTANCE)
     assert record is not None and set(record.watched_rooms or {}) == {"call-0", "call-1"}
+    assert record.rooms_audited and record.rooms_final
+
+
+def test_a_room_whose_join_webhook_was_lost_is_found_by_the_audit_and_counted(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a busy instance, one of whose rooms the room index never heard of
+    harness.busy(calls=3)
+    harness.index.lost.add("call-2")
+    # WHEN its drain opens and looks
+    result = lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    # THEN the audit found the room, it is watched with the others, and the miss is counted
+    assert result["steps"][1]["sessions"] == 3
+    record = harness.store.get(INSTANCE)
+    assert record is not None and set(record.watched_rooms or {}) == {"call-0", "call-1", "call-2"}
+    assert emitted_metrics(capsys.readouterr().out)["IndexMisses"] == [1.0]
+    # AND the index now names it, so no later reader counts it again
+    assert harness.index.recorded == {"call-2": TASK_A}
+    # AND the drain waits for that call too
+    harness.sessions.rooms = {"call-2": TASK_A}
+    harness.ecs.tasks[CI_ARN] = []
+    harness.clock.t += 60
+    steps = reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())["steps"]
+    assert [s["action"] for s in steps if s.get("instance_id") == INSTANCE][-1] in ("wait", "heartbeat")
+
+
+def test_no_audit_while_a_worker_may_still_take_a_call_until_the_last_look(harness: Harness) -> None:
+    # GIVEN an instance whose standalone worker ECS never tells to stop, with a room the index missed
+    harness.busy(calls=1)
+    standalone = WorkerTask(arn=TASK_A, last_status="RUNNING", desired_status="RUNNING", group="family:agent")
+    harness.ecs.tasks[CI_ARN] = [standalone]
+    harness.ecs.drain = lambda arn: harness.ecs.draining.append(arn)  # type: ignore[method-assign]
+    harness.index.lost.add("call-0")
+    lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    # WHEN reconcile looks until the drain closes at its deadline
+    record = harness.store.get(INSTANCE)
+    assert record is not None
+    looks = 0
+    while record.is_open and looks < 200:
+        harness.clock.t += 60
+        reconcile.handler(load_event("scheduled-reconcile.json"), FakeLambdaContext())
+        record = harness.store.get(INSTANCE)
+        assert record is not None
+        looks += 1
+    # THEN one audit only, at the last look before the deadline: it counted the call cut there
+    assert harness.sessions.room_names_calls == 1
+    assert record.outcome is DrainOutcome.DEADLINE
+    assert record.dropped_sessions == 1
+
+
+def test_an_unreadable_room_index_holds_the_drain(harness: Harness) -> None:
+    # GIVEN a busy instance and a room index DynamoDB will not answer for
+    harness.busy(calls=1)
+    harness.index.failing = True
+    # WHEN the drain opens and looks
+    result = lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    # THEN the look failed: the instance is held, not released
+    assert result["steps"][1]["action"] == "hold"
+    assert "room index" in result["steps"][1]["error"]
+
+
+def test_an_indexed_room_livekit_no_longer_has_is_dropped(harness: Harness) -> None:
+    # GIVEN a busy instance whose index still names a room that ended (its leave webhook was lost)
+    harness.busy(calls=1)
+    harness.index.stale["ended-call"] = TASK_A
+    # WHEN its drain opens and looks
+    result = lifecycle.handler(load_event(TERMINATE), FakeLambdaContext())
+    # THEN the drain watches only the room LiveKit still has
+    assert result["steps"][1]["sessions"] == 1
+    record = harness.store.get(INSTANCE)
+    assert record is not None and set(record.watched_rooms or {}) == {"call-0"}
 
 
 def test_duplicate_lifecycle_event_opens_no_second_drain(harness: Harness) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from drain_coordinator.domain.probe import WorkerTask
+from drain_coordinator.domain.records import DrainRecord
 from drain_coordinator.handlers import lifecycle, reconcile, task_state
 from tests.fakes import FakeLambdaContext
 from tests.functional.conftest import CI_ARN, INSTANCE, Harness, load_event
@@ -194,3 +196,42 @@ def test_a_task_stop_whose_task_ecs_no_longer_describes_is_closed_and_counted(
     completed = metrics_in(capsys.readouterr().out)["DrainCompleted"]
     assert any(dims.get("Outcome") == "unobserved" for dims, _ in completed)
     assert steps(reconcile.handler({}, FakeLambdaContext())) == []
+
+
+def test_stopped_event_finds_its_drain_by_key_without_reading_the_open_drains(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an instance drain whose only worker is the event's task, among open drains nobody may list
+    harness.ecs.instances[INSTANCE] = EVENT_CI
+    harness.ecs.tasks[EVENT_CI] = [WorkerTask(arn=TASK, last_status="RUNNING", desired_status="RUNNING")]
+    calls_on_task(harness, 1)
+    lifecycle.handler(load_event("asg-terminate-lifecycle-action.json"), FakeLambdaContext())
+    harness.sessions.rooms.clear()
+    harness.ecs.tasks[EVENT_CI] = []
+
+    def no_listing() -> Iterator[DrainRecord]:
+        raise AssertionError("every open drain read for one task event")
+
+    monkeypatch.setattr(harness.store, "open_drains", no_listing)
+    # WHEN its STOPPED event arrives
+    result = task_state.handler(load_event("ecs-task-stopped-graceful.json"), FakeLambdaContext())
+    # THEN the drain, found by the task, completes
+    assert [s["action"] for s in steps(result)] == ["task_stopped", "complete"]
+
+
+def test_a_sample_that_changed_nothing_writes_nothing(harness: Harness) -> None:
+    # GIVEN a long stop sampled once by reconcile
+    calls_on_task(harness, 2)
+    harness.clock.t = T_STOPPING
+    task_state.handler(load_event("ecs-task-stopping-deploy.json"), FakeLambdaContext())
+    harness.ecs.described[TASK] = load_event("ecs-task-stopping-deploy.json")["detail"]  # still running
+    harness.clock.t = T_STOPPING + 60
+    reconcile.handler({}, FakeLambdaContext())
+    record = harness.stops.get(TASK)
+    assert record is not None
+    # WHEN the next tick samples it and its calls are as they were
+    harness.clock.t = T_STOPPING + 120
+    reconcile.handler({}, FakeLambdaContext())
+    # THEN the record was not written again
+    again = harness.stops.get(TASK)
+    assert again is not None and again.version == record.version

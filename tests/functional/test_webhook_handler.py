@@ -61,6 +61,10 @@ class FakeRoomIndex:
         del self.rooms[room]
         return True
 
+    def task_of(self, room: str) -> str | None:
+        held = self.rooms.get(room)
+        return None if held is None else held[0]
+
 
 @dataclass
 class FakeLedger:
@@ -190,6 +194,7 @@ def test_room_finished_of_a_watched_room_releases_the_drain(webhooks: Webhooks) 
     # GIVEN a drain watching the recorded call, now over
     harness = webhooks.harness
     drain_watching_the_call(harness)
+    webhooks.index.record_agent(ROOM, TASK, AGENT, T0)  # its agent's join was indexed
     call_ends_and_worker_exits(harness)
     event = signed(FINISHED)
     harness.clock.t = created_at(event) + 1
@@ -203,6 +208,29 @@ def test_room_finished_of_a_watched_room_releases_the_drain(webhooks: Webhooks) 
     assert [s["outcome"] for s in body["steps"]] == ["drained"]
 
 
+def test_agent_leaving_finds_its_drain_by_key_without_reading_the_open_drains(
+    webhooks: Webhooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a drain watching the recorded call, now over, among open drains nobody may list
+    harness = webhooks.harness
+    drain_watching_the_call(harness)
+    call_ends_and_worker_exits(harness)
+
+    def no_listing() -> Iterator[DrainRecord]:
+        raise AssertionError("every open drain read for one webhook")
+
+    monkeypatch.setattr(harness.store, "open_drains", no_listing)
+    event = signed(LEFT)
+    harness.clock.t = created_at(event) + 1
+
+    # WHEN the call's agent leaves
+    status, body = deliver(event)
+
+    # THEN its drain, found by the agent's task, completes
+    assert status == 200
+    assert [s["outcome"] for s in body["steps"]] == ["drained"]
+
+
 def test_webhook_for_a_room_no_drain_watches_is_taken_and_changes_nothing(webhooks: Webhooks) -> None:
     # GIVEN a drain that watches another room only
     harness = webhooks.harness
@@ -211,6 +239,7 @@ def test_webhook_for_a_room_no_drain_watches_is_taken_and_changes_nothing(webhoo
     assert record is not None
     harness.store.items[INSTANCE] = _watching(record, {"call-99999": TASK})
     before = harness.store.get(INSTANCE)
+    harness.sessions.still_held_calls = 0
     event = signed(LEFT)
     harness.clock.t = created_at(event) + 1
 
@@ -468,8 +497,8 @@ class FailingDrains:
     record: DrainRecord
     error: Exception
 
-    def store_open_drains(self) -> Iterator[DrainRecord]:
-        yield self.record
+    def drain_of_task(self, task_arn: str) -> DrainRecord | None:
+        return self.record
 
     def advance(self, record: DrainRecord, within: float | None = None) -> DrainStep:
         raise self.error
@@ -554,7 +583,7 @@ def _hook(event: str, **fields: Any) -> RoomWebhook:
         ),
         (
             _hook("participant_left", participant_identity=AGENT, agent_task_arn=TASK),
-            LookAgain(ROOM, "agent_left", AGENT),
+            LookAgain(ROOM, "agent_left", AGENT, TASK),
         ),
         (_hook("room_finished"), LookAgain(ROOM, "room_finished")),
         (_hook("participant_left", participant_identity="caller-00001"), Ignore("not_a_tagged_agent")),

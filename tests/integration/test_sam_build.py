@@ -138,10 +138,17 @@ def test_function_artifacts_hold_the_package_and_nothing_else(template: Template
         top_level = {entry.name for entry in artifact.iterdir()}
         everything = list(artifact.rglob("*"))
 
-        # THEN it is the drain_coordinator package, every source, no tests nor bytecode
+        # THEN it is the drain_coordinator package, every source with the runtime's bytecode, no tests
         assert top_level == {"drain_coordinator"}
         assert _sources(artifact / "drain_coordinator") == _sources(PACKAGE)
-        assert [p for p in everything if p.name == "__pycache__" or p.suffix == ".pyc"] == []
+        compiled = {
+            (p.parent.parent / p.name.split(".")[0]).relative_to(artifact / "drain_coordinator").as_posix()
+            + ".py"
+            for p in everything
+            if p.suffix == ".pyc"
+        }
+        assert compiled == _sources(PACKAGE)
+        assert all(_is_runtime_bytecode(p) for p in everything if p.suffix == ".pyc")
         assert [p for p in everything if p.name == "tests" or p.name.startswith("test_")] == []
 
 
@@ -175,10 +182,33 @@ def test_layer_extensions_are_built_for_lambda_arm64_python_313(build_dir: Path)
     assert all(".abi3." in p.name for p in extensions if ".cpython-" not in p.name)
 
 
-def test_layer_holds_no_bytecode_of_the_build_machine(build_dir: Path) -> None:
-    # GIVEN the layer
-    # WHEN / THEN no bytecode was compiled for it by another Python
-    assert list((build_dir / LAYER).rglob("__pycache__")) == []
+def test_layer_holds_the_runtimes_bytecode_and_no_other(build_dir: Path) -> None:
+    # GIVEN the layer's compiled modules
+    site = build_dir / LAYER / "python"
+    compiled = list(site.rglob("*.pyc"))
+
+    # WHEN they are looked at
+    # THEN there is bytecode for the modules the handlers import (pydantic's, boto3's...), all of
+    # it CPython 3.13's, loaded without checking the source
+    assert any(p.name.startswith("main.") for p in (site / "pydantic" / "__pycache__").iterdir())
+    assert (site / "boto3" / "__pycache__").is_dir()
+    assert all(_is_runtime_bytecode(p) for p in compiled)
+
+
+# CPython 3.13's bytecode: the magic number starting every .pyc (importlib.util.MAGIC_NUMBER),
+# and PEP 552's flags word, 0b01: hash-based, 0b10 unset: not checked against the source.
+# https://peps.python.org/pep-0552/
+_MAGIC_313 = (3571).to_bytes(2, "little") + b"\r\n"
+_UNCHECKED_HASH = 0b01
+
+
+def _is_runtime_bytecode(path: Path) -> bool:
+    header = path.read_bytes()[:8]
+    return (
+        ".cpython-313." in path.name
+        and header[:4] == _MAGIC_313
+        and int.from_bytes(header[4:8], "little") == _UNCHECKED_HASH
+    )
 
 
 def test_built_template_points_each_function_at_its_artifact(template: Template, build_dir: Path) -> None:

@@ -299,3 +299,23 @@ def test_unreachable_dynamodb_is_store_error() -> None:
     # botocore exception that would end the whole tick
     with pytest.raises(StoreError):
         store.get(INSTANCE_1)
+
+
+# -- by key ----------------------------------------------------------------------------------------
+
+
+def test_a_drain_is_found_by_its_tasks_and_read_by_key_in_batches(store: DrainStore) -> None:
+    # GIVEN two open drains, the first having listed its two tasks and audited its rooms
+    first = a_drain(INSTANCE_1, known_tasks=(TASK_A, TASK_B), rooms_audited=True)
+    assert store.open_drain(first) and store.open_drain(a_drain(INSTANCE_2))
+    store.point_tasks(INSTANCE_1, [TASK_A, TASK_B], T0)
+
+    # WHEN an event about a task looks for its drain, and a shard reads drains by key
+    found = store.drain_of_task(TASK_B)
+    many = store.get_many([INSTANCE_1, INSTANCE_2, INSTANCE_3])
+
+    # THEN the task's drain comes back as saved, a task no drain saw has none, the two exist
+    assert found == first
+    assert store.drain_of_task("arn:aws:ecs:us-east-1:123456789012:task/agents/never-seen") is None
+    assert set(many) == {INSTANCE_1, INSTANCE_2}
+    assert many[INSTANCE_1].known_tasks == (TASK_A, TASK_B)

@@ -102,6 +102,22 @@ def test_room_index_entry_past_its_time_counts_as_gone(world: World) -> None:
     assert index.rooms_held_by([TASK_A]) == {}
 
 
+def test_room_index_tells_which_of_many_rooms_it_knows_a_hundred_to_a_request(world: World) -> None:
+    # GIVEN 250 indexed rooms, one of them past its time, among 300 names
+    index = RoomIndex(table_of(world), ttl_seconds=3600, clock=world.clock.now)
+    index.record_agent("old-call", TASK_B, "agent-old", world.clock.now() - 7200)
+    with table_of(world).batch_writer() as batch:
+        for n in range(250):
+            batch.put_item(Item=index.item_for(f"call-{n:03d}", TASK_A, f"agent-{n}", world.clock.now()))
+    names = [f"call-{n:03d}" for n in range(300)] + ["old-call"]
+
+    # WHEN the audit asks which of the names the index has
+    known = index.indexed(names)
+
+    # THEN every live entry is named, the expired and unknown ones are not
+    assert known == {f"call-{n:03d}" for n in range(250)}
+
+
 def test_ledger_takes_an_event_once_until_released(world: World) -> None:
     # GIVEN the webhook ledger
     ledger = WebhookLedger(table_of(world))

@@ -303,10 +303,30 @@ def test_bench_quick_prints_every_figure_as_json(capsys: pytest.CaptureFixture[s
         "reconcile_seconds",
         "import_ratio",
         "artifact_bytes",
+        "tick_calls",
+        "monthly_cost",
     } <= set(figures)
     assert set(figures["livekit_calls_per_tick"]) == {"100"}
-    assert set(figures["livekit_calls_per_tick"]["100"]) >= {"draining_rooms", "discovery_calls", "per_tick"}
-    assert set(figures["reconcile_seconds"]) == {"10"}
+    assert set(figures["livekit_calls_per_tick"]["100"]) >= {
+        "draining_rooms",
+        "discovery_calls",
+        "per_tick",
+        "whole_drain_calls",
+    }
+    assert set(figures["reconcile_seconds"]) == {"1", "10"}
+    # AND each tick's AWS requests, by service, beside its wall time
+    assert set(figures["tick_calls"]["10"]["steady_tick"]) >= {
+        "wall_seconds",
+        "ecs",
+        "autoscaling",
+        "dynamodb_reads",
+        "dynamodb_writes",
+        "livekit",
+    }
+    # AND a monthly cost, service by service, from prices whose date of reading is given
+    cost = figures["monthly_cost"]
+    assert cost["usd_total"] == pytest.approx(sum(cost["usd"].values()), abs=0.05)
+    assert cost["prices_read_on"]
     handlers = set(bench.handler_modules(bench.BenchOptions().template_path).values())
     assert set(figures["import_ratio"]) == handlers
     assert figures["release_latency_seconds"]["samples"]

@@ -60,6 +60,13 @@ class DrainRecord:
     # True once every worker task was told to stop before the rooms were discovered: from then
     # on no worker takes a new job, so the watched set can only shrink.
     rooms_final: bool = False
+    # True once a look scanned every room of the project for this drain (domain/discovery.py):
+    # one audit per drain, for the rooms whose join webhook never reached the room index.
+    rooms_audited: bool = False
+    # The worker tasks the last successful look found on the instance; None before the first.
+    # A DRAINING instance gets no new task, so later looks describe these (in batches, with the
+    # other drains of the tick) instead of listing the instance again.
+    known_tasks: tuple[str, ...] | None = None
     heartbeats: int = 0
     probe_errors: int = 0
     sessions_remaining: int | None = None
@@ -124,3 +131,12 @@ class DrainRecord:
     @property
     def drain_seconds(self) -> float | None:
         return None if self.closed_at is None else self.closed_at - self.hook_started_at
+
+
+def save_needed(before: DrainRecord, after: DrainRecord, now: float, period_seconds: float) -> bool:
+    """Whether a look must write its record: something but the time of the look changed, or the
+    stored time of the last look is a period old (the tick's order and its `DrainsDeferred`
+    count read it). A look between ticks (an event's) that changed nothing writes nothing."""
+    if replace(after, looked_at=before.looked_at) != before:
+        return True
+    return before.looked_at is None or now - before.looked_at >= period_seconds

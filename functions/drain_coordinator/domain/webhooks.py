@@ -4,8 +4,9 @@ A webhook only ever makes a drain look again sooner; the every-minute reconcile 
 that is never lost. What a verified webhook asks for:
 
 - `participant_joined` of an agent tagged `ecs.task_arn` -> `IndexAgent`: remember room -> task.
-- `participant_left` of such an agent, or `room_finished` -> `LookAgain`: every open drain that
-  watches the room is advanced now (and the room leaves the index).
+- `participant_left` of such an agent, or `room_finished` -> `LookAgain`: the drain of the agent's
+  task (found by key: the event's tag, or the room index for `room_finished`) is advanced now if
+  it watches the room (and the room leaves the index).
 - anything else (callers, untagged agents, room_started, tracks, egress...) -> `Ignore`.
 """
 
@@ -51,6 +52,9 @@ class LookAgain:
     reason: str  # agent_left | room_finished
     # The agent that left (empty for room_finished): its index entry is dropped, not a newer one's.
     identity: str = ""
+    # The task of the agent that left (its `ecs.task_arn`): its drain is found by that key.
+    # Empty for room_finished: the room index tells the task.
+    task_arn: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,9 @@ def intent_of(hook: RoomWebhook) -> Intent:
         return Ignore(reason="not_a_tagged_agent")
     if hook.event == PARTICIPANT_JOINED:
         return IndexAgent(room=hook.room, task_arn=hook.agent_task_arn, identity=hook.participant_identity)
-    return LookAgain(room=hook.room, reason="agent_left", identity=hook.participant_identity)
+    return LookAgain(
+        room=hook.room, reason="agent_left", identity=hook.participant_identity, task_arn=hook.agent_task_arn
+    )
 
 
 def staleness(created_at: float, now: float, max_age: float = MAX_EVENT_AGE_SECONDS) -> str | None:

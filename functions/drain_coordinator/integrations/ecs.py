@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -119,24 +119,55 @@ class EcsCluster:
                     kwargs["family"] = self._family
                 for page in self._client.get_paginator("list_tasks").paginate(**kwargs):
                     arns.extend(page.get("taskArns", []))
-            running: list[dict[str, Any]] = []
-            for batch in _batches(sorted(set(arns))):
-                described = self._client.describe_tasks(cluster=self.cluster, tasks=batch)
-                running += [t for t in described.get("tasks", []) if t.get("lastStatus") != "STOPPED"]
-            daemons = self._daemon_services({_service_of(t) for t in running} - {""})
-            tasks = [
-                WorkerTask(
-                    arn=str(task["taskArn"]),
-                    last_status=str(task.get("lastStatus", "UNKNOWN")),
-                    desired_status=str(task.get("desiredStatus", "UNKNOWN")),
-                    group=str(task.get("group", "")),
-                    daemon=_service_of(task) in daemons,
-                )
-                for task in running
-            ]
+            tasks = self._described_workers(arns)
         except (ClientError, BotoCoreError) as exc:
             raise EcsError(describe_error(exc, "list the instance's tasks")) from exc
         return tuple(sorted(tasks, key=lambda t: t.arn))
+
+    def describe_workers(self, task_arns: Collection[str]) -> dict[str, WorkerTask]:
+        """These tasks as ECS sees them now, those not stopped yet: DescribeTasks, 100 to a
+        request, for all the drains of a tick at once. A task ECS no longer knows (STOPPED tasks
+        stay visible about an hour) or that has stopped is left out.
+
+        Enough for a DRAINING instance, which gets no new task: "Amazon ECS prevents new tasks
+        from being scheduled for placement on the container instance".
+        https://docs.aws.amazon.com/AmazonECS/latest/developerguide/container-instance-draining.html
+        https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html"""
+        try:
+            return {t.arn: t for t in self._described_workers(task_arns)}
+        except (ClientError, BotoCoreError) as exc:
+            raise EcsError(describe_error(exc, "describe the drains' tasks")) from exc
+
+    def describe_tasks(self, task_arns: Collection[str]) -> dict[str, dict[str, Any]]:
+        """Task ARN -> ECS's description, 100 to a DescribeTasks request; a task ECS no longer
+        knows is left out (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html)."""
+        try:
+            return {str(t["taskArn"]): t for t in self._described(task_arns)}
+        except (ClientError, BotoCoreError) as exc:
+            raise EcsError(describe_error(exc, "describe tasks")) from exc
+
+    def _described(self, task_arns: Collection[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for batch in _batches(sorted(set(task_arns))):
+            out += [
+                dict(t)
+                for t in self._client.describe_tasks(cluster=self.cluster, tasks=batch).get("tasks", [])
+            ]
+        return out
+
+    def _described_workers(self, task_arns: Collection[str]) -> list[WorkerTask]:
+        running = [t for t in self._described(task_arns) if t.get("lastStatus") != "STOPPED"]
+        daemons = self._daemon_services({_service_of(t) for t in running} - {""})
+        return [
+            WorkerTask(
+                arn=str(task["taskArn"]),
+                last_status=str(task.get("lastStatus", "UNKNOWN")),
+                desired_status=str(task.get("desiredStatus", "UNKNOWN")),
+                group=str(task.get("group", "")),
+                daemon=_service_of(task) in daemons,
+            )
+            for task in running
+        ]
 
     def _daemon_services(self, services: set[str]) -> set[str]:
         """Which of these services use the DAEMON scheduling strategy (a service keeps its

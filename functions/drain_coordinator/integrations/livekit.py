@@ -1,8 +1,13 @@
 """LiveKit: which rooms the drain's worker tasks still hold, through livekit-api's RoomService.
 
 A session is a room with an AGENT participant whose attribute `ecs.task_arn` names one of the
-instance's worker tasks. Discovery scans every room once (O(rooms)); after that a drain watches
-only its own rooms (O(rooms on the draining instance) per look).
+instance's worker tasks. A look asks only about the rooms it names (`still_held`: one ListRooms
+by name, one ListParticipants per room that still exists): O(rooms the drain holds). The audit
+(domain/discovery.py) lists every room's name once (`room_names`) and asks for the participants
+of the few the room index does not know (`discover(..., among=...)`).
+
+livekit-api (with aiohttp and every LiveKit protobuf module) is imported at the first request,
+not with this module: a handler whose path asks LiveKit nothing never loads it (cold starts).
 """
 
 from __future__ import annotations
@@ -10,24 +15,46 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiohttp
-from livekit import api
-from livekit.protocol.models import ParticipantInfo
+if TYPE_CHECKING:
+    from livekit.api import LiveKitAPI
+    from livekit.protocol.models import ParticipantInfo
 
 # The contract with the packaged worker (worker/): the attribute it sets on its agent participant.
 SESSION_TAG_ATTRIBUTE = "ecs.task_arn"
 # ... and a rescue job's agent: whether it found the call's checkpoint (livekit_drain_worker.rescue).
 CHECKPOINT_ATTRIBUTE = "lk.drain.checkpoint"
 T = TypeVar("T")
-# Participants who are nobody's call: agents, and LiveKit's own egress (recording, streaming
-# out) and ingress (streaming in) participants. Kinds: livekit/protocol
-# protobufs/livekit_models.proto, ParticipantInfo.Kind
-_NOT_CALLERS = frozenset(
-    {ParticipantInfo.Kind.AGENT, ParticipantInfo.Kind.EGRESS, ParticipantInfo.Kind.INGRESS}
-)
 _CONCURRENCY = 16  # parallel ListParticipants calls: bounded so a big fleet does not hit rate limits
+
+
+@cache
+def _api() -> ModuleType:
+    """livekit-api, imported when first needed."""
+    from livekit import api
+
+    return api
+
+
+@cache
+def _aiohttp() -> ModuleType:
+    import aiohttp
+
+    return aiohttp
+
+
+@cache
+def _not_callers() -> frozenset[Any]:
+    """Participants who are nobody's call: agents, and LiveKit's own egress (recording, streaming
+    out) and ingress (streaming in) participants. Kinds: livekit/protocol
+    protobufs/livekit_models.proto, ParticipantInfo.Kind"""
+    from livekit.protocol.models import ParticipantInfo
+
+    kind = ParticipantInfo.Kind
+    return frozenset({kind.AGENT, kind.EGRESS, kind.INGRESS})
 
 
 class LiveKitProbeError(Exception):
@@ -58,14 +85,27 @@ class LiveKitSessions:
         self._credentials = credentials
         self._timeout = timeout_seconds
 
-    def discover(self, task_arns: Collection[str], within: float | None = None) -> dict[str, str]:
-        """Every room held by an agent of one of these tasks: room -> task ARN. Scans all rooms.
+    def discover(
+        self,
+        task_arns: Collection[str],
+        within: float | None = None,
+        among: Collection[str] | None = None,
+    ) -> dict[str, str]:
+        """Every room held by an agent of one of these tasks: room -> task ARN. Without `among`,
+        scans all rooms (ListRooms, then ListParticipants for each); with it, asks only for the
+        participants of those rooms (no ListRooms).
 
         `within`: seconds the whole discovery may take (its requests overlap, 16 at a time); past
         it the look fails (LiveKitProbeError), so a slow LiveKit cannot hold a tick."""
-        if not task_arns:
+        if not task_arns or (among is not None and not among):
             return {}
-        return self._run(self._discover(frozenset(task_arns)), within)
+        names = None if among is None else sorted(set(among))
+        return self._run(self._discover(frozenset(task_arns), names), within)
+
+    def room_names(self, within: float | None = None) -> list[str]:
+        """The name of every room of the project: one ListRooms (LiveKit does not page it).
+        https://docs.livekit.io/reference/server/server-apis/ (RoomService.ListRooms)"""
+        return self._run(self._room_names(), within)
 
     def still_held(self, rooms: Mapping[str, str], within: float | None = None) -> dict[str, str]:
         """The subset of `rooms` whose agent (same task) is still in the room."""
@@ -95,22 +135,24 @@ class LiveKitSessions:
             raise LiveKitProbeError(f"LiveKit unreachable: {type(exc).__name__}: {exc}") from exc
         except LiveKitProbeError:
             raise
-        except api.TwirpError as exc:
+        except _api().TwirpError as exc:
             raise LiveKitProbeError(f"LiveKit answered {exc.status} {exc.code}: {exc.message}") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except (_aiohttp().ClientError, OSError) as exc:
             raise LiveKitProbeError(f"LiveKit unreachable: {type(exc).__name__}: {exc}") from exc
 
-    def _client(self) -> api.LiveKitAPI:
+    def _client(self) -> LiveKitAPI:
         creds = self._credentials()
-        return api.LiveKitAPI(
+        api = _api()
+        client: LiveKitAPI = api.LiveKitAPI(
             url=self._url,
             api_key=creds.api_key,
             api_secret=creds.api_secret,
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            timeout=_aiohttp().ClientTimeout(total=self._timeout),
             # A failed look is retried by the next tick; LiveKit Cloud region failover would
             # only stretch one look past the Lambda's budget.
             failover=False,
         )
+        return client
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         # livekit-api passes timeout=None on each request, which aiohttp reads as "no timeout":
@@ -118,10 +160,17 @@ class LiveKitSessions:
         async with asyncio.timeout(self._timeout):
             return await call
 
-    async def _discover(self, task_arns: frozenset[str]) -> dict[str, str]:
+    async def _room_names(self) -> list[str]:
         async with self._client() as lk:
-            rooms = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest()))
-            present = await self._participants_of(lk, [room.name for room in rooms.rooms])
+            rooms = await self._bounded(lk.room.list_rooms(_api().ListRoomsRequest()))
+        return sorted(room.name for room in rooms.rooms)
+
+    async def _discover(self, task_arns: frozenset[str], names: list[str] | None) -> dict[str, str]:
+        async with self._client() as lk:
+            if names is None:
+                rooms = await self._bounded(lk.room.list_rooms(_api().ListRoomsRequest()))
+                names = [room.name for room in rooms.rooms]
+            present = await self._participants_of(lk, names)
         held = {
             room: next((arn for arn in map(_agent_task, people) if arn in task_arns), None)
             for room, people in present.items()
@@ -145,20 +194,19 @@ class LiveKitSessions:
         return {
             room: rooms[room]
             for room, people in present.items()
-            if any(p.kind not in _NOT_CALLERS for p in people)
+            if any(p.kind not in _not_callers() for p in people)
             and not any(_agent_task(p) not in (None, rooms[room]) for p in people)
         }
 
-    async def _existing(self, lk: api.LiveKitAPI, rooms: Mapping[str, str]) -> list[str]:
+    async def _existing(self, lk: LiveKitAPI, rooms: Mapping[str, str]) -> list[str]:
         """The names among `rooms` that LiveKit still has (ListRooms drops the ended ones)."""
-        answer = await self._bounded(lk.room.list_rooms(api.ListRoomsRequest(names=sorted(rooms))))
+        answer = await self._bounded(lk.room.list_rooms(_api().ListRoomsRequest(names=sorted(rooms))))
         return [room.name for room in answer.rooms]
 
-    async def _participants_of(
-        self, lk: api.LiveKitAPI, names: list[str]
-    ) -> dict[str, list[ParticipantInfo]]:
+    async def _participants_of(self, lk: LiveKitAPI, names: list[str]) -> dict[str, list[ParticipantInfo]]:
         """Each room's participants, asked in parallel (bounded); a room that ended is left out."""
         gate = asyncio.Semaphore(_CONCURRENCY)
+        api = _api()
 
         async def participants(room: str) -> tuple[str, list[ParticipantInfo] | None]:
             async with gate:
@@ -200,7 +248,7 @@ class LiveKitRescues(LiveKitSessions):
             async with self._client() as lk:
                 made = await self._bounded(
                     lk.agent_dispatch.create_dispatch(
-                        api.CreateAgentDispatchRequest(room=room, agent_name=agent_name, metadata=metadata)
+                        _api().CreateAgentDispatchRequest(room=room, agent_name=agent_name, metadata=metadata)
                     )
                 )
             return made.id
@@ -227,8 +275,8 @@ class LiveKitRescues(LiveKitSessions):
             async with self._client() as lk:
                 try:
                     await self._bounded(lk.agent_dispatch.delete_dispatch(dispatch_id, room))
-                except api.TwirpError as exc:
-                    if exc.code != api.TwirpErrorCode.NOT_FOUND:
+                except _api().TwirpError as exc:
+                    if exc.code != _api().TwirpErrorCode.NOT_FOUND:
                         raise
 
         self._run(delete())
@@ -262,6 +310,8 @@ async def _within(coro: Awaitable[T], seconds: float | None) -> T:
 
 def _agent_task(participant: ParticipantInfo) -> str | None:
     """The task ARN an AGENT participant is tagged with, if any."""
+    from livekit.protocol.models import ParticipantInfo
+
     if participant.kind != ParticipantInfo.Kind.AGENT:
         return None
     return participant.attributes.get(SESSION_TAG_ATTRIBUTE) or None

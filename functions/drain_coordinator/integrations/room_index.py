@@ -27,13 +27,14 @@ from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drain_coordinator.integrations.aws_clients import describe_error, error_code
-from drain_coordinator.integrations.store import OPEN_INDEX, StoreError, get_item, put_if
+from drain_coordinator.integrations.store import OPEN_INDEX, StoreError, batch_get, get_item, put_if
 
 ROOM_KIND = "room"
 WEBHOOK_KIND = "webhook"
 ROOMS_OF_TASK_PREFIX = "rooms#"
 DEFAULT_ROOM_TTL_SECONDS = 24 * 3600  # calls last minutes: a day outlives any of them
 DEFAULT_LEDGER_TTL_SECONDS = 3600  # tokens live 5 minutes (+1 of leeway); an hour is ample
+_ROOM_PK_PREFIX = "room#"
 
 
 class RoomIndex:
@@ -49,8 +50,16 @@ class RoomIndex:
 
     def record_agent(self, room: str, task_arn: str, identity: str, at: float) -> None:
         """The agent `identity` of `task_arn` is in `room` (the last agent to join wins)."""
+        item = self.item_for(room, task_arn, identity, at)
+        try:
+            self._table.put_item(Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(describe_error(exc, "index a room")) from exc
+
+    def item_for(self, room: str, task_arn: str, identity: str, at: float) -> dict[str, Any]:
+        """The index entry `record_agent` writes."""
         expires_at = int(at + self._ttl_seconds)
-        item = {
+        return {
             "pk": _room_pk(room),
             "kind": ROOM_KIND,
             "room": room,
@@ -61,10 +70,6 @@ class RoomIndex:
             "deadline_at": expires_at,
             "expires_at": expires_at,
         }
-        try:
-            self._table.put_item(Item=item)
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(describe_error(exc, "index a room")) from exc
 
     def forget(self, room: str, identity: str = "") -> bool:
         """Drop the room's entry; with `identity`, only if that agent made it. False if none went."""
@@ -112,6 +117,16 @@ class RoomIndex:
             except (ClientError, BotoCoreError) as exc:
                 raise StoreError(describe_error(exc, "query the room index")) from exc
         return held
+
+    def indexed(self, rooms: Collection[str]) -> set[str]:
+        """The names among `rooms` that the index has an entry for (whichever task's), read by
+        key, 100 to a BatchGetItem request: an audit of R rooms costs ceil(R / 100) reads.
+
+        BatchGetItem answers at most 100 keys (and 16 MB) a request and may hand back some as
+        UnprocessedKeys (throttled, or over the size limit), to be asked again.
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html"""
+        items = batch_get(self._table, [_room_pk(name) for name in rooms], "read the room index")
+        return {str(item["room"]) for item in items if not self._expired(item)}
 
     def _expired(self, item: dict[str, Any]) -> bool:
         # DynamoDB's TTL deletes late (up to days): an item past its time is gone in all but fact.
@@ -171,7 +186,7 @@ class WebhookLedger:
 
 
 def _room_pk(room: str) -> str:
-    return f"room#{room}"
+    return _ROOM_PK_PREFIX + room
 
 
 def _webhook_pk(event_id: str) -> str:

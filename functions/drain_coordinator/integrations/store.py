@@ -10,7 +10,8 @@ Item layout (one table, `pk` only):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -33,6 +34,10 @@ TASK_STOP_KIND = "task_stop"
 
 
 _OPEN_PAGE_SIZE = 100
+TASK_DRAIN_KIND = "task_drain"
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
+_BATCH_GET_ATTEMPTS = 3  # botocore retries throttled requests itself; this is for UnprocessedKeys
+_BATCH_GET_BACKOFF_SECONDS = 0.05
 
 
 class StaleDrainError(Exception):
@@ -60,6 +65,35 @@ class DrainStore:
         """Open drains only, most urgent deadline first (the sparse index holds nothing else)."""
         for item in _open_items(self._table, DRAIN_KIND):
             yield _from_item(item)
+
+    def get_many(self, instance_ids: Collection[str]) -> dict[str, DrainRecord]:
+        """The drains of these instances that exist, read by key, 100 to a request."""
+        items = batch_get(self._table, [_pk(i) for i in instance_ids], "read drains")
+        return {r.instance_id: r for r in map(_from_item, items)}
+
+    def point_tasks(self, instance_id: str, task_arns: Collection[str], at: float) -> None:
+        """Remember which drain each of these tasks belongs to, so an event about a task (its
+        STOPPED, its agent leaving a room) finds its drain by key, not by reading every open one."""
+        try:
+            with self._table.batch_writer() as batch:
+                for arn in sorted(set(task_arns)):
+                    batch.put_item(
+                        Item={
+                            "pk": _task_drain_pk(arn),
+                            "kind": TASK_DRAIN_KIND,
+                            "instance_id": instance_id,
+                            "expires_at": int(at + self._ttl_seconds),
+                        }
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(describe_error(exc, "point tasks at their drain")) from exc
+
+    def drain_of_task(self, task_arn: str) -> DrainRecord | None:
+        """The drain of the instance this task ran on, if a drain has seen the task."""
+        pointer = get_item(self._table, _task_drain_pk(task_arn), "read a task's drain")
+        if pointer is None:
+            return None
+        return self.get(str(pointer["instance_id"]))
 
     def save(self, record: DrainRecord) -> DrainRecord:
         """Write `record` if nobody saved the drain since it was read; returns it with version + 1."""
@@ -96,6 +130,7 @@ def _to_item(record: DrainRecord, ttl_seconds: int) -> dict[str, Any]:
         "opened_at": _num(record.opened_at),
         "status": record.status.value,
         "rooms_final": record.rooms_final,
+        "rooms_audited": record.rooms_audited,
         "heartbeats": record.heartbeats,
         "probe_errors": record.probe_errors,
         "dropped_sessions": record.dropped_sessions,
@@ -105,6 +140,8 @@ def _to_item(record: DrainRecord, ttl_seconds: int) -> dict[str, Any]:
         item["container_instance_arn"] = record.container_instance_arn
     if record.watched_rooms is not None:
         item["watched_rooms"] = dict(record.watched_rooms)
+    if record.known_tasks is not None:
+        item["known_tasks"] = list(record.known_tasks)
     if record.sessions_remaining is not None:
         item["sessions_remaining"] = record.sessions_remaining
     if record.tasks_remaining is not None:
@@ -143,6 +180,8 @@ def _from_item(item: dict[str, Any]) -> DrainRecord:
             {str(k): str(v) for k, v in item["watched_rooms"].items()} if "watched_rooms" in item else None
         ),
         rooms_final=bool(item.get("rooms_final", False)),
+        rooms_audited=bool(item.get("rooms_audited", False)),
+        known_tasks=tuple(str(t) for t in item["known_tasks"]) if "known_tasks" in item else None,
         heartbeats=int(item.get("heartbeats", 0)),
         probe_errors=int(item.get("probe_errors", 0)),
         sessions_remaining=_opt_int(item.get("sessions_remaining")),
@@ -195,6 +234,37 @@ class TaskStopStore:
     def open_stops(self) -> Iterator[TaskStopRecord]:
         for item in _open_items(self._table, TASK_STOP_KIND):
             yield _task_from_item(item)
+
+    def get_many(self, task_arns: Collection[str]) -> dict[str, TaskStopRecord]:
+        """The task stops of these tasks that exist, read by key, 100 to a request."""
+        items = batch_get(self._table, [_task_pk(a) for a in task_arns], "read task stops")
+        return {r.task_arn: r for r in map(_task_from_item, items)}
+
+
+def batch_get(table: Any, pks: Collection[str], what: str) -> list[dict[str, Any]]:
+    """The items with these keys that exist, strongly consistent, 100 keys to a BatchGetItem
+    (its limit), keys left unprocessed (throttled, over 16 MB) asked again after a pause.
+    https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html"""
+    wanted = sorted(set(pks))
+    client, name = table.meta.client, table.name
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), BATCH_GET_KEYS):
+        # The table resource's client (de)serialises DynamoDB's typed values itself.
+        keys: list[dict[str, Any]] = [{"pk": pk} for pk in wanted[start : start + BATCH_GET_KEYS]]
+        for attempt in range(_BATCH_GET_ATTEMPTS):
+            if attempt:
+                time.sleep(_BATCH_GET_BACKOFF_SECONDS * 2**attempt)
+            try:
+                answer = client.batch_get_item(RequestItems={name: {"Keys": keys, "ConsistentRead": True}})
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreError(describe_error(exc, what)) from exc
+            found += [dict(item) for item in answer.get("Responses", {}).get(name, [])]
+            keys = answer.get("UnprocessedKeys", {}).get(name, {}).get("Keys", [])
+            if not keys:
+                break
+        else:
+            raise StoreError(f"{what}: keys left unprocessed after retries")
+    return found
 
 
 def get_item(table: Any, pk: str, what: str) -> dict[str, Any] | None:
@@ -253,6 +323,10 @@ def _open_items(table: Any, kind: str) -> Iterator[dict[str, Any]]:
 
 def _task_pk(task_arn: str) -> str:
     return f"task#{task_arn}"
+
+
+def _task_drain_pk(task_arn: str) -> str:
+    return f"task-drain#{task_arn}"
 
 
 def _task_to_item(record: TaskStopRecord, ttl_seconds: int) -> dict[str, Any]:
