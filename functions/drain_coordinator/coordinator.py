@@ -818,8 +818,9 @@ class Coordinator:
         self, record: DrainRecord, error: str, within: float | None, started: float
     ) -> Probe:
         """ECS failed: the look fails, but the rooms it already watches are asked of LiveKit all
-        the same, so the calls cut at a deadline reached while ECS is down are still counted."""
-        if not record.watched_rooms or not record.rooms_final or self.breaker.is_open(LIVEKIT):
+        the same, so the calls cut at a deadline reached while ECS is down are still counted
+        (those it knows: a discovery not yet final may have missed some)."""
+        if not record.watched_rooms or self.breaker.is_open(LIVEKIT):
             return Probe.failed(error)
         left = None if within is None else within - (self.clock() - started)
         try:

@@ -32,6 +32,7 @@ def test_a_hung_dependency_holds_every_drain_with_heartbeats_and_no_invocation_o
         for worker in world.workers_on(instance_id):
             worker.service = ""
         start_calls(world, instance_id, [[3000.0]])
+    world.step(1.0)  # the calls' webhooks index their rooms, as long before any scale-in
     for instance_id in instances:
         scale_in(world, instance_id)
     world.step(1.0)
