@@ -26,7 +26,7 @@ def test_a_shard_that_keeps_failing_comes_back_after_its_visibility_timeout_then
     world: World, handler_faults: HandlerFaults
 ) -> None:
     # GIVEN a shard on the work queue, and DynamoDB failing every read of its drain
-    failing = handler_faults.errors("dynamodb", "GetItem", code="InternalServerError", status=500)
+    failing = handler_faults.errors("dynamodb", "BatchGetItem", code="InternalServerError", status=500)
     shard = queue_a_shard(world, "i-0123456789abcdef0")
     queue = world.template.resource("WorkQueue")
 

@@ -101,7 +101,7 @@ def test_a_misconfigured_user_stack_is_refused_with_one_line_per_problem(
     assert "HookHeartbeatTimeout=30 is below MinValue 180" in failed["parameters-accepted"]
     assert sum(1 for line in out.splitlines() if line.startswith("FAIL ")) == 4
     assert out.splitlines()[-1] == (
-        "FAIL: 4 of 17 rules fail: launch-type-ec2, stop-timeout-covers-drain, heartbeat-cadence, "
+        "FAIL: 4 of 18 rules fail: launch-type-ec2, stop-timeout-covers-drain, heartbeat-cadence, "
         "parameters-accepted"
     )
 

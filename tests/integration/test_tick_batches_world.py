@@ -39,8 +39,9 @@ def _by_service(calls: AwsCalls, service: str) -> dict[str, int]:
 
 def test_a_tick_over_a_hundred_drains_reads_ecs_and_dynamodb_in_batches(aws_calls: AwsCalls) -> None:
     # GIVEN 100 open drains in the middle of their drains (tasks known, rooms audited), one
-    # worker and one call each, their heartbeats not due
-    config = WorldConfig(seed=5, livekit_webhooks=False)
+    # worker and one call each, their heartbeats not due, all in the tick's own shard (how one
+    # invocation reads; the shards it would send read alike)
+    config = WorldConfig(seed=5, livekit_webhooks=False, params={"ShardSize": str(OPEN_DRAINS)})
     with World(config) as world:
         world.tick()  # the function's cold start, with nothing open
         seed_open_drains(world, OPEN_DRAINS, heartbeat_due=False)

@@ -285,6 +285,8 @@ class LiveKitRescues(LiveKitSessions):
         """The agent participants of `room`, with the task each is tagged with."""
 
         async def agents() -> list[RoomAgent]:
+            from livekit.protocol.models import ParticipantInfo
+
             async with self._client() as lk:
                 people = (await self._participants_of(lk, [room])).get(room, [])
             return [
