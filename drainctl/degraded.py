@@ -28,7 +28,8 @@ from drainctl.world.world import World, WorldConfig, default_template_path
 
 OPEN_DRAINS: Final = (10, 100, 1_000, 2_000)
 QUICK_OPEN_DRAINS: Final = (10, 100)
-PERIODS: Final = 3
+# Long enough for a hook left unheartbeaten to run out: HeartbeatTimeout (300 s) and two periods.
+PERIODS: Final = 7
 AWS_LATENCY: Final = LatencyTail(0.2, 2.0)
 LIVEKIT_LATENCY: Final = LatencyTail(1.0, 4.0)
 

@@ -13,7 +13,7 @@ not with this module: a handler whose path asks LiveKit nothing never loads it (
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -126,6 +126,8 @@ class LiveKitSessions:
 
     def _run(self, coro: Awaitable[T], within: float | None = None) -> T:
         if within is not None and within <= 0:
+            if isinstance(coro, Coroutine):
+                coro.close()  # never started: closed, not left for the collector to warn about
             raise LiveKitProbeError("no time left to ask LiveKit")
         try:
             return asyncio.run(_within(coro, within))
