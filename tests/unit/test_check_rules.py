@@ -429,23 +429,16 @@ def test_fleet_within_what_the_shards_cover_passes() -> None:
 def test_fleet_beyond_the_shards_fails_and_says_how_many_to_run_at_once() -> None:
     # GIVEN 2,000 drains at the degraded latencies of the scale test
     cost = LookCost(open_drains=2000, aws_latency=(0.2, 2.0), livekit_latency=(1.0, 4.0))
-    # THEN ten shards at once cannot look at them every period; their hooks are still safe, for
-    # every run sends its due heartbeats before any look and there is time for them all
+    # THEN ten shards at once cannot look at them every period, and hooks are at risk (measured:
+    # drainctl bench --degraded loses hooks at D = 1,000 with the template's defaults)
     assert_fails(
         rule_fleet_fits_period(a_budget(cost=cost)),
         "2000 drains = 100 shards of 20",
-        "hooks safe: heartbeats go first, 667 due a period, time for 781",
+        "hooks at risk",
         "raise AdvanceConcurrency to 199",
     )
     # AND with that many at once, it passes
     assert rule_fleet_fits_period(a_budget(cost=replace(cost, advance_concurrency=199))).status == "PASS"
-
-
-def test_fleet_whose_heartbeats_alone_do_not_fit_a_period_puts_its_hooks_at_risk() -> None:
-    # GIVEN 2,000 drains and AWS so slow (1 s a call) that even the heartbeats do not fit
-    cost = LookCost(open_drains=2000, aws_latency=(1.0, 1.0), livekit_latency=(1.0, 4.0))
-    # THEN the hooks are at risk
-    assert_fails(rule_fleet_fits_period(a_budget(cost=cost)), "hooks at risk: 667 heartbeats due a period")
 
 
 # -- the stated p99 call length -----------------------------------------------------------------
