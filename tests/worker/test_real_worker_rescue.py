@@ -12,7 +12,7 @@ import pytest
 
 from drain_coordinator.domain.rescue import Danger, Rescue
 from drain_coordinator.integrations.livekit import LiveKitCredentials, LiveKitRescues
-from drain_coordinator.rescue import RESCUE_METADATA_KEY, rescue_metadata
+from drain_coordinator.services.rescue import RESCUE_METADATA_KEY, rescue_metadata
 from drainctl.world.agent_server import LocalAgentServer
 from drainctl.world.call_agent import CallPlan
 from drainctl.world.livekit_server import LocalLiveKit

@@ -20,7 +20,7 @@ from drain_coordinator import wiring
 from drain_coordinator.integrations.secrets import CredentialsError
 from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
-from drain_coordinator.webhooks import WebhookRefusedError
+from drain_coordinator.services.webhooks import WebhookRefusedError
 
 # Sample (Function URL, payload format 2.0; headers arrive lower-cased):
 # {"version": "2.0", "routeKey": "$default", "rawPath": "/",

@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from drain_coordinator.audit import audit
-from drain_coordinator.coordinator import Coordinator, DrainStep, TaskStopStorePort
 from drain_coordinator.domain.events import EventRejectedError
 from drain_coordinator.domain.rescue import worries_of
 from drain_coordinator.domain.task_stops import (
@@ -38,7 +36,9 @@ from drain_coordinator.observability import (
     put_metric_by,
     put_metric_for_service,
 )
-from drain_coordinator.rescue import Rescuer
+from drain_coordinator.services.discovery import audit
+from drain_coordinator.services.drains import Coordinator, DrainStep, TaskStopStorePort
+from drain_coordinator.services.rescue import Rescuer
 
 KILLING_VERDICTS = frozenset({Verdict.FORCED_KILL, Verdict.OOM})
 # ECS's stoppedReason for a task a service deployment replaces.
