@@ -85,7 +85,7 @@ HOOK_DEFAULT_HEARTBEAT_SECONDS: Final = 3600
 # The coordinator refuses a heartbeat timeout under 3 reconcile periods (settings.py).
 TICKS_PER_HEARTBEAT_TIMEOUT: Final = 3
 LAMBDA_DEFAULT_TIMEOUT_SECONDS: Final = 3
-# The cost of one look (coordinator.py `advance`), one request after the other: a heartbeat,
+# The cost of one look (services/drains.py `advance`), one request after the other: a heartbeat,
 # two ListTasks and a DescribeTasks (ECS), the save (DynamoDB); LiveKit: ListRooms, then
 # ListParticipants 16 rooms at a time (integrations/livekit.py).
 AWS_CALLS_PER_LOOK: Final = 5

@@ -62,7 +62,7 @@ class Settings(BaseModel):
     # (empty: no fan-out, a tick does what fits and defers the rest).
     work_queue_url: str = Field(alias="WORK_QUEUE_URL", default="", max_length=2048)
     shard_size: int = Field(alias="SHARD_SIZE", default=20, ge=1, le=500)
-    # Call rescue (rescue.py): a doomed call is handed to a healthy worker by a rescue job in its
+    # Call rescue (services/rescue.py): a doomed call is handed to a healthy worker by a rescue job in its
     # room, dispatched to the agent name the workers register with. Opt-in: the workers then
     # checkpoint transcripts. With RESCUE_ON_DEPLOY a deploy's stop dooms its calls too.
     call_rescue: bool = Field(alias="CALL_RESCUE", default=False)

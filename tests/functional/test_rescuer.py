@@ -1,4 +1,4 @@
-"""The rescue service (drain_coordinator/rescue.py) against in-memory fakes of its ledger and of
+"""The rescue service (drain_coordinator/services/rescue.py) against in-memory fakes of its ledger and of
 LiveKit: dispatch, refusal of a second rescue, each failure path counted with its reason."""
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from livekit_drain_worker.tagging import SESSION_TAG_ATTRIBUTE
 
 CHECKPOINT_TABLE_ENV = "LIVEKIT_DRAIN_CHECKPOINT_TABLE"
 CHECKPOINT_TTL_HOURS_ENV = "LIVEKIT_DRAIN_CHECKPOINT_TTL_HOURS"
-# The coordinator's dispatch metadata (functions/drain_coordinator/rescue.py).
+# The coordinator's dispatch metadata (functions/drain_coordinator/services/rescue.py).
 RESCUE_METADATA_KEY = "livekit_drain_rescue"
 # The attributes of a rescue job's agent: the task it took the call from; whether it found the
 # call's checkpoint ("loaded" or "none"), which the coordinator counts (`no_state`).

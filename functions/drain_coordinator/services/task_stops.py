@@ -1,6 +1,6 @@
 """Task stops followed from SIGTERM to STOPPED: open a record, sample the calls, judge the end.
 
-The companion of coordinator.py for ECS Task State Change events. When a stopped task sat on an
+The companion of drains.py for ECS Task State Change events. When a stopped task sat on an
 instance that is draining, that drain is looked at at once: the instance is released in seconds
 after its last worker exits, not at the next tick.
 """
@@ -321,7 +321,7 @@ class TaskStopTracker:
 
     def _rooms_of(self, task_arn: str) -> dict[str, str]:
         """The rooms the task's agent still holds: those the room index names for it, asked of
-        LiveKit by name, and the audit's (audit.py) for the ones the index missed. A stopping
+        LiveKit by name, and the audit's (discovery.py) for the ones the index missed. A stopping
         task takes no new job: the set can only shrink from here. Without an index, a scan."""
         if self.room_index is None:
             return self.sessions.discover([task_arn])
