@@ -47,6 +47,10 @@ class CheckInputError(Exception):
     """An input cannot be read: a missing file, bad YAML or JSON, an unknown parameter."""
 
 
+class NotADrainTemplateError(CheckInputError):
+    """The template has no coordinator function: it is not a livekit-drain template."""
+
+
 # ---------------------------------------------------------------------------------------------
 # The model
 

@@ -29,6 +29,7 @@ from drainctl.check.core import (
     CoordinatorNumbers,
     HostStopTimeout,
     LookCost,
+    NotADrainTemplateError,
 )
 from drainctl.check.durations import (
     _WARM_POOLS_CHECK_SETTING,
@@ -172,11 +173,12 @@ def _truthy(value: Any) -> bool:
 # -- parameters ---------------------------------------------------------------------------------
 
 
-def _parameters(template: Template, inputs: CheckInputs) -> tuple[dict[str, str], str | None]:
+def _parameters(
+    template: Template, inputs: CheckInputs, config: Path | None
+) -> tuple[dict[str, str], str | None]:
     """(values, why CloudFormation would refuse them or None). Unknown names are input errors."""
     declared = _mapping(template.body.get("Parameters", {}))
     given: dict[str, str] = {}
-    config = inputs.samconfig
     if config is not None:
         try:
             from_config = samconfig_parameter_overrides(config, inputs.config_env)
@@ -224,7 +226,7 @@ def _function_with_handler(reader: _Reader, handler: str) -> str:
             value = reader.resolve(reader.function_value(logical_id, "Handler"), f"{logical_id}.Handler")
             if value == handler:
                 return logical_id
-    raise CheckInputError(
+    raise NotADrainTemplateError(
         f"{reader.template.path}: no function with Handler {handler}: is this a livekit-drain template?"
     )
 
@@ -632,7 +634,14 @@ def load_budget(inputs: CheckInputs) -> Budget:
         template = load_template(inputs.template)
     except TemplateError as exc:
         raise CheckInputError(str(exc)) from exc
-    params, parameter_problem = _parameters(template, inputs)
+    return budget_of(template, inputs, inputs.samconfig)
+
+
+def budget_of(template: Template, inputs: CheckInputs, samconfig: Path | None) -> Budget:
+    """The Budget of a template already read, its parameters from `samconfig` (None: defaults
+    only) and `inputs.params`; the task definition file, margin and cost model from `inputs`.
+    """
+    params, parameter_problem = _parameters(template, inputs, samconfig)
     reader = _Reader(template, params)
     lifecycle = _function_with_handler(reader, LIFECYCLE_HANDLER)
     reconcile = _function_with_handler(reader, RECONCILE_HANDLER)
