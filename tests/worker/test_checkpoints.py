@@ -226,7 +226,8 @@ def test_an_agent_checkpoints_every_turn_and_its_rescue_carries_on_from_it(table
             Job(metadata), Room(local_participant=Participant("agent-new", {SESSION_TAG_ATTRIBUTE: NEW_TASK}))
         )
         new = CallRescue.from_job(new_ctx, store=store)
-        await new.follow(Session())
+        carried_on = Session()
+        await new.follow(carried_on, state=lambda: new.state)
         # THEN it resumes with both turns and the last state, and says so on its participant
         assert new.resumed and new.state == {"pizza": 2}
         assert [i["content"] for i in new.history()["items"]] == [["one pizza please"], ["make it two"]]
@@ -237,6 +238,18 @@ def test_an_agent_checkpoints_every_turn_and_its_rescue_carries_on_from_it(table
         assert old_ctx.shut_down == []
         old_ctx.room.emit("participant_connected", new_ctx.room.local_participant)
         assert old_ctx.shut_down == ["call rescued by another worker"]
+        # AND the new agent's checkpoints hold the whole call: its session's history starts
+        # empty (as an AgentSession's does), the turns it was handed come first
+        carried_on.say_turn("and a salad")
+        await new.flush()
+        saved = store.load("call-1")
+        assert saved is not None and saved.turn == 3 and saved.from_task == NEW_TASK
+        assert [i["content"] for i in saved.history["items"]] == [
+            ["one pizza please"],
+            ["make it two"],
+            ["and a salad"],
+        ]
+        assert saved.state == {"pizza": 2}
 
     asyncio.run(run())
 

@@ -18,8 +18,9 @@ Opt an agent in with a few lines in its entrypoint::
 `from_job` reads the job's dispatch metadata (the coordinator's `livekit_drain_rescue` key names
 the checkpoint) and the checkpoint table (`LIVEKIT_DRAIN_CHECKPOINT_TABLE`, the stack's
 `CheckpointTable`); `rescue.state` is the state the old agent registered. `follow` saves the
-session's history (livekit-agents `AgentSession.history`, a ChatContext) and `state()` after
-every conversation item, marks the participant (`lk.drain.rescue_of`, `lk.drain.checkpoint`),
+call's history (the history the job was handed, then livekit-agents' `AgentSession.history`,
+which starts empty whatever the agent's chat context holds) and `state()` after every
+conversation item, marks the participant (`lk.drain.rescue_of`, `lk.drain.checkpoint`),
 and ends this job when another agent joins the room as this one's rescue (never before).
 
 What a handover loses: the sentence being spoken when the old agent leaves, a tool call in
@@ -223,13 +224,30 @@ class CallRescue:
         checkpoint = Checkpoint(
             room=self.ctx.room.name,
             turn=self._turn,
-            history=session.history.to_dict(exclude_image=True, exclude_audio=True),
+            history=self._whole_history(session),
             state=self._state(),
             from_task=self.ctx.room.local_participant.attributes.get(SESSION_TAG_ATTRIBUTE, ""),
         )
         task = asyncio.get_running_loop().create_task(self._save(checkpoint))
         self._saving.add(task)
         task.add_done_callback(self._saving.discard)
+
+    def _whole_history(self, session: _Session) -> dict[str, Any]:
+        """The call's whole conversation: what this job was handed, then this session's items.
+        An `AgentSession`'s history starts empty whatever its agent's chat context holds, so a
+        rescue job that saved only its session would leave the earlier turns out of every later
+        checkpoint (and a second rescue would start without them)."""
+        current = session.history.to_dict(exclude_image=True, exclude_audio=True)
+        handed = list(self.history().get("items", []))
+        if not handed:
+            return current
+        known = {item.get("id") for item in handed if isinstance(item, dict) and item.get("id")}
+        fresh = [
+            item
+            for item in current.get("items", [])
+            if not (isinstance(item, dict) and item.get("id") and item.get("id") in known)
+        ]
+        return {**current, "items": handed + fresh}
 
     async def _save(self, checkpoint: Checkpoint) -> None:
         store = self.store
