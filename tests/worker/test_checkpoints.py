@@ -27,9 +27,11 @@ from livekit_drain_worker.checkpoints import (
 )
 from livekit_drain_worker.rescue import (
     CHECKPOINT_ATTRIBUTE,
+    CHECKPOINT_TABLE_ENV,
     RESCUE_METADATA_KEY,
     RESCUE_OF_ATTRIBUTE,
     CallRescue,
+    rescue_join_attributes,
     rescue_request,
 )
 from livekit_drain_worker.tagging import SESSION_TAG_ATTRIBUTE
@@ -271,3 +273,30 @@ def test_a_rescue_without_a_checkpoint_starts_afresh_and_says_so(table: Any) -> 
         assert ctx.room.local_participant.attributes[CHECKPOINT_ATTRIBUTE] == "none"
 
     asyncio.run(run())
+
+
+def test_a_rescue_job_joins_marked_as_the_rescue_and_saying_whether_its_checkpoint_is_there(
+    table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the worker's environment naming the checkpoint table, which holds call-1's checkpoint
+    client = table.meta.client
+    monkeypatch.setenv(CHECKPOINT_TABLE_ENV, table.name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", client.meta.endpoint_url)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", client.meta.region_name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    CheckpointStore(table).save(Checkpoint("call-1", 2, history(2), {"pizza": 2}, from_task=OLD_TASK))
+
+    def rescue_of(room: str) -> str:
+        return json.dumps({RESCUE_METADATA_KEY: {"checkpoint": room, "from_task": OLD_TASK}})
+
+    # WHEN the worker accepts rescue jobs for call-1 and for a call never checkpointed, and a
+    # job that is no rescue
+    found = asyncio.run(rescue_join_attributes(rescue_of("call-1")))
+    missing = asyncio.run(rescue_join_attributes(rescue_of("call-9")))
+    plain = asyncio.run(rescue_join_attributes('{"call_seconds": 30}'))
+    # THEN the rescue agents join saying whose call they take and whether its checkpoint is there
+    # (the coordinator may look the moment they join); any other job joins with nothing more
+    assert found == {RESCUE_OF_ATTRIBUTE: OLD_TASK, CHECKPOINT_ATTRIBUTE: "loaded"}
+    assert missing == {RESCUE_OF_ATTRIBUTE: OLD_TASK, CHECKPOINT_ATTRIBUTE: "none"}
+    assert plain == {}

@@ -266,7 +266,8 @@ def test_a_rescued_call_goes_on_on_the_healthy_real_worker_with_its_history_and_
             rescuer.look(doomed)
             done = ledger.get("call-1")
             assert done is not None
-            assert (done.status, done.to_task) == (RescueStatus.RESCUED, TASK_B)
+            # (with its state: B's agent said so from the moment it joined, whenever the look)
+            assert (done.status, done.to_task, done.reason) == (RescueStatus.RESCUED, TASK_B, None)
             assert done.gap_seconds is not None
             # AND A, its only call handed over, drains at once and exits 0
             assert worker_a.wait(timeout_seconds=EXIT_SLACK_SECONDS + 5) == 0, worker_a.output()
