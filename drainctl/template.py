@@ -17,13 +17,12 @@ pseudo parameters; anything that only a real deployment knows raises `TemplateEr
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import math
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -911,176 +910,87 @@ class _Resolver:
 
 
 # ---------------------------------------------------------------------------------------------
-# EventBridge event patterns
+# EventBridge event patterns: moto's matcher, behind a check of the pattern and two AWS rules
+# moto does not follow (JSON types must agree: true is not 1; arrays of objects are searched).
 
-_MISSING: Final = object()
-_NUMERIC_OPERATORS: Final[Mapping[str, Callable[[float, float], bool]]] = MappingProxyType(
-    {
-        "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b,
-        "=": lambda a, b: a == b,
-        ">=": lambda a, b: a >= b,
-        ">": lambda a, b: a > b,
-    }
-)
+_FILTERS: Final = {
+    "prefix",
+    "suffix",
+    "equals-ignore-case",
+    "wildcard",
+    "anything-but",
+    "exists",
+    "numeric",
+    "cidr",
+}
+_TRUE, _FALSE = "\x00true", "\x00false"  # booleans, told apart from 1 and 0
 
 
 def matches(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
-    """True when EventBridge would deliver `event` to a rule with `pattern`.
+    """True when EventBridge would deliver `event` to a rule with `pattern`."""
+    from moto.events.exceptions import InvalidEventPatternException
+    from moto.events.models import EventPattern
 
-    Supports exact values (an event array matches when any element does), `prefix`,
-    `suffix`, `equals-ignore-case`, `wildcard`, `anything-but` (a value, a list, or a
-    prefix/suffix/equals-ignore-case/wildcard), `exists`, `numeric`, `cidr`, `$or`, and
-    nested objects such as `detail`.
-    """
     if not isinstance(pattern, Mapping):
         raise EventPatternError("an event pattern must be an object")
-    return _match_object(pattern, event, "pattern")
+    _check_pattern(pattern, "pattern")
+    try:
+        loaded = EventPattern.load(json.dumps(_booleans(pattern, pattern=True)))
+    except InvalidEventPatternException as exc:
+        raise EventPatternError(f"malformed event pattern: {exc.message}") from None
+    return bool(loaded.matches_event(_booleans(_flatten_arrays(event))))
 
 
-def _match_object(pattern: Mapping[str, Any], value: Any, where: str) -> bool:
+def _check_pattern(pattern: Mapping[str, Any], where: str) -> None:
     for key, rule in pattern.items():
-        path = f"{where}.{key}"
         if key == "$or":
-            if not isinstance(rule, list) or len(rule) < 2:
-                raise EventPatternError(f"{path}: $or needs a list of at least two patterns")
-            if not any(_match_object(_pattern(alt, path), value, path) for alt in rule):
-                return False
-            continue
-        found = value.get(key, _MISSING) if isinstance(value, Mapping) else _MISSING
-        if isinstance(rule, Mapping):
-            if isinstance(found, list):
-                matched = any(_match_object(rule, item, path) for item in found)
-            else:
-                matched = _match_object(rule, found if isinstance(found, Mapping) else {}, path)
-        elif isinstance(rule, list):
-            if not rule:
-                raise EventPatternError(f"{path}: empty arrays are not allowed")
-            matched = _match_field(rule, found, path)
-        else:
-            raise EventPatternError(f"{path}: must be an object or an array")
-        if not matched:
-            return False
+            if not (isinstance(rule, list) and len(rule) >= 2 and all(isinstance(b, Mapping) for b in rule)):
+                raise EventPatternError(f"{where}.$or: needs a list of at least two patterns")
+            for branch in rule:
+                _check_pattern(branch, where)
+        elif isinstance(rule, Mapping):
+            _check_pattern(rule, f"{where}.{key}")
+        elif isinstance(rule, list) and not all(map(_filter_ok, rule)):
+            raise EventPatternError(f"{where}.{key}: a malformed filter in {rule}")
+
+
+def _filter_ok(condition: Any) -> bool:
+    if not isinstance(condition, Mapping):
+        return not isinstance(condition, list)
+    (name, argument), *rest = condition.items() if condition else [(None, None)]
+    if rest or name not in _FILTERS:
+        return False
+    if name == "exists":
+        return isinstance(argument, bool)
+    if name == "numeric":
+        operands = argument if isinstance(argument, list) else []
+        pairs = list(zip(operands[::2], operands[1::2], strict=False))
+        operators = ("<", "<=", "=", ">=", ">")
+        return (
+            bool(pairs)
+            and len(operands) % 2 == 0
+            and all(op in operators and type(n) in (int, float) for op, n in pairs)
+        )
     return True
 
 
-def _pattern(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise EventPatternError(f"{where}: each $or branch must be an object")
+def _flatten_arrays(value: Any) -> Any:
+    """EventBridge reads `[{"a": 1}, {"a": 2}]` as `{"a": [1, 2]}`."""
+    if isinstance(value, Mapping):
+        return {key: _flatten_arrays(item) for key, item in value.items()}
+    if isinstance(value, list) and any(isinstance(item, Mapping) for item in value):
+        merged: dict[str, list[Any]] = {}
+        for item in value:
+            for key, inner in item.items() if isinstance(item, Mapping) else []:
+                merged.setdefault(key, []).extend(inner if isinstance(inner, list) else [inner])
+        return {key: _flatten_arrays(items) for key, items in merged.items()}
     return value
 
 
-def _candidates(found: Any) -> list[Any]:
-    if found is _MISSING:
-        return []
-    return list(found) if isinstance(found, list) else [found]
-
-
-def _match_field(filters: list[Any], found: Any, where: str) -> bool:
-    candidates = _candidates(found)
-    for condition in filters:
-        if isinstance(condition, Mapping):
-            if _match_filter(condition, found, candidates, where):
-                return True
-        elif isinstance(condition, list):
-            raise EventPatternError(f"{where}: nested arrays are not allowed")
-        elif any(_same(condition, candidate) for candidate in candidates):
-            return True
-    return False
-
-
-def _match_filter(condition: Mapping[str, Any], found: Any, candidates: list[Any], where: str) -> bool:
-    if len(condition) != 1:
-        raise EventPatternError(f"{where}: a filter object has exactly one key, got {dict(condition)}")
-    (name, argument), *_ = condition.items()
-    if name == "exists":
-        if not isinstance(argument, bool):
-            raise EventPatternError(f"{where}: exists takes true or false")
-        return (found is not _MISSING) == argument
-    if name == "anything-but":
-        return any(_anything_but(argument, candidate, where) for candidate in candidates)
-    return any(_test(str(name), argument, candidate, where) for candidate in candidates)
-
-
-def _anything_but(argument: Any, value: Any, where: str) -> bool:
-    if isinstance(argument, list):
-        return not any(_same(item, value) for item in argument)
-    if isinstance(argument, Mapping):
-        if len(argument) != 1:
-            raise EventPatternError(f"{where}: anything-but takes one filter")
-        (name, inner), *_ = argument.items()
-        if str(name) not in ("prefix", "suffix", "equals-ignore-case", "wildcard"):
-            raise EventPatternError(f"{where}: anything-but cannot take {name}")
-        inner_values = inner if isinstance(inner, list) else [inner]
-        return not any(_test(str(name), item, value, where) for item in inner_values)
-    return not _same(argument, value)
-
-
-def _test(name: str, argument: Any, value: Any, where: str) -> bool:
-    if name in ("prefix", "suffix"):
-        if isinstance(argument, Mapping) and set(argument) == {"equals-ignore-case"}:
-            wanted = argument["equals-ignore-case"]
-            if not isinstance(wanted, str):
-                raise EventPatternError(f"{where}: {name} takes a string")
-            if not isinstance(value, str):
-                return False
-            text, wanted = value.casefold(), wanted.casefold()
-            return text.startswith(wanted) if name == "prefix" else text.endswith(wanted)
-        if not isinstance(argument, str):
-            raise EventPatternError(f"{where}: {name} takes a string")
-        if not isinstance(value, str):
-            return False
-        return value.startswith(argument) if name == "prefix" else value.endswith(argument)
-    if name == "equals-ignore-case":
-        if not isinstance(argument, str):
-            raise EventPatternError(f"{where}: equals-ignore-case takes a string")
-        return isinstance(value, str) and value.casefold() == argument.casefold()
-    if name == "wildcard":
-        if not isinstance(argument, str):
-            raise EventPatternError(f"{where}: wildcard takes a string")
-        regex = ".*".join(re.escape(part) for part in argument.split("*"))
-        return isinstance(value, str) and re.fullmatch(regex, value, re.DOTALL) is not None
-    if name == "numeric":
-        return _numeric(argument, value, where)
-    if name == "cidr":
-        if not isinstance(argument, str):
-            raise EventPatternError(f"{where}: cidr takes a string")
-        try:
-            network = ipaddress.ip_network(argument, strict=False)
-        except ValueError:
-            raise EventPatternError(f"{where}: {argument!r} is not a CIDR block") from None
-        try:
-            return isinstance(value, str) and ipaddress.ip_address(value) in network
-        except ValueError:
-            return False
-    raise EventPatternError(f"{where}: unknown filter {name!r}")
-
-
-def _numeric(argument: Any, value: Any, where: str) -> bool:
-    if not isinstance(argument, list) or not argument or len(argument) % 2:
-        raise EventPatternError(f"{where}: numeric takes [operator, number, ...]")
-    pairs: Iterator[tuple[Any, Any]] = zip(argument[::2], argument[1::2], strict=True)
-    checks: list[tuple[Callable[[float, float], bool], float]] = []
-    for operator, bound in pairs:
-        compare = _NUMERIC_OPERATORS.get(operator) if isinstance(operator, str) else None
-        if compare is None or not _is_number(bound):
-            raise EventPatternError(f"{where}: numeric takes [operator, number, ...]")
-        checks.append((compare, float(bound)))
-    if not _is_number(value):
-        return False
-    return all(compare(float(value), bound) for compare, bound in checks)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _same(expected: Any, value: Any) -> bool:
-    """EventBridge equality: JSON types must agree (true is not 1), numbers by value."""
-    if expected is None or value is None:
-        return expected is None and value is None
-    if isinstance(expected, bool) or isinstance(value, bool):
-        return isinstance(expected, bool) and isinstance(value, bool) and expected == value
-    if _is_number(expected) or _is_number(value):
-        return _is_number(expected) and _is_number(value) and float(expected) == float(value)
-    return isinstance(expected, str) and isinstance(value, str) and expected == value
+def _booleans(value: Any, pattern: bool = False) -> Any:
+    if isinstance(value, bool):
+        return _TRUE if value else _FALSE
+    if isinstance(value, Mapping):
+        keep = pattern and list(value) == ["exists"]  # the filter itself takes a real boolean
+        return value if keep else {key: _booleans(item, pattern) for key, item in value.items()}
+    return [_booleans(item, pattern) for item in value] if isinstance(value, list) else value
