@@ -24,7 +24,7 @@ import shlex
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -73,64 +73,13 @@ DEFAULT_PSEUDO_PARAMETERS: Final[Mapping[str, str]] = MappingProxyType(
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 
 # ---------------------------------------------------------------------------------------------
-# YAML with CloudFormation short forms
-
-_SHORT_FORMS: Final = {
-    "Ref": "Ref",
-    "Condition": "Condition",
-    "Sub": "Fn::Sub",
-    "GetAtt": "Fn::GetAtt",
-    "If": "Fn::If",
-    "Equals": "Fn::Equals",
-    "Not": "Fn::Not",
-    "And": "Fn::And",
-    "Or": "Fn::Or",
-    "Select": "Fn::Select",
-    "Join": "Fn::Join",
-    "Split": "Fn::Split",
-    "FindInMap": "Fn::FindInMap",
-    "ImportValue": "Fn::ImportValue",
-    "Base64": "Fn::Base64",
-    "Cidr": "Fn::Cidr",
-    "GetAZs": "Fn::GetAZs",
-}
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that reads `!Ref x` as `{"Ref": "x"}`, `!Sub s` as `{"Fn::Sub": s}`, ..."""
-
-
-def _construct_short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    long_form = _SHORT_FORMS.get(suffix)
-    if long_form is None:
-        raise yaml.constructor.ConstructorError(
-            None, None, f"unknown CloudFormation tag !{suffix}", node.start_mark
-        )
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {long_form: value}
-
-
-def _construct_timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    # CloudFormation reads an unquoted 2012-10-17 as a string, not a date.
-    assert isinstance(node, yaml.ScalarNode)
-    return loader.construct_scalar(node)
-
-
-_CfnLoader.add_multi_constructor("!", _construct_short_form)
-_CfnLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp_as_text)
+# YAML with CloudFormation short forms: cfn-lint's decoder
 
 
 def load_template(path: Path) -> Template:
     """Parse a CloudFormation/SAM YAML template, short-form tags turned into their long form."""
+    from cfnlint.decode.cfn_yaml import loads
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -138,12 +87,28 @@ def load_template(path: Path) -> Template:
     except UnicodeDecodeError as exc:
         raise TemplateError(f"template {path} is not UTF-8 text (byte {exc.start})") from exc
     try:
-        body = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        body = _plain(loads(text, str(path)))
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path} is not valid template YAML: {exc}") from exc
     if not isinstance(body, dict) or not isinstance(body.get("Resources"), dict):
         raise TemplateError(f"{path} has no Resources section")
     return Template(path=path, body=body)
+
+
+def _plain(value: Any) -> Any:
+    """cfn-lint's nodes as plain data; dates as CloudFormation reads them (text); tags checked."""
+    from cfnlint.helpers import FUNCTION_RULES, FUNCTIONS
+
+    if isinstance(value, dict):
+        for key in value:
+            if str(key).startswith("Fn::") and key not in FUNCTIONS | FUNCTION_RULES:
+                raise TemplateError(f"unknown CloudFormation tag !{str(key).removeprefix('Fn::')}")
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value) if isinstance(value, str) else value
 
 
 # ---------------------------------------------------------------------------------------------
