@@ -12,6 +12,14 @@ what runs locally cannot drift from what is deployed:
 
 Intrinsic functions are resolved with the given parameters, resource names, attributes and
 pseudo parameters; anything that only a real deployment knows raises `TemplateError`.
+
+Which library does what (imported lazily: `drainctl --help` pays for none of them):
+- cfn-lint's decoder reads the YAML with its short forms (`!Ref`, `!Sub`, `!If`, ...), and its
+  SAM Globals merge is the SAM translator's rule (maps merge, lists concatenate, the resource wins);
+- moto's `EventPattern` matches EventBridge patterns (with a check of the pattern, and the two
+  rules of AWS it misses, below);
+- `tomllib` and `shlex` read samconfig's `parameter_overrides` in the forms SAM documents.
+What stays here is the small evaluator of the intrinsic functions and parameter constraints.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ import math
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -35,6 +45,7 @@ __all__ = [
     "DEFAULT_PSEUDO_PARAMETERS",
     "EventPatternError",
     "FunctionRoute",
+    "MissingParameterError",
     "RouteKind",
     "Template",
     "TemplateError",
@@ -72,22 +83,17 @@ DEFAULT_PSEUDO_PARAMETERS: Final[Mapping[str, str]] = MappingProxyType(
 
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 
-# ---------------------------------------------------------------------------------------------
-# YAML with CloudFormation short forms: cfn-lint's decoder
-
 
 def load_template(path: Path) -> Template:
     """Parse a CloudFormation/SAM YAML template, short-form tags turned into their long form."""
     from cfnlint.decode.cfn_yaml import loads
 
     try:
-        text = path.read_text(encoding="utf-8")
+        body = _plain(loads(path.read_text(encoding="utf-8"), str(path)))
     except OSError as exc:
         raise TemplateError(f"cannot read template {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise TemplateError(f"template {path} is not UTF-8 text (byte {exc.start})") from exc
-    try:
-        body = _plain(loads(text, str(path)))
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path} is not valid template YAML: {exc}") from exc
     if not isinstance(body, dict) or not isinstance(body.get("Resources"), dict):
@@ -111,10 +117,6 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, str) else value
 
 
-# ---------------------------------------------------------------------------------------------
-# samconfig.toml
-
-
 def samconfig_parameter_overrides(path: Path, config_env: str = "default") -> dict[str, str]:
     """The `parameter_overrides` of a samconfig file (deploy first, then global), as a dict.
 
@@ -122,48 +124,28 @@ def samconfig_parameter_overrides(path: Path, config_env: str = "default") -> di
     `["A=1", "B=two words"]`; each item may also be `ParameterKey=A,ParameterValue=1`.
     """
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        env = tomllib.loads(path.read_text(encoding="utf-8")).get(config_env, {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise TemplateError(f"cannot read samconfig {path}: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise TemplateError(f"samconfig {path} is not UTF-8 text (byte {exc.start})") from exc
-    env = data.get(config_env, {})
-    raw: Any = None
-    for command in ("deploy", "global"):
-        raw = env.get(command, {}).get("parameters", {}).get("parameter_overrides")
-        if raw is not None:
-            break
-    if raw is None:
-        return {}
+    sections = [env.get(command, {}).get("parameters", {}) for command in ("deploy", "global")]
+    raw: Any = next((s["parameter_overrides"] for s in sections if "parameter_overrides" in s), [])
     if isinstance(raw, str):
         try:
             items = shlex.split(raw)
         except ValueError as exc:
             raise TemplateError(f"{path}: unreadable parameter_overrides: {exc}") from exc
     elif isinstance(raw, list) and all(isinstance(item, str) for item in raw):
-        items = [_unquote(item.strip()) for item in raw]
+        items = [re.sub(r"^([^=]*=)([\"'])(.*)\2$", r"\1\3", item.strip(), flags=re.DOTALL) for item in raw]
     else:
         raise TemplateError(f"{path}: parameter_overrides must be a string or a list of strings")
-    return dict(_parse_override(item, path) for item in items)
-
-
-def _unquote(text: str) -> str:
-    key, sep, value = text.partition("=")
-    if sep and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return f"{key}={value[1:-1]}"
-    return text
-
-
-def _parse_override(item: str, path: Path) -> tuple[str, str]:
-    if item.startswith("ParameterKey="):
-        match = re.fullmatch(r"ParameterKey=([^,]+),ParameterValue=(.*)", item, re.DOTALL)
-        if match is None:
-            raise TemplateError(f"{path}: unreadable parameter override {item!r}")
-        return match.group(1), match.group(2)
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise TemplateError(f"{path}: parameter override {item!r} is not NAME=VALUE")
-    return key, value
+    overrides = {}
+    for item in items:
+        long_form = re.fullmatch(r"ParameterKey=([^,]+),ParameterValue=(.*)", item, re.DOTALL)
+        key, sep, value = (long_form[1], "=", long_form[2]) if long_form else item.partition("=")
+        if not sep or not key or (item.startswith("ParameterKey=") and not long_form):
+            raise TemplateError(f"{path}: unreadable parameter override {item!r} (NAME=VALUE)")
+        overrides[key] = value
+    return overrides
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,12 +153,7 @@ def _parse_override(item: str, path: Path) -> tuple[str, str]:
 
 RouteKind = Literal["EventBridgeRule", "ScheduleV2", "SQS"]
 
-_SCHEDULER_CONTEXT: Final = (
-    "<aws.scheduler.schedule-arn>",
-    "<aws.scheduler.scheduled-time>",
-    "<aws.scheduler.execution-id>",
-    "<aws.scheduler.attempt-number>",
-)
+_SCHEDULER_CONTEXT: Final = ("schedule-arn", "scheduled-time", "execution-id", "attempt-number")
 
 
 @dataclass(frozen=True)
@@ -212,34 +189,28 @@ class FunctionRoute:
         schedule_arn: str | None = None,
     ) -> dict[str, Any]:
         """The payload EventBridge Scheduler hands the function: `input`, context filled in."""
+        where = f"{self.logical_id}.{self.event_name}"
         if self.kind != "ScheduleV2" or self.input is None:
-            raise TemplateError(f"{self.logical_id}.{self.event_name} is not a schedule with Input")
+            raise TemplateError(f"{where} is not a schedule with Input")
         if scheduled_time.tzinfo is None:
             raise TemplateError("scheduled_time must be timezone-aware")
-        arn = schedule_arn or self.source_arn
-        if arn is None:
-            raise TemplateError(f"{self.logical_id}.{self.event_name}: the schedule has no Name")
-        values = (
-            arn,
-            scheduled_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            execution_id,
-            str(attempt_number),
-        )
+        if (arn := schedule_arn or self.source_arn) is None:
+            raise TemplateError(f"{where}: the schedule has no Name")
+        time = scheduled_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         text = self.input
-        for keyword, value in zip(_SCHEDULER_CONTEXT, values, strict=True):
-            text = text.replace(keyword, value)
+        for keyword, value in zip(_SCHEDULER_CONTEXT, (arn, time, execution_id, attempt_number), strict=True):
+            text = text.replace(f"<aws.scheduler.{keyword}>", str(value))
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise TemplateError(f"{self.logical_id}.{self.event_name}: Input is not JSON") from exc
+            raise TemplateError(f"{where}: Input is not JSON") from exc
         if not isinstance(payload, dict):
-            raise TemplateError(f"{self.logical_id}.{self.event_name}: Input is not an object")
+            raise TemplateError(f"{where}: Input is not an object")
         return payload
 
 
 # ---------------------------------------------------------------------------------------------
 # The template
-
 
 # Ref on these returns the physical name, which the template may set itself.
 _NAME_PROPERTY: Final = {
@@ -252,8 +223,6 @@ _NAME_PROPERTY: Final = {
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::Serverless::Function": "FunctionName",
 }
-
-_SERVERLESS_PREFIX: Final = "AWS::Serverless::"
 
 
 @dataclass(frozen=True, eq=False)
@@ -286,14 +255,12 @@ class Template:
         return replace(
             self,
             bound_params=self.bound_params if params is None else dict(params),
-            bound_resource_names=(
-                self.bound_resource_names if resource_names is None else dict(resource_names)
-            ),
+            bound_resource_names=self.bound_resource_names
+            if resource_names is None
+            else dict(resource_names),
             bound_attributes=self.bound_attributes if attributes is None else dict(attributes),
-            bound_pseudo=(self.bound_pseudo if pseudo is None else {**DEFAULT_PSEUDO_PARAMETERS, **pseudo}),
+            bound_pseudo=self.bound_pseudo if pseudo is None else {**DEFAULT_PSEUDO_PARAMETERS, **pseudo},
         )
-
-    # -- parameters --------------------------------------------------------------------------
 
     def parameters(
         self,
@@ -308,58 +275,42 @@ class Template:
         AllowedPattern, Min/MaxLength, Min/MaxValue) and the template's Rules. A parameter
         with no default and no value is left out; resolving a `Ref` to it raises.
         """
-        declared = self._declared_parameters()
-        values = {
-            name: _as_text(spec["Default"], f"Parameters.{name}.Default")
-            for name, spec in declared.items()
-            if "Default" in spec
-        }
-        if samconfig is not None:
-            from_config = samconfig_parameter_overrides(samconfig, config_env)
-            values.update(self._known(from_config, f"{samconfig} parameter_overrides"))
-        if overrides:
-            values.update(self._known(overrides, "parameter overrides"))
-        for name, value in values.items():
-            _check_parameter(name, declared[name], value)
-        self._check_rules(values)
-        return values
-
-    def _declared_parameters(self) -> dict[str, Mapping[str, Any]]:
         declared = self.body.get("Parameters", {})
         if not isinstance(declared, Mapping):
             raise TemplateError("Parameters must be a mapping")
-        return {str(name): spec for name, spec in declared.items()}
-
-    def _known(self, given: Mapping[str, str], source: str) -> dict[str, str]:
-        declared = self._declared_parameters()
-        unknown = sorted(set(given) - set(declared))
-        if unknown:
-            raise TemplateError(
-                f"{source}: unknown parameter(s) {', '.join(unknown)}; "
-                f"the template declares {', '.join(sorted(declared))}"
+        values = {
+            n: _as_text(s["Default"], f"Parameters.{n}.Default")
+            for n, s in declared.items()
+            if "Default" in s
+        }
+        given = (
+            [(samconfig_parameter_overrides(samconfig, config_env), f"{samconfig} parameter_overrides")]
+            if samconfig
+            else []
+        )
+        for source_values, source in [*given, (overrides or {}, "parameter overrides")]:
+            if unknown := sorted(set(source_values) - set(declared)):
+                raise TemplateError(
+                    f"{source}: unknown parameter(s) {', '.join(unknown)}; "
+                    f"the template declares {', '.join(sorted(declared))}"
+                )
+            values.update(
+                {name: _as_text(value, f"{source}.{name}") for name, value in source_values.items()}
             )
-        return {name: _as_text(value, f"{source}.{name}") for name, value in given.items()}
-
-    def _check_rules(self, values: Mapping[str, str]) -> None:
-        rules = self.body.get("Rules", {})
+        for name, value in values.items():
+            _check_parameter(name, declared[name], value)
         resolver = self._resolver(values, None, None, None)
-        for name, rule in rules.items():
-            try:
-                if "RuleCondition" in rule and not resolver.truth(
-                    rule["RuleCondition"], f"Rules.{name}.RuleCondition"
-                ):
+        for name, rule in self.body.get("Rules", {}).items():
+            try:  # a rule over a parameter nobody gave cannot be judged here; a deploy would ask first
+                if "RuleCondition" in rule and not resolver.truth(rule["RuleCondition"], f"Rules.{name}"):
                     continue
-                for index, assertion in enumerate(rule.get("Assertions", [])):
-                    where = f"Rules.{name}.Assertions[{index}]"
-                    if not resolver.truth(assertion["Assert"], where):
+                for assertion in rule.get("Assertions", []):
+                    if not resolver.truth(assertion["Assert"], f"Rules.{name}.Assertions"):
                         description = assertion.get("AssertDescription", "assertion failed")
                         raise TemplateError(f"rule {name}: {' '.join(str(description).split())}")
             except MissingParameterError:
-                # A rule over a parameter nobody gave cannot be judged here; a deploy
-                # would demand the value first.
                 continue
-
-    # -- resolution --------------------------------------------------------------------------
+        return values
 
     def resolve(
         self,
@@ -390,60 +341,33 @@ class Template:
             pseudo=self.bound_pseudo if pseudo is None else {**DEFAULT_PSEUDO_PARAMETERS, **pseudo},
         )
 
-    # -- resources ---------------------------------------------------------------------------
-
     def logical_ids(self, resource_type: str | None = None) -> list[str]:
         """Logical ids of the template's resources, of one type if given, in template order."""
-        return [
-            logical_id
-            for logical_id, resource in self.body["Resources"].items()
-            if resource_type is None or resource.get("Type") == resource_type
-        ]
+        resources = self.body["Resources"].items()
+        return [lid for lid, r in resources if resource_type is None or r.get("Type") == resource_type]
 
     def resource_type(self, logical_id: str) -> str:
         return str(self._raw_resource(logical_id).get("Type", ""))
 
-    def resource(
-        self,
-        logical_id: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        resource_names: Mapping[str, str] | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        pseudo: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """The resource's Properties (SAM Globals merged in), resolved."""
-        resolver = self._resolver(params, resource_names, attributes, pseudo)
-        resolved = resolver.resolve(self._properties(logical_id), f"{logical_id}.Properties")
+    def resource(self, logical_id: str, **context: Any) -> dict[str, Any]:
+        """The resource's Properties (SAM Globals merged in), resolved.
+
+        `context`: `params`, `resource_names`, `attributes`, `pseudo`, as for every method here.
+        """
+        resolved = self._resolver(**_context(context)).resolve(self._properties(logical_id), logical_id)
         assert isinstance(resolved, dict)
         return resolved
 
-    def environment(
-        self,
-        logical_id: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        resource_names: Mapping[str, str] | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        pseudo: Mapping[str, str] | None = None,
-    ) -> dict[str, str]:
+    def environment(self, logical_id: str, **context: Any) -> dict[str, str]:
         """A function's environment variables: Globals merged with its own, resolved."""
         variables = self._properties(logical_id).get("Environment", {}).get("Variables", {})
-        resolver = self._resolver(params, resource_names, attributes, pseudo)
         where = f"{logical_id}.Environment.Variables"
-        resolved = resolver.resolve(variables, where)
+        resolved = self._resolver(**_context(context)).resolve(variables, where)
         return {name: _as_text(value, f"{where}.{name}") for name, value in resolved.items()}
 
-    def function_routes(
-        self,
-        *,
-        params: Mapping[str, str] | None = None,
-        resource_names: Mapping[str, str] | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        pseudo: Mapping[str, str] | None = None,
-    ) -> list[FunctionRoute]:
+    def function_routes(self, **context: Any) -> list[FunctionRoute]:
         """Every event source of every function, in template order."""
-        resolver = self._resolver(params, resource_names, attributes, pseudo)
+        resolver = self._resolver(**_context(context))
         routes: list[FunctionRoute] = []
         for logical_id in self.logical_ids("AWS::Serverless::Function"):
             properties = self._properties(logical_id)
@@ -451,76 +375,8 @@ class Template:
             if not isinstance(handler, str):
                 raise TemplateError(f"{logical_id} has no Handler")
             for event_name, event in properties.get("Events", {}).items():
-                routes.append(self._route(resolver, logical_id, handler, event_name, event))
+                routes.append(_route(resolver, logical_id, handler, event_name, event))
         return routes
-
-    def _route(
-        self,
-        resolver: _Resolver,
-        logical_id: str,
-        handler: str,
-        event_name: str,
-        event: Mapping[str, Any],
-    ) -> FunctionRoute:
-        where = f"{logical_id}.Events.{event_name}"
-        kind = event.get("Type")
-        props = event.get("Properties", {})
-        arn_prefix = f"arn:{resolver.pseudo_value('AWS::Partition')}"
-        region_account = f"{resolver.pseudo_value('AWS::Region')}:{resolver.pseudo_value('AWS::AccountId')}"
-        if kind == "EventBridgeRule":
-            pattern = resolver.resolve(props.get("Pattern"), f"{where}.Pattern")
-            if not isinstance(pattern, dict):
-                raise TemplateError(f"{where}: an EventBridgeRule needs a Pattern")
-            rule_name = resolver.resolve(props.get("RuleName"), f"{where}.RuleName")
-            bus = resolver.resolve(props.get("EventBusName", "default"), f"{where}.EventBusName")
-            rule_path = f"rule/{rule_name}" if bus == "default" else f"rule/{bus}/{rule_name}"
-            return FunctionRoute(
-                logical_id=logical_id,
-                handler=handler,
-                event_name=event_name,
-                kind="EventBridgeRule",
-                source_arn=(
-                    None if rule_name is None else f"{arn_prefix}:events:{region_account}:{rule_path}"
-                ),
-                pattern=pattern,
-            )
-        if kind == "ScheduleV2":
-            expression = resolver.resolve(props.get("ScheduleExpression"), f"{where}.Schedule")
-            payload = resolver.resolve(props.get("Input"), f"{where}.Input")
-            name = resolver.resolve(props.get("Name"), f"{where}.Name")
-            group = resolver.resolve(props.get("GroupName", "default"), f"{where}.GroupName")
-            return FunctionRoute(
-                logical_id=logical_id,
-                handler=handler,
-                event_name=event_name,
-                kind="ScheduleV2",
-                source_arn=(
-                    None
-                    if name is None
-                    else f"{arn_prefix}:scheduler:{region_account}:schedule/{group}/{name}"
-                ),
-                schedule_expression=None if expression is None else str(expression),
-                input=None if payload is None else str(payload),
-            )
-        if kind == "SQS":
-            queue = props.get("Queue")
-            queue_id = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, Mapping) else None
-            if isinstance(queue_id, str) and "." in queue_id:
-                queue_id = queue_id.split(".", 1)[0]
-            scaling = resolver.resolve(props.get("ScalingConfig", {}), f"{where}.ScalingConfig") or {}
-            maximum = scaling.get("MaximumConcurrency") if isinstance(scaling, Mapping) else None
-            return FunctionRoute(
-                logical_id=logical_id,
-                handler=handler,
-                event_name=event_name,
-                kind="SQS",
-                queue=str(queue_id) if queue_id else None,
-                batch_size=int(str(resolver.resolve(props.get("BatchSize", 10), f"{where}.BatchSize"))),
-                maximum_concurrency=None if maximum is None else int(str(maximum)),
-            )
-        raise TemplateError(
-            f"{where}: event type {kind!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
-        )
 
     def _raw_resource(self, logical_id: str) -> Mapping[str, Any]:
         resource = self.body["Resources"].get(logical_id)
@@ -528,61 +384,87 @@ class Template:
             raise TemplateError(f"the template has no resource {logical_id}")
         return resource
 
+    @cached_property
+    def _merged(self) -> dict[str, Any]:
+        from cfnlint.template.transforms._sam_globals import merge_globals
+
+        merged: dict[str, Any] = merge_globals(deepcopy(dict(self.body)))
+        return merged
+
     def _properties(self, logical_id: str) -> dict[str, Any]:
         """Unresolved Properties, with the SAM Globals of the resource's kind merged in."""
-        resource = self._raw_resource(logical_id)
-        properties = dict(resource.get("Properties", {}))
-        kind = str(resource.get("Type", ""))
-        if kind.startswith(_SERVERLESS_PREFIX):
-            section = self.body.get("Globals", {}).get(kind.removeprefix(_SERVERLESS_PREFIX), {})
-            merged = _merge_globals(section, properties)
-            assert isinstance(merged, dict)
-            return merged
-        return properties
+        self._raw_resource(logical_id)
+        return dict(self._merged["Resources"][logical_id].get("Properties", {}))
 
 
-def _is_intrinsic(value: Any) -> bool:
-    if not isinstance(value, Mapping) or len(value) != 1:
-        return False
-    key = next(iter(value))
-    return key in ("Ref", "Condition") or str(key).startswith("Fn::")
+def _context(given: Mapping[str, Any]) -> dict[str, Any]:
+    names = ("params", "resource_names", "attributes", "pseudo")
+    if unknown := set(given) - set(names):
+        raise TypeError(f"unexpected keyword argument(s) {', '.join(sorted(unknown))}")
+    return {name: given.get(name) for name in names}
 
 
-def _merge_globals(global_value: Any, local_value: Any) -> Any:
-    """SAM's rule: maps merge key by key, lists concatenate, anything else the resource wins."""
-    if (
-        isinstance(global_value, Mapping)
-        and isinstance(local_value, Mapping)
-        and not _is_intrinsic(global_value)
-        and not _is_intrinsic(local_value)
-    ):
-        merged = dict(global_value)
-        for key, value in local_value.items():
-            merged[key] = _merge_globals(global_value[key], value) if key in global_value else value
-        return merged
-    if isinstance(global_value, list) and isinstance(local_value, list):
-        return [*global_value, *local_value]
-    return local_value
+def _route(
+    resolver: _Resolver, logical_id: str, handler: str, event_name: str, event: Mapping[str, Any]
+) -> FunctionRoute:
+    where = f"{logical_id}.Events.{event_name}"
+    props = event.get("Properties", {})
 
+    def prop(name: str, default: Any = None) -> Any:
+        return resolver.resolve(props.get(name, default), f"{where}.{name}")
 
-# ---------------------------------------------------------------------------------------------
-# Parameter constraints
+    base = f"arn:{resolver.pseudo_value('AWS::Partition')}:{{}}:{resolver.pseudo_value('AWS::Region')}:"
+    base += f"{resolver.pseudo_value('AWS::AccountId')}:{{}}"
+    route = FunctionRoute(logical_id=logical_id, handler=handler, event_name=event_name, kind="SQS")
+    match event.get("Type"):
+        case "EventBridgeRule":
+            if not isinstance(pattern := prop("Pattern"), dict):
+                raise TemplateError(f"{where}: an EventBridgeRule needs a Pattern")
+            name, bus = prop("RuleName"), prop("EventBusName", "default")
+            rule = f"rule/{name}" if bus == "default" else f"rule/{bus}/{name}"
+            arn = None if name is None else base.format("events", rule)
+            return replace(route, kind="EventBridgeRule", source_arn=arn, pattern=pattern)
+        case "ScheduleV2":
+            name, group = prop("Name"), prop("GroupName", "default")
+            expression, payload = prop("ScheduleExpression"), prop("Input")
+            return replace(
+                route,
+                kind="ScheduleV2",
+                source_arn=None if name is None else base.format("scheduler", f"schedule/{group}/{name}"),
+                schedule_expression=None if expression is None else str(expression),
+                input=None if payload is None else str(payload),
+            )
+        case "SQS":
+            queue = props.get("Queue")  # the queue's logical id, from its Fn::GetAtt
+            queue_id = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, Mapping) else None
+            queue_id = queue_id.split(".", 1)[0] if isinstance(queue_id, str) else None
+            scaling = prop("ScalingConfig", {}) or {}
+            maximum = scaling.get("MaximumConcurrency") if isinstance(scaling, Mapping) else None
+            return replace(
+                route,
+                queue=queue_id or None,
+                batch_size=int(str(prop("BatchSize", 10))),
+                maximum_concurrency=None if maximum is None else int(str(maximum)),
+            )
+    raise TemplateError(
+        f"{where}: event type {event.get('Type')!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
+    )
 
 
 def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
-    kind = str(spec.get("Type", "String"))
-    if kind == "Number":
+    """CloudFormation's parameter constraints."""
+    allowed = spec.get("AllowedValues")
+    if str(spec.get("Type", "String")) == "Number":
         try:
             number = float(value)
         except ValueError:
-            raise TemplateError(f"parameter {name}={value!r} is not a number") from None
+            number = math.nan
         if not math.isfinite(number):
             raise TemplateError(f"parameter {name}={value!r} is not a number")
         if "MinValue" in spec and number < float(spec["MinValue"]):
             raise TemplateError(f"parameter {name}={value} is below MinValue {spec['MinValue']}")
         if "MaxValue" in spec and number > float(spec["MaxValue"]):
             raise TemplateError(f"parameter {name}={value} is above MaxValue {spec['MaxValue']}")
-        allowed = spec.get("AllowedValues")
         if allowed is not None and number not in {float(v) for v in allowed}:
             raise TemplateError(f"parameter {name}={value} is not one of {list(allowed)}")
         return
@@ -590,7 +472,6 @@ def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
         raise TemplateError(f"parameter {name} is shorter than MinLength {spec['MinLength']}")
     if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
         raise TemplateError(f"parameter {name} is longer than MaxLength {spec['MaxLength']}")
-    allowed = spec.get("AllowedValues")
     if allowed is not None and value not in {_as_text(v, name) for v in allowed}:
         raise TemplateError(f"parameter {name}={value!r} is not one of {list(allowed)}")
     pattern = spec.get("AllowedPattern")
@@ -603,18 +484,16 @@ def _as_text(value: Any, where: str) -> str:
     """A scalar as CloudFormation writes it into a string (parameters, environment values)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
+    if isinstance(value, str | int | float):
         return str(value)
     raise TemplateError(f"{where}: expected a string, got {type(value).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------
-# Intrinsic functions
+# Intrinsic functions: evaluated with what this machine is told; a malformed call is a
+# TemplateError (cfn-lint judges the template's shape, not this)
 
 _NO_VALUE: Final = object()  # what Ref AWS::NoValue resolves to: the entry is dropped
-_SUB_VARIABLE: Final = re.compile(r"\$\{([^}]*)\}")
 _UNRESOLVABLE_HERE: Final = ("Fn::ImportValue", "Fn::GetAZs", "Fn::Cidr", "Fn::Transform")
 
 
@@ -625,16 +504,16 @@ class _Resolver:
     resource_names: Mapping[str, str]
     attributes: Mapping[str, Any]
     pseudo: Mapping[str, str]
-    _conditions: dict[str, bool] = field(default_factory=dict)
-    _evaluating: set[str] = field(default_factory=set)
+    _conditions: dict[str, bool | None] = field(default_factory=dict)
 
     def resolve(self, value: Any, where: str) -> Any:
         resolved = self._value(value, where)
         return None if resolved is _NO_VALUE else resolved
 
     def truth(self, value: Any, where: str) -> bool:
-        resolved = self._value(value, where)
-        if not isinstance(resolved, bool):
+        if isinstance(value, Mapping) and list(value) == ["Condition"]:
+            return self._condition(value["Condition"], where)
+        if not isinstance(resolved := self._value(value, where), bool):
             raise TemplateError(f"{where}: expected a condition, got {resolved!r}")
         return resolved
 
@@ -645,233 +524,129 @@ class _Resolver:
 
     def _value(self, value: Any, where: str) -> Any:
         if isinstance(value, Mapping):
-            if _is_intrinsic(value) and next(iter(value)) != "Condition":
-                (function, argument), *_ = value.items()
-                return self._intrinsic(str(function), argument, where)
-            resolved_map: dict[str, Any] = {}
-            for key, item in value.items():
-                resolved = self._value(item, f"{where}.{key}")
-                if resolved is not _NO_VALUE:
-                    resolved_map[str(key)] = resolved
-            return resolved_map
+            function = next(iter(value), "")
+            if len(value) == 1 and (function == "Ref" or str(function).startswith("Fn::")):
+                return self._call(str(function), value[function], f"{where}.{function}")
+            items = ((str(k), self._value(v, f"{where}.{k}")) for k, v in value.items())
+            return {key: item for key, item in items if item is not _NO_VALUE}
         if isinstance(value, list):
-            resolved_items = (self._value(item, f"{where}[{i}]") for i, item in enumerate(value))
-            return [item for item in resolved_items if item is not _NO_VALUE]
+            items = (self._value(item, f"{where}[{i}]") for i, item in enumerate(value))
+            return [item for item in items if item is not _NO_VALUE]
         return value
 
-    def _intrinsic(self, function: str, argument: Any, where: str) -> Any:
-        handlers: dict[str, Callable[[Any, str], Any]] = {
-            "Ref": self._ref,
-            "Fn::Sub": self._sub,
-            "Fn::GetAtt": self._get_att,
-            "Fn::If": self._if,
-            "Fn::Equals": self._equals,
-            "Fn::Not": self._not,
-            "Fn::And": self._and,
-            "Fn::Or": self._or,
-            "Fn::Contains": self._contains,
-            "Fn::Join": self._join,
-            "Fn::Select": self._select,
-            "Fn::Split": self._split,
-            "Fn::FindInMap": self._find_in_map,
-            "Fn::Base64": self._base64,
-        }
-        handler = handlers.get(function)
+    def _call(self, function: str, argument: Any, where: str) -> Any:
+        if function in _UNRESOLVABLE_HERE:
+            raise TemplateError(f"{where}: {function} needs a real deployment to resolve")
+        handler = getattr(self, "_fn_" + function.removeprefix("Fn::").lower(), None)
         if handler is None:
-            if function in _UNRESOLVABLE_HERE:
-                raise TemplateError(f"{where}: {function} needs a real deployment to resolve")
             raise TemplateError(f"{where}: unsupported intrinsic function {function}")
-        return handler(argument, f"{where}.{function}")
+        try:
+            return handler(argument, where)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise TemplateError(f"{where}: cannot evaluate {function} {argument!r} ({exc})") from None
 
-    # Ref / GetAtt / Sub
+    def _condition(self, name: str, where: str) -> bool:
+        if name not in self.body.get("Conditions", {}):
+            raise TemplateError(f"{where}: the template has no condition {name}")
+        if name not in self._conditions:
+            self._conditions[name] = None  # being evaluated
+            self._conditions[name] = self.truth(self.body["Conditions"][name], f"Conditions.{name}")
+        if (value := self._conditions[name]) is None:
+            raise TemplateError(f"{where}: condition {name} depends on itself")
+        return value
 
-    def _ref(self, argument: Any, where: str) -> Any:
+    def _fn_ref(self, argument: Any, where: str) -> Any:
         name = self._value(argument, where)
-        if not isinstance(name, str):
-            raise TemplateError(f"{where}: Ref needs a name, got {name!r}")
+        declared = self.body.get("Parameters", {})
         if name == "AWS::NoValue":
             return _NO_VALUE
         if name.startswith("AWS::"):
             return self.pseudo_value(name)
-        declared = self.body.get("Parameters", {})
         if name in declared:
             if name not in self.params:
                 raise MissingParameterError(
                     f"{where}: parameter {name} has no value (no Default): give it in the "
                     "parameter overrides or in samconfig's parameter_overrides"
                 )
-            value = self.params[name]
             kind = str(declared[name].get("Type", "String"))
-            if kind == "CommaDelimitedList" or kind.startswith("List<"):
-                return [item.strip() for item in value.split(",")]
-            return value
-        return self._resource_name(name, where)
-
-    def _resource_name(self, logical_id: str, where: str) -> str:
-        if logical_id in self.resource_names:
-            return self.resource_names[logical_id]
-        resource = self.body["Resources"].get(logical_id)
-        if not isinstance(resource, Mapping):
-            raise TemplateError(f"{where}: Ref to {logical_id}, which the template does not declare")
-        name_property = _NAME_PROPERTY.get(str(resource.get("Type")))
+            is_list = kind == "CommaDelimitedList" or kind.startswith("List<")
+            return [i.strip() for i in self.params[name].split(",")] if is_list else self.params[name]
+        if name in self.resource_names:
+            return self.resource_names[name]
+        if not isinstance(resource := self.body["Resources"].get(name), Mapping):
+            raise TemplateError(f"{where}: Ref to {name}, which the template does not declare")
         properties = resource.get("Properties", {})
-        if name_property is not None and name_property in properties:
-            name = self._value(properties[name_property], f"{logical_id}.{name_property}")
-            return _as_text(name, f"{logical_id}.{name_property}")
-        raise TemplateError(f"{where}: Ref to {logical_id} needs its physical name: pass resource_names")
+        if (prop := _NAME_PROPERTY.get(str(resource.get("Type")), "")) in properties:
+            return _as_text(self._value(properties[prop], f"{name}.{prop}"), f"{name}.{prop}")
+        raise TemplateError(f"{where}: Ref to {name} needs its physical name: pass resource_names")
 
-    def _get_att(self, argument: Any, where: str) -> Any:
-        if isinstance(argument, str):
-            argument = argument.split(".", 1)
-        parts = self._value(argument, where)
-        if not (isinstance(parts, list) and len(parts) == 2 and all(isinstance(p, str) for p in parts)):
-            raise TemplateError(f"{where}: Fn::GetAtt needs [LogicalId, Attribute]")
-        key = f"{parts[0]}.{parts[1]}"
-        if key not in self.attributes:
+    def _fn_getatt(self, argument: Any, where: str) -> Any:
+        logical_id, attribute = self._value(
+            argument.split(".", 1) if isinstance(argument, str) else argument, where
+        )
+        if (key := f"{logical_id}.{attribute}") not in self.attributes:
             raise TemplateError(f"{where}: Fn::GetAtt {key} needs a value: pass attributes")
         return self.attributes[key]
 
-    def _sub(self, argument: Any, where: str) -> str:
-        variables: Mapping[str, Any] = {}
-        if isinstance(argument, list):
-            if len(argument) != 2 or not isinstance(argument[1], Mapping):
-                raise TemplateError(f"{where}: Fn::Sub needs a string or [string, {{variables}}]")
-            argument, variables = argument
-        if not isinstance(argument, str):
-            raise TemplateError(f"{where}: Fn::Sub needs a string")
+    def _fn_sub(self, argument: Any, where: str) -> str:
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name.startswith("!"):
                 return "${" + name[1:] + "}"
             if name in variables:
-                value = self._value(variables[name], f"{where}.{name}")
-            elif "." in name:
-                value = self._get_att(name, where)
-            else:
-                value = self._ref(name, where)
-            return _as_text(value, f"{where}.${{{name}}}")
+                return _as_text(self._value(variables[name], where), f"{where}.{name}")
+            return _as_text(
+                (self._fn_getatt if "." in name else self._fn_ref)(name, where), f"{where}.{name}"
+            )
 
-        return _SUB_VARIABLE.sub(substitute, argument)
+        return re.sub(r"\$\{([^}]*)\}", substitute, text)
 
-    # Conditions
-
-    def _condition(self, name: Any, where: str) -> bool:
-        if not isinstance(name, str):
-            raise TemplateError(f"{where}: a condition name must be a string")
-        if name in self._conditions:
-            return self._conditions[name]
-        conditions = self.body.get("Conditions", {})
-        if name not in conditions:
-            raise TemplateError(f"{where}: the template has no condition {name}")
-        if name in self._evaluating:
-            raise TemplateError(f"{where}: condition {name} depends on itself")
-        self._evaluating.add(name)
-        try:
-            value = self._operand(conditions[name], f"Conditions.{name}")
-        finally:
-            self._evaluating.discard(name)
-        self._conditions[name] = value
-        return value
-
-    def _operand(self, value: Any, where: str) -> bool:
-        """A condition operand: another function, or `{"Condition": name}`."""
-        if isinstance(value, Mapping) and len(value) == 1 and "Condition" in value:
-            return self._condition(value["Condition"], where)
-        resolved = self._value(value, where)
-        if not isinstance(resolved, bool):
-            raise TemplateError(f"{where}: expected a condition, got {resolved!r}")
-        return resolved
-
-    def _if(self, argument: Any, where: str) -> Any:
-        if not (isinstance(argument, list) and len(argument) == 3):
-            raise TemplateError(f"{where}: Fn::If needs [condition, then, else]")
+    def _fn_if(self, argument: Any, where: str) -> Any:
         name, when_true, when_false = argument
-        chosen = when_true if self._condition(name, where) else when_false
-        return self._value(chosen, where)
+        return self._value(when_true if self._condition(name, where) else when_false, where)
 
-    def _equals(self, argument: Any, where: str) -> bool:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Equals needs two values")
+    def _fn_equals(self, argument: Any, where: str) -> bool:
         left, right = (self._value(item, where) for item in argument)
-        if isinstance(left, str | int | float | bool) and isinstance(right, str | int | float | bool):
+        if isinstance(left, str | int | float) and isinstance(right, str | int | float):
             return _as_text(left, where) == _as_text(right, where)
         return bool(left == right)
 
-    def _not(self, argument: Any, where: str) -> bool:
-        if not (isinstance(argument, list) and len(argument) == 1):
-            raise TemplateError(f"{where}: Fn::Not needs one condition")
-        return not self._operand(argument[0], where)
+    def _fn_not(self, argument: Any, where: str) -> bool:
+        (operand,) = argument
+        return not self.truth(operand, where)
 
-    def _and(self, argument: Any, where: str) -> bool:
-        operands = self._operands(argument, where)
-        return all(self._operand(item, where) for item in operands)
+    def _fn_and(self, argument: Any, where: str) -> bool:
+        return all(self.truth(operand, where) for operand in argument)
 
-    def _or(self, argument: Any, where: str) -> bool:
-        operands = self._operands(argument, where)
-        return any(self._operand(item, where) for item in operands)
+    def _fn_or(self, argument: Any, where: str) -> bool:
+        return any(self.truth(operand, where) for operand in argument)
 
-    @staticmethod
-    def _operands(argument: Any, where: str) -> Sequence[Any]:
-        if not (isinstance(argument, list) and 2 <= len(argument) <= 10):
-            raise TemplateError(f"{where}: needs 2 to 10 conditions")
-        return argument
-
-    def _contains(self, argument: Any, where: str) -> bool:
-        # A Rules function: is the value one of the list's members?
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Contains needs [list, value]")
+    def _fn_contains(self, argument: Any, where: str) -> bool:  # Rules: is the value in the list?
         members, value = (self._value(item, where) for item in argument)
-        if not isinstance(members, list):
-            raise TemplateError(f"{where}: Fn::Contains needs a list")
-        text = _as_text(value, where)
-        return any(_as_text(member, where) == text for member in members)
+        return _as_text(value, where) in [_as_text(member, where) for member in members]
 
-    # Lists and strings
+    def _fn_join(self, argument: Any, where: str) -> str:
+        delimiter, items = (self._value(item, where) for item in argument)
+        return str(delimiter).join(_as_text(item, where) for item in items)
 
-    def _join(self, argument: Any, where: str) -> str:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Join needs [delimiter, list]")
-        delimiter = self._value(argument[0], where)
-        items = self._value(argument[1], where)
-        if not isinstance(delimiter, str) or not isinstance(items, list):
-            raise TemplateError(f"{where}: Fn::Join needs [delimiter, list]")
-        return delimiter.join(_as_text(item, where) for item in items)
+    def _fn_select(self, argument: Any, where: str) -> Any:
+        index, items = (self._value(item, where) for item in argument)
+        if not 0 <= int(index) < len(items):
+            raise TemplateError(f"{where}: Fn::Select index {index} is out of range")
+        return items[int(index)]
 
-    def _select(self, argument: Any, where: str) -> Any:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Select needs [index, list]")
-        index = self._value(argument[0], where)
-        items = self._value(argument[1], where)
-        try:
-            position = int(index)
-        except (TypeError, ValueError):
-            raise TemplateError(f"{where}: Fn::Select index {index!r} is not a number") from None
-        if not isinstance(items, list) or not 0 <= position < len(items):
-            raise TemplateError(f"{where}: Fn::Select index {position} is out of range")
-        return items[position]
+    def _fn_split(self, argument: Any, where: str) -> list[str]:
+        delimiter, text = (self._value(item, where) for item in argument)
+        return list(str(text).split(str(delimiter)))
 
-    def _split(self, argument: Any, where: str) -> list[str]:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Split needs [delimiter, string]")
-        delimiter = self._value(argument[0], where)
-        text = self._value(argument[1], where)
-        if not isinstance(delimiter, str) or not delimiter or not isinstance(text, str):
-            raise TemplateError(f"{where}: Fn::Split needs [delimiter, string]")
-        return text.split(delimiter)
+    def _fn_findinmap(self, argument: Any, where: str) -> Any:
+        map_name, first, second = (_as_text(self._value(item, where), where) for item in argument)
+        return self._value(self.body["Mappings"][map_name][first][second], where)
 
-    def _find_in_map(self, argument: Any, where: str) -> Any:
-        if not (isinstance(argument, list) and len(argument) == 3):
-            raise TemplateError(f"{where}: Fn::FindInMap needs [map, key, key]")
-        map_name, first, second = (_as_text(self._value(a, where), where) for a in argument)
-        try:
-            return self._value(self.body["Mappings"][map_name][first][second], where)
-        except (KeyError, TypeError):
-            raise TemplateError(f"{where}: no mapping {map_name}.{first}.{second}") from None
-
-    def _base64(self, argument: Any, where: str) -> str:
-        text = _as_text(self._value(argument, where), where)
-        return base64.b64encode(text.encode("utf-8")).decode("ascii")
+    def _fn_base64(self, argument: Any, where: str) -> str:
+        return base64.b64encode(_as_text(self._value(argument, where), where).encode()).decode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------
