@@ -37,7 +37,7 @@ from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict, Unpack
 
 import yaml
 
@@ -223,6 +223,18 @@ _NAME_PROPERTY: Final = {
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::Serverless::Function": "FunctionName",
 }
+_NO_VALUE: Final = object()  # what Ref AWS::NoValue resolves to: the entry is dropped
+_UNRESOLVABLE_HERE: Final = ("Fn::ImportValue", "Fn::GetAZs", "Fn::Cidr", "Fn::Transform")
+
+
+class _Names(TypedDict, total=False):
+    resource_names: Mapping[str, str] | None
+    attributes: Mapping[str, Any] | None
+    pseudo: Mapping[str, str] | None
+
+
+class _Context(_Names, total=False):
+    params: Mapping[str, str] | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,6 +254,7 @@ class Template:
     bound_resource_names: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     bound_attributes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     bound_pseudo: Mapping[str, str] = field(default_factory=lambda: DEFAULT_PSEUDO_PARAMETERS)
+    _conditions: dict[str, bool | None] = field(default_factory=dict, init=False, repr=False)
 
     def with_context(
         self,
@@ -262,6 +275,11 @@ class Template:
             bound_pseudo=self.bound_pseudo if pseudo is None else {**DEFAULT_PSEUDO_PARAMETERS, **pseudo},
         )
 
+    def _bound(self, **context: Unpack[_Context]) -> Template:
+        if context.get("params") is None and self.bound_params is None:
+            context["params"] = self.parameters()
+        return self.with_context(**context)
+
     def parameters(
         self,
         overrides: Mapping[str, str] | None = None,
@@ -275,71 +293,38 @@ class Template:
         AllowedPattern, Min/MaxLength, Min/MaxValue) and the template's Rules. A parameter
         with no default and no value is left out; resolving a `Ref` to it raises.
         """
-        declared = self.body.get("Parameters", {})
-        if not isinstance(declared, Mapping):
+        if not isinstance(declared := self.body.get("Parameters", {}), Mapping):
             raise TemplateError("Parameters must be a mapping")
-        values = {
-            n: _as_text(s["Default"], f"Parameters.{n}.Default")
-            for n, s in declared.items()
-            if "Default" in s
-        }
-        given = (
-            [(samconfig_parameter_overrides(samconfig, config_env), f"{samconfig} parameter_overrides")]
-            if samconfig
-            else []
-        )
-        for source_values, source in [*given, (overrides or {}, "parameter overrides")]:
+        values = {n: _as_text(s["Default"], f"Parameters.{n}") for n, s in declared.items() if "Default" in s}
+        sources = [(overrides or {}, "parameter overrides")]
+        if samconfig is not None:
+            given = samconfig_parameter_overrides(samconfig, config_env)
+            sources.insert(0, (given, f"{samconfig} parameter_overrides"))
+        for source_values, source in sources:
             if unknown := sorted(set(source_values) - set(declared)):
                 raise TemplateError(
                     f"{source}: unknown parameter(s) {', '.join(unknown)}; "
                     f"the template declares {', '.join(sorted(declared))}"
                 )
-            values.update(
-                {name: _as_text(value, f"{source}.{name}") for name, value in source_values.items()}
-            )
+            values.update({name: _as_text(v, f"{source}.{name}") for name, v in source_values.items()})
         for name, value in values.items():
             _check_parameter(name, declared[name], value)
-        resolver = self._resolver(values, None, None, None)
+        bound = self.with_context(params=values)
         for name, rule in self.body.get("Rules", {}).items():
             try:  # a rule over a parameter nobody gave cannot be judged here; a deploy would ask first
-                if "RuleCondition" in rule and not resolver.truth(rule["RuleCondition"], f"Rules.{name}"):
+                if "RuleCondition" in rule and not bound._truth(rule["RuleCondition"], f"Rules.{name}"):
                     continue
                 for assertion in rule.get("Assertions", []):
-                    if not resolver.truth(assertion["Assert"], f"Rules.{name}.Assertions"):
+                    if not bound._truth(assertion["Assert"], f"Rules.{name}.Assertions"):
                         description = assertion.get("AssertDescription", "assertion failed")
                         raise TemplateError(f"rule {name}: {' '.join(str(description).split())}")
             except MissingParameterError:
                 continue
         return values
 
-    def resolve(
-        self,
-        value: Any,
-        params: Mapping[str, str],
-        *,
-        resource_names: Mapping[str, str] | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        pseudo: Mapping[str, str] | None = None,
-    ) -> Any:
+    def resolve(self, value: Any, params: Mapping[str, str], **context: Unpack[_Names]) -> Any:
         """`value` with every intrinsic function evaluated (AWS::NoValue entries dropped)."""
-        return self._resolver(params, resource_names, attributes, pseudo).resolve(value, "value")
-
-    def _resolver(
-        self,
-        params: Mapping[str, str] | None,
-        resource_names: Mapping[str, str] | None,
-        attributes: Mapping[str, Any] | None,
-        pseudo: Mapping[str, str] | None,
-    ) -> _Resolver:
-        if params is None:
-            params = self.bound_params if self.bound_params is not None else self.parameters()
-        return _Resolver(
-            body=self.body,
-            params=params,
-            resource_names=self.bound_resource_names if resource_names is None else resource_names,
-            attributes=self.bound_attributes if attributes is None else attributes,
-            pseudo=self.bound_pseudo if pseudo is None else {**DEFAULT_PSEUDO_PARAMETERS, **pseudo},
-        )
+        return self._bound(params=params, **context)._resolved(value, "value")
 
     def logical_ids(self, resource_type: str | None = None) -> list[str]:
         """Logical ids of the template's resources, of one type if given, in template order."""
@@ -349,38 +334,33 @@ class Template:
     def resource_type(self, logical_id: str) -> str:
         return str(self._raw_resource(logical_id).get("Type", ""))
 
-    def resource(self, logical_id: str, **context: Any) -> dict[str, Any]:
-        """The resource's Properties (SAM Globals merged in), resolved.
-
-        `context`: `params`, `resource_names`, `attributes`, `pseudo`, as for every method here.
-        """
-        resolved = self._resolver(**_context(context)).resolve(self._properties(logical_id), logical_id)
+    def resource(self, logical_id: str, **context: Unpack[_Context]) -> dict[str, Any]:
+        """The resource's Properties (SAM Globals merged in), resolved."""
+        resolved = self._bound(**context)._resolved(self._properties(logical_id), logical_id)
         assert isinstance(resolved, dict)
         return resolved
 
-    def environment(self, logical_id: str, **context: Any) -> dict[str, str]:
+    def environment(self, logical_id: str, **context: Unpack[_Context]) -> dict[str, str]:
         """A function's environment variables: Globals merged with its own, resolved."""
         variables = self._properties(logical_id).get("Environment", {}).get("Variables", {})
         where = f"{logical_id}.Environment.Variables"
-        resolved = self._resolver(**_context(context)).resolve(variables, where)
+        resolved = self._bound(**context)._resolved(variables, where)
         return {name: _as_text(value, f"{where}.{name}") for name, value in resolved.items()}
 
-    def function_routes(self, **context: Any) -> list[FunctionRoute]:
+    def function_routes(self, **context: Unpack[_Context]) -> list[FunctionRoute]:
         """Every event source of every function, in template order."""
-        resolver = self._resolver(**_context(context))
+        bound = self._bound(**context)
         routes: list[FunctionRoute] = []
         for logical_id in self.logical_ids("AWS::Serverless::Function"):
             properties = self._properties(logical_id)
-            handler = resolver.resolve(properties.get("Handler"), f"{logical_id}.Handler")
-            if not isinstance(handler, str):
+            if not isinstance(handler := bound._resolved(properties.get("Handler"), logical_id), str):
                 raise TemplateError(f"{logical_id} has no Handler")
             for event_name, event in properties.get("Events", {}).items():
-                routes.append(_route(resolver, logical_id, handler, event_name, event))
+                routes.append(bound._route(logical_id, handler, event_name, event))
         return routes
 
     def _raw_resource(self, logical_id: str) -> Mapping[str, Any]:
-        resource = self.body["Resources"].get(logical_id)
-        if not isinstance(resource, Mapping):
+        if not isinstance(resource := self.body["Resources"].get(logical_id), Mapping):
             raise TemplateError(f"the template has no resource {logical_id}")
         return resource
 
@@ -396,137 +376,73 @@ class Template:
         self._raw_resource(logical_id)
         return dict(self._merged["Resources"][logical_id].get("Properties", {}))
 
+    def _route(
+        self, logical_id: str, handler: str, event_name: str, event: Mapping[str, Any]
+    ) -> FunctionRoute:
+        where = f"{logical_id}.Events.{event_name}"
+        props = event.get("Properties", {})
 
-def _context(given: Mapping[str, Any]) -> dict[str, Any]:
-    names = ("params", "resource_names", "attributes", "pseudo")
-    if unknown := set(given) - set(names):
-        raise TypeError(f"unexpected keyword argument(s) {', '.join(sorted(unknown))}")
-    return {name: given.get(name) for name in names}
+        def prop(name: str, default: Any = None) -> Any:
+            return self._resolved(props.get(name, default), f"{where}.{name}")
 
+        partition, region, account = (self._pseudo(f"AWS::{n}") for n in ("Partition", "Region", "AccountId"))
+        route = FunctionRoute(logical_id=logical_id, handler=handler, event_name=event_name, kind="SQS")
+        match event.get("Type"):
+            case "EventBridgeRule":
+                if not isinstance(pattern := prop("Pattern"), dict):
+                    raise TemplateError(f"{where}: an EventBridgeRule needs a Pattern")
+                name, bus = prop("RuleName"), prop("EventBusName", "default")
+                rule = f"rule/{name}" if bus == "default" else f"rule/{bus}/{name}"
+                arn = f"arn:{partition}:events:{region}:{account}:{rule}"
+                return replace(route, kind="EventBridgeRule", source_arn=name and arn, pattern=pattern)
+            case "ScheduleV2":
+                name, group = prop("Name"), prop("GroupName", "default")
+                expression, payload = prop("ScheduleExpression"), prop("Input")
+                arn = f"arn:{partition}:scheduler:{region}:{account}:schedule/{group}/{name}"
+                return replace(
+                    route,
+                    kind="ScheduleV2",
+                    source_arn=name and arn,
+                    schedule_expression=None if expression is None else str(expression),
+                    input=None if payload is None else str(payload),
+                )
+            case "SQS":
+                queue = props.get("Queue")  # the queue's logical id, from its Fn::GetAtt
+                queue_id = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, Mapping) else None
+                scaling = prop("ScalingConfig", {}) or {}
+                maximum = scaling.get("MaximumConcurrency") if isinstance(scaling, Mapping) else None
+                return replace(
+                    route,
+                    queue=queue_id.split(".", 1)[0] or None if isinstance(queue_id, str) else None,
+                    batch_size=int(str(prop("BatchSize", 10))),
+                    maximum_concurrency=None if maximum is None else int(str(maximum)),
+                )
+        raise TemplateError(
+            f"{where}: event type {event.get('Type')!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
+        )
 
-def _route(
-    resolver: _Resolver, logical_id: str, handler: str, event_name: str, event: Mapping[str, Any]
-) -> FunctionRoute:
-    where = f"{logical_id}.Events.{event_name}"
-    props = event.get("Properties", {})
+    # -- intrinsic functions: a malformed call is a TemplateError (cfn-lint judges the shape) ---
 
-    def prop(name: str, default: Any = None) -> Any:
-        return resolver.resolve(props.get(name, default), f"{where}.{name}")
+    def _resolved(self, value: Any, where: str) -> Any:
+        return None if (resolved := self._value(value, where)) is _NO_VALUE else resolved
 
-    base = f"arn:{resolver.pseudo_value('AWS::Partition')}:{{}}:{resolver.pseudo_value('AWS::Region')}:"
-    base += f"{resolver.pseudo_value('AWS::AccountId')}:{{}}"
-    route = FunctionRoute(logical_id=logical_id, handler=handler, event_name=event_name, kind="SQS")
-    match event.get("Type"):
-        case "EventBridgeRule":
-            if not isinstance(pattern := prop("Pattern"), dict):
-                raise TemplateError(f"{where}: an EventBridgeRule needs a Pattern")
-            name, bus = prop("RuleName"), prop("EventBusName", "default")
-            rule = f"rule/{name}" if bus == "default" else f"rule/{bus}/{name}"
-            arn = None if name is None else base.format("events", rule)
-            return replace(route, kind="EventBridgeRule", source_arn=arn, pattern=pattern)
-        case "ScheduleV2":
-            name, group = prop("Name"), prop("GroupName", "default")
-            expression, payload = prop("ScheduleExpression"), prop("Input")
-            return replace(
-                route,
-                kind="ScheduleV2",
-                source_arn=None if name is None else base.format("scheduler", f"schedule/{group}/{name}"),
-                schedule_expression=None if expression is None else str(expression),
-                input=None if payload is None else str(payload),
-            )
-        case "SQS":
-            queue = props.get("Queue")  # the queue's logical id, from its Fn::GetAtt
-            queue_id = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, Mapping) else None
-            queue_id = queue_id.split(".", 1)[0] if isinstance(queue_id, str) else None
-            scaling = prop("ScalingConfig", {}) or {}
-            maximum = scaling.get("MaximumConcurrency") if isinstance(scaling, Mapping) else None
-            return replace(
-                route,
-                queue=queue_id or None,
-                batch_size=int(str(prop("BatchSize", 10))),
-                maximum_concurrency=None if maximum is None else int(str(maximum)),
-            )
-    raise TemplateError(
-        f"{where}: event type {event.get('Type')!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
-    )
-
-
-def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
-    """CloudFormation's parameter constraints."""
-    allowed = spec.get("AllowedValues")
-    if str(spec.get("Type", "String")) == "Number":
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number):
-            raise TemplateError(f"parameter {name}={value!r} is not a number")
-        if "MinValue" in spec and number < float(spec["MinValue"]):
-            raise TemplateError(f"parameter {name}={value} is below MinValue {spec['MinValue']}")
-        if "MaxValue" in spec and number > float(spec["MaxValue"]):
-            raise TemplateError(f"parameter {name}={value} is above MaxValue {spec['MaxValue']}")
-        if allowed is not None and number not in {float(v) for v in allowed}:
-            raise TemplateError(f"parameter {name}={value} is not one of {list(allowed)}")
-        return
-    if "MinLength" in spec and len(value) < int(spec["MinLength"]):
-        raise TemplateError(f"parameter {name} is shorter than MinLength {spec['MinLength']}")
-    if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
-        raise TemplateError(f"parameter {name} is longer than MaxLength {spec['MaxLength']}")
-    if allowed is not None and value not in {_as_text(v, name) for v in allowed}:
-        raise TemplateError(f"parameter {name}={value!r} is not one of {list(allowed)}")
-    pattern = spec.get("AllowedPattern")
-    if pattern is not None and re.fullmatch(str(pattern), value) is None:
-        hint = spec.get("ConstraintDescription", f"AllowedPattern {pattern}")
-        raise TemplateError(f"parameter {name}={value!r} is not {hint}")
-
-
-def _as_text(value: Any, where: str) -> str:
-    """A scalar as CloudFormation writes it into a string (parameters, environment values)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise TemplateError(f"{where}: expected a string, got {type(value).__name__}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Intrinsic functions: evaluated with what this machine is told; a malformed call is a
-# TemplateError (cfn-lint judges the template's shape, not this)
-
-_NO_VALUE: Final = object()  # what Ref AWS::NoValue resolves to: the entry is dropped
-_UNRESOLVABLE_HERE: Final = ("Fn::ImportValue", "Fn::GetAZs", "Fn::Cidr", "Fn::Transform")
-
-
-@dataclass(frozen=True)
-class _Resolver:
-    body: Mapping[str, Any]
-    params: Mapping[str, str]
-    resource_names: Mapping[str, str]
-    attributes: Mapping[str, Any]
-    pseudo: Mapping[str, str]
-    _conditions: dict[str, bool | None] = field(default_factory=dict)
-
-    def resolve(self, value: Any, where: str) -> Any:
-        resolved = self._value(value, where)
-        return None if resolved is _NO_VALUE else resolved
-
-    def truth(self, value: Any, where: str) -> bool:
+    def _truth(self, value: Any, where: str) -> bool:
         if isinstance(value, Mapping) and list(value) == ["Condition"]:
             return self._condition(value["Condition"], where)
         if not isinstance(resolved := self._value(value, where), bool):
             raise TemplateError(f"{where}: expected a condition, got {resolved!r}")
         return resolved
 
-    def pseudo_value(self, name: str) -> str:
-        if name not in self.pseudo:
+    def _pseudo(self, name: str) -> str:
+        if name not in self.bound_pseudo:
             raise TemplateError(f"pseudo parameter {name} has no value here")
-        return self.pseudo[name]
+        return self.bound_pseudo[name]
 
     def _value(self, value: Any, where: str) -> Any:
         if isinstance(value, Mapping):
-            function = next(iter(value), "")
-            if len(value) == 1 and (function == "Ref" or str(function).startswith("Fn::")):
-                return self._call(str(function), value[function], f"{where}.{function}")
+            function = str(next(iter(value), ""))
+            if len(value) == 1 and (function == "Ref" or function.startswith("Fn::")):
+                return self._call(function, value[function], f"{where}.{function}")
             items = ((str(k), self._value(v, f"{where}.{k}")) for k, v in value.items())
             return {key: item for key, item in items if item is not _NO_VALUE}
         if isinstance(value, list):
@@ -537,8 +453,7 @@ class _Resolver:
     def _call(self, function: str, argument: Any, where: str) -> Any:
         if function in _UNRESOLVABLE_HERE:
             raise TemplateError(f"{where}: {function} needs a real deployment to resolve")
-        handler = getattr(self, "_fn_" + function.removeprefix("Fn::").lower(), None)
-        if handler is None:
+        if (handler := getattr(self, "_fn_" + function.removeprefix("Fn::").lower(), None)) is None:
             raise TemplateError(f"{where}: unsupported intrinsic function {function}")
         try:
             return handler(argument, where)
@@ -550,29 +465,28 @@ class _Resolver:
             raise TemplateError(f"{where}: the template has no condition {name}")
         if name not in self._conditions:
             self._conditions[name] = None  # being evaluated
-            self._conditions[name] = self.truth(self.body["Conditions"][name], f"Conditions.{name}")
+            self._conditions[name] = self._truth(self.body["Conditions"][name], f"Conditions.{name}")
         if (value := self._conditions[name]) is None:
             raise TemplateError(f"{where}: condition {name} depends on itself")
         return value
 
     def _fn_ref(self, argument: Any, where: str) -> Any:
-        name = self._value(argument, where)
-        declared = self.body.get("Parameters", {})
+        name, declared = self._value(argument, where), self.body.get("Parameters", {})
         if name == "AWS::NoValue":
             return _NO_VALUE
         if name.startswith("AWS::"):
-            return self.pseudo_value(name)
+            return self._pseudo(name)
         if name in declared:
-            if name not in self.params:
+            if (value := (self.bound_params or {}).get(name)) is None:
                 raise MissingParameterError(
                     f"{where}: parameter {name} has no value (no Default): give it in the "
                     "parameter overrides or in samconfig's parameter_overrides"
                 )
             kind = str(declared[name].get("Type", "String"))
             is_list = kind == "CommaDelimitedList" or kind.startswith("List<")
-            return [i.strip() for i in self.params[name].split(",")] if is_list else self.params[name]
-        if name in self.resource_names:
-            return self.resource_names[name]
+            return [item.strip() for item in value.split(",")] if is_list else value
+        if name in self.bound_resource_names:
+            return self.bound_resource_names[name]
         if not isinstance(resource := self.body["Resources"].get(name), Mapping):
             raise TemplateError(f"{where}: Ref to {name}, which the template does not declare")
         properties = resource.get("Properties", {})
@@ -581,25 +495,22 @@ class _Resolver:
         raise TemplateError(f"{where}: Ref to {name} needs its physical name: pass resource_names")
 
     def _fn_getatt(self, argument: Any, where: str) -> Any:
-        logical_id, attribute = self._value(
-            argument.split(".", 1) if isinstance(argument, str) else argument, where
-        )
-        if (key := f"{logical_id}.{attribute}") not in self.attributes:
+        parts = argument.split(".", 1) if isinstance(argument, str) else argument
+        logical_id, attribute = self._value(parts, where)
+        if (key := f"{logical_id}.{attribute}") not in self.bound_attributes:
             raise TemplateError(f"{where}: Fn::GetAtt {key} needs a value: pass attributes")
-        return self.attributes[key]
+        return self.bound_attributes[key]
 
     def _fn_sub(self, argument: Any, where: str) -> str:
         text, variables = (argument, {}) if isinstance(argument, str) else argument
 
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):
+            if (name := match.group(1)).startswith("!"):
                 return "${" + name[1:] + "}"
             if name in variables:
                 return _as_text(self._value(variables[name], where), f"{where}.{name}")
-            return _as_text(
-                (self._fn_getatt if "." in name else self._fn_ref)(name, where), f"{where}.{name}"
-            )
+            value = (self._fn_getatt if "." in name else self._fn_ref)(name, where)
+            return _as_text(value, f"{where}.{name}")
 
         return re.sub(r"\$\{([^}]*)\}", substitute, text)
 
@@ -615,13 +526,13 @@ class _Resolver:
 
     def _fn_not(self, argument: Any, where: str) -> bool:
         (operand,) = argument
-        return not self.truth(operand, where)
+        return not self._truth(operand, where)
 
     def _fn_and(self, argument: Any, where: str) -> bool:
-        return all(self.truth(operand, where) for operand in argument)
+        return all(self._truth(operand, where) for operand in argument)
 
     def _fn_or(self, argument: Any, where: str) -> bool:
-        return any(self.truth(operand, where) for operand in argument)
+        return any(self._truth(operand, where) for operand in argument)
 
     def _fn_contains(self, argument: Any, where: str) -> bool:  # Rules: is the value in the list?
         members, value = (self._value(item, where) for item in argument)
@@ -647,6 +558,40 @@ class _Resolver:
 
     def _fn_base64(self, argument: Any, where: str) -> str:
         return base64.b64encode(_as_text(self._value(argument, where), where).encode()).decode("ascii")
+
+
+def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
+    """CloudFormation's parameter constraints."""
+    numeric = str(spec.get("Type", "String")) == "Number"
+    try:
+        measure = float(value) if numeric else len(value)
+    except ValueError:
+        measure = math.nan
+    if not math.isfinite(measure):
+        raise TemplateError(f"parameter {name}={value!r} is not a number")
+    low, high = ("MinValue", "MaxValue") if numeric else ("MinLength", "MaxLength")
+    subject, shown = (f"{name}={value}", value) if numeric else (name, repr(value))
+    below, above = ("below", "above") if numeric else ("shorter than", "longer than")
+    if low in spec and measure < float(spec[low]):
+        raise TemplateError(f"parameter {subject} is {below} {low} {spec[low]}")
+    if high in spec and measure > float(spec[high]):
+        raise TemplateError(f"parameter {subject} is {above} {high} {spec[high]}")
+    allowed = spec.get("AllowedValues")
+    as_allowed = float if numeric else lambda v: _as_text(v, name)
+    if allowed is not None and as_allowed(value) not in {as_allowed(v) for v in allowed}:
+        raise TemplateError(f"parameter {name}={shown} is not one of {list(allowed)}")
+    if (pattern := spec.get("AllowedPattern")) is not None and re.fullmatch(str(pattern), value) is None:
+        hint = spec.get("ConstraintDescription", f"AllowedPattern {pattern}")
+        raise TemplateError(f"parameter {name}={value!r} is not {hint}")
+
+
+def _as_text(value: Any, where: str) -> str:
+    """A scalar as CloudFormation writes it into a string (parameters, environment values)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise TemplateError(f"{where}: expected a string, got {type(value).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------
