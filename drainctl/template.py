@@ -34,7 +34,6 @@ from collections.abc import Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypedDict, Unpack
@@ -255,6 +254,7 @@ class Template:
     bound_attributes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     bound_pseudo: Mapping[str, str] = field(default_factory=lambda: DEFAULT_PSEUDO_PARAMETERS)
     _conditions: dict[str, bool | None] = field(default_factory=dict, init=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)  # shared by the copies
 
     def with_context(
         self,
@@ -348,15 +348,14 @@ class Template:
         return {name: _as_text(value, f"{where}.{name}") for name, value in resolved.items()}
 
     def function_routes(self, **context: Unpack[_Context]) -> list[FunctionRoute]:
-        """Every event source of every function, in template order."""
-        bound = self._bound(**context)
+        """Every event source of every function, in template order, read from what SAM makes of it."""
+        bound, generated = self._bound(**context), self._translated["Resources"]
         routes: list[FunctionRoute] = []
         for logical_id in self.logical_ids("AWS::Serverless::Function"):
-            properties = self._properties(logical_id)
-            if not isinstance(handler := bound._resolved(properties.get("Handler"), logical_id), str):
-                raise TemplateError(f"{logical_id} has no Handler")
-            for event_name, event in properties.get("Events", {}).items():
-                routes.append(bound._route(logical_id, handler, event_name, event))
+            handler = bound._resolved(generated[logical_id]["Properties"].get("Handler"), logical_id)
+            for name, event in self._properties(logical_id).get("Events", {}).items():
+                route = FunctionRoute(logical_id, str(handler), name, event.get("Type"))
+                routes.append(bound._route(route, generated.get(logical_id + name, {}).get("Properties", {})))
         return routes
 
     def _raw_resource(self, logical_id: str) -> Mapping[str, Any]:
@@ -364,53 +363,70 @@ class Template:
             raise TemplateError(f"the template has no resource {logical_id}")
         return resource
 
-    @cached_property
-    def _merged(self) -> dict[str, Any]:
-        from cfnlint.template.transforms._sam_globals import merge_globals
-
-        merged: dict[str, Any] = merge_globals(deepcopy(dict(self.body)))
-        return merged
-
     def _properties(self, logical_id: str) -> dict[str, Any]:
         """Unresolved Properties, with the SAM Globals of the resource's kind merged in."""
+        from cfnlint.template.transforms._sam_globals import merge_globals
+
         self._raw_resource(logical_id)
-        return dict(self._merged["Resources"][logical_id].get("Properties", {}))
+        if "merged" not in self._cache:
+            self._cache["merged"] = merge_globals(deepcopy(dict(self.body)))
+        return dict(self._cache["merged"]["Resources"][logical_id].get("Properties", {}))
 
-    def _route(
-        self, logical_id: str, handler: str, event_name: str, event: Mapping[str, Any]
-    ) -> FunctionRoute:
-        where = f"{logical_id}.Events.{event_name}"
-        props = event.get("Properties", {})
+    @property
+    def _translated(self) -> dict[str, Any]:
+        """The template as SAM translates it, offline: the code "uploaded", no managed policies looked up."""
+        from boto3.session import Session
+        from samtranslator.model.exceptions import InvalidDocumentException
+        from samtranslator.parser.parser import Parser
+        from samtranslator.translator.translator import Translator
 
-        def prop(name: str, default: Any = None) -> Any:
-            return self._resolved(props.get(name, default), f"{where}.{name}")
+        if "translated" not in self._cache:
+            body = deepcopy(dict(self.body))
+            resources = [r.get("Properties", {}) for r in body["Resources"].values()]
+            for properties in [body.get("Globals", {}).get("Function", {}), *resources]:
+                for key in ("CodeUri", "ContentUri"):  # a local path `sam deploy` would upload
+                    if isinstance(properties.get(key), str):
+                        properties[key] = "s3://local/code.zip"
+            session = Session(region_name=self._pseudo("AWS::Region"))
+            translator = Translator({}, Parser(), boto_session=session)
+            try:
+                self._cache["translated"] = translator.translate(body, {}, get_managed_policy_map=dict)
+            except InvalidDocumentException as exc:
+                raise TemplateError(f"SAM cannot translate {self.path}: {exc.message}") from None
+        translated: dict[str, Any] = self._cache["translated"]
+        return translated
+
+    def _route(self, route: FunctionRoute, props: Mapping[str, Any]) -> FunctionRoute:
+        """One event of a function, from the rule, schedule or event source mapping SAM makes of it."""
+        where = f"{route.logical_id}.Events.{route.event_name}"
+
+        def prop(name: str, default: Any = None, within: Mapping[str, Any] = props) -> Any:
+            return self._resolved(within.get(name, default), f"{where}.{name}")
 
         partition, region, account = (self._pseudo(f"AWS::{n}") for n in ("Partition", "Region", "AccountId"))
-        route = FunctionRoute(logical_id=logical_id, handler=handler, event_name=event_name, kind="SQS")
-        match event.get("Type"):
+        match route.kind:
             case "EventBridgeRule":
-                if not isinstance(pattern := prop("Pattern"), dict):
+                if not isinstance(pattern := prop("EventPattern"), dict):
                     raise TemplateError(f"{where}: an EventBridgeRule needs a Pattern")
-                name, bus = prop("RuleName"), prop("EventBusName", "default")
+                name, bus = prop("Name"), prop("EventBusName", "default")
                 rule = f"rule/{name}" if bus == "default" else f"rule/{bus}/{name}"
                 arn = f"arn:{partition}:events:{region}:{account}:{rule}"
-                return replace(route, kind="EventBridgeRule", source_arn=name and arn, pattern=pattern)
+                return replace(route, source_arn=name and arn, pattern=pattern)
             case "ScheduleV2":
                 name, group = prop("Name"), prop("GroupName", "default")
-                expression, payload = prop("ScheduleExpression"), prop("Input")
+                payload = prop("Input", within=props.get("Target", {}))
+                expression = prop("ScheduleExpression")
                 arn = f"arn:{partition}:scheduler:{region}:{account}:schedule/{group}/{name}"
                 return replace(
                     route,
-                    kind="ScheduleV2",
                     source_arn=name and arn,
                     schedule_expression=None if expression is None else str(expression),
                     input=None if payload is None else str(payload),
                 )
             case "SQS":
-                queue = props.get("Queue")  # the queue's logical id, from its Fn::GetAtt
+                queue = props.get("EventSourceArn")  # the queue's logical id, from its Fn::GetAtt
                 queue_id = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, Mapping) else None
-                scaling = prop("ScalingConfig", {}) or {}
-                maximum = scaling.get("MaximumConcurrency") if isinstance(scaling, Mapping) else None
+                maximum = prop("ScalingConfig", {}).get("MaximumConcurrency")
                 return replace(
                     route,
                     queue=queue_id.split(".", 1)[0] or None if isinstance(queue_id, str) else None,
@@ -418,7 +434,7 @@ class Template:
                     maximum_concurrency=None if maximum is None else int(str(maximum)),
                 )
         raise TemplateError(
-            f"{where}: event type {event.get('Type')!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
+            f"{where}: event type {route.kind!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
         )
 
     # -- intrinsic functions: a malformed call is a TemplateError (cfn-lint judges the shape) ---
