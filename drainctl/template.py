@@ -16,10 +16,15 @@ pseudo parameters; anything that only a real deployment knows raises `TemplateEr
 Which library does what (imported lazily: `drainctl --help` pays for none of them):
 - cfn-lint's decoder reads the YAML with its short forms (`!Ref`, `!Sub`, `!If`, ...), and its
   SAM Globals merge is the SAM translator's rule (maps merge, lists concatenate, the resource wins);
+- the SAM translator (aws-sam-translator, what `sam` uses) turns each function's events into the
+  `AWS::Events::Rule`, `AWS::Scheduler::Schedule` and `AWS::Lambda::EventSourceMapping` it deploys,
+  which the routes are read from;
 - moto's `EventPattern` matches EventBridge patterns (with a check of the pattern, and the two
   rules of AWS it misses, below);
 - `tomllib` and `shlex` read samconfig's `parameter_overrides` in the forms SAM documents.
-What stays here is the small evaluator of the intrinsic functions and parameter constraints.
+What stays here is the evaluator of the intrinsic functions and the parameter constraints: the
+translator leaves `Fn::If`, `Fn::Sub` and `Ref` in what it generates, and its own resolver
+(`IntrinsicsResolver`) substitutes parameters only, silently leaving what it cannot resolve.
 """
 
 from __future__ import annotations
