@@ -357,9 +357,11 @@ class Template:
         bound, generated = self._bound(**context), self._translated["Resources"]
         routes: list[FunctionRoute] = []
         for logical_id in self.logical_ids("AWS::Serverless::Function"):
-            handler = bound._resolved(generated[logical_id]["Properties"].get("Handler"), logical_id)
-            for name, event in self._properties(logical_id).get("Events", {}).items():
-                route = FunctionRoute(logical_id, str(handler), name, event.get("Type"))
+            properties = self._properties(logical_id)
+            if not isinstance(handler := bound._resolved(properties.get("Handler"), logical_id), str):
+                raise TemplateError(f"{logical_id} has no Handler")
+            for name, event in properties.get("Events", {}).items():
+                route = FunctionRoute(logical_id, handler, name, event.get("Type"))
                 routes.append(bound._route(route, generated.get(logical_id + name, {}).get("Properties", {})))
         return routes
 
