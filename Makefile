@@ -47,7 +47,7 @@ demo: $(DEMO_VENV)/.installed ## a fleet with live calls scales in; the coordina
 
 $(DEMO_VENV)/.installed: pyproject.toml
 	@echo "make demo: installing livekit-drain[demo] into $(DEMO_VENV): boto3, moto (server mode), livekit-api,"
-	@echo "  Powertools, pydantic, aiohttp: about 180 MB, 1-3 minutes on a fresh machine (once; no dev tools, no SAM CLI)"
+	@echo "  Powertools, pydantic, aiohttp, cfn-lint, aws-sam-translator: about 340 MB, 1-3 minutes on a fresh machine (once; no dev tools, no SAM CLI)"
 	@echo "  creating the virtualenv $(DEMO_VENV) ..."
 	@test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
 	@echo "  resolving and downloading with pip ..."

@@ -12,23 +12,36 @@ what runs locally cannot drift from what is deployed:
 
 Intrinsic functions are resolved with the given parameters, resource names, attributes and
 pseudo parameters; anything that only a real deployment knows raises `TemplateError`.
+
+Which library does what (imported lazily: `drainctl --help` pays for none of them):
+- cfn-lint's decoder reads the YAML with its short forms (`!Ref`, `!Sub`, `!If`, ...), and its
+  SAM Globals merge is the SAM translator's rule (maps merge, lists concatenate, the resource wins);
+- the SAM translator (aws-sam-translator, what `sam` uses) turns each function's events into the
+  `AWS::Events::Rule`, `AWS::Scheduler::Schedule` and `AWS::Lambda::EventSourceMapping` it deploys,
+  which the routes are read from;
+- moto's `EventPattern` matches EventBridge patterns (with a check of the pattern, and the two
+  rules of AWS it misses, below);
+- `tomllib` and `shlex` read samconfig's `parameter_overrides` in the forms SAM documents.
+What stays here is the evaluator of the intrinsic functions and the parameter constraints: the
+translator leaves `Fn::If`, `Fn::Sub` and `Ref` in what it generates, and its own resolver
+(`IntrinsicsResolver`) substitutes parameters only, silently leaving what it cannot resolve.
 """
 
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import math
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict, Unpack
 
 import yaml
 
@@ -36,6 +49,7 @@ __all__ = [
     "DEFAULT_PSEUDO_PARAMETERS",
     "EventPatternError",
     "FunctionRoute",
+    "MissingParameterError",
     "RouteKind",
     "Template",
     "TemplateError",
@@ -73,73 +87,17 @@ DEFAULT_PSEUDO_PARAMETERS: Final[Mapping[str, str]] = MappingProxyType(
 
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 
-# ---------------------------------------------------------------------------------------------
-# YAML with CloudFormation short forms
-
-_SHORT_FORMS: Final = {
-    "Ref": "Ref",
-    "Condition": "Condition",
-    "Sub": "Fn::Sub",
-    "GetAtt": "Fn::GetAtt",
-    "If": "Fn::If",
-    "Equals": "Fn::Equals",
-    "Not": "Fn::Not",
-    "And": "Fn::And",
-    "Or": "Fn::Or",
-    "Select": "Fn::Select",
-    "Join": "Fn::Join",
-    "Split": "Fn::Split",
-    "FindInMap": "Fn::FindInMap",
-    "ImportValue": "Fn::ImportValue",
-    "Base64": "Fn::Base64",
-    "Cidr": "Fn::Cidr",
-    "GetAZs": "Fn::GetAZs",
-}
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that reads `!Ref x` as `{"Ref": "x"}`, `!Sub s` as `{"Fn::Sub": s}`, ..."""
-
-
-def _construct_short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    long_form = _SHORT_FORMS.get(suffix)
-    if long_form is None:
-        raise yaml.constructor.ConstructorError(
-            None, None, f"unknown CloudFormation tag !{suffix}", node.start_mark
-        )
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {long_form: value}
-
-
-def _construct_timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    # CloudFormation reads an unquoted 2012-10-17 as a string, not a date.
-    assert isinstance(node, yaml.ScalarNode)
-    return loader.construct_scalar(node)
-
-
-_CfnLoader.add_multi_constructor("!", _construct_short_form)
-_CfnLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp_as_text)
-
 
 def load_template(path: Path) -> Template:
     """Parse a CloudFormation/SAM YAML template, short-form tags turned into their long form."""
+    from cfnlint.decode.cfn_yaml import loads
+
     try:
-        text = path.read_text(encoding="utf-8")
+        body = _plain(loads(path.read_text(encoding="utf-8"), str(path)))
     except OSError as exc:
         raise TemplateError(f"cannot read template {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise TemplateError(f"template {path} is not UTF-8 text (byte {exc.start})") from exc
-    try:
-        body = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path} is not valid template YAML: {exc}") from exc
     if not isinstance(body, dict) or not isinstance(body.get("Resources"), dict):
@@ -147,8 +105,20 @@ def load_template(path: Path) -> Template:
     return Template(path=path, body=body)
 
 
-# ---------------------------------------------------------------------------------------------
-# samconfig.toml
+def _plain(value: Any) -> Any:
+    """cfn-lint's nodes as plain data; dates as CloudFormation reads them (text); tags checked."""
+    from cfnlint.helpers import FUNCTION_RULES, FUNCTIONS
+
+    if isinstance(value, dict):
+        for key in value:
+            if str(key).startswith("Fn::") and key not in FUNCTIONS | FUNCTION_RULES:
+                raise TemplateError(f"unknown CloudFormation tag !{str(key).removeprefix('Fn::')}")
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value) if isinstance(value, str) else value
 
 
 def samconfig_parameter_overrides(path: Path, config_env: str = "default") -> dict[str, str]:
@@ -158,48 +128,28 @@ def samconfig_parameter_overrides(path: Path, config_env: str = "default") -> di
     `["A=1", "B=two words"]`; each item may also be `ParameterKey=A,ParameterValue=1`.
     """
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        env = tomllib.loads(path.read_text(encoding="utf-8")).get(config_env, {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise TemplateError(f"cannot read samconfig {path}: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise TemplateError(f"samconfig {path} is not UTF-8 text (byte {exc.start})") from exc
-    env = data.get(config_env, {})
-    raw: Any = None
-    for command in ("deploy", "global"):
-        raw = env.get(command, {}).get("parameters", {}).get("parameter_overrides")
-        if raw is not None:
-            break
-    if raw is None:
-        return {}
+    sections = [env.get(command, {}).get("parameters", {}) for command in ("deploy", "global")]
+    raw: Any = next((s["parameter_overrides"] for s in sections if "parameter_overrides" in s), [])
     if isinstance(raw, str):
         try:
             items = shlex.split(raw)
         except ValueError as exc:
             raise TemplateError(f"{path}: unreadable parameter_overrides: {exc}") from exc
     elif isinstance(raw, list) and all(isinstance(item, str) for item in raw):
-        items = [_unquote(item.strip()) for item in raw]
+        items = [re.sub(r"^([^=]*=)([\"'])(.*)\2$", r"\1\3", item.strip(), flags=re.DOTALL) for item in raw]
     else:
         raise TemplateError(f"{path}: parameter_overrides must be a string or a list of strings")
-    return dict(_parse_override(item, path) for item in items)
-
-
-def _unquote(text: str) -> str:
-    key, sep, value = text.partition("=")
-    if sep and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return f"{key}={value[1:-1]}"
-    return text
-
-
-def _parse_override(item: str, path: Path) -> tuple[str, str]:
-    if item.startswith("ParameterKey="):
-        match = re.fullmatch(r"ParameterKey=([^,]+),ParameterValue=(.*)", item, re.DOTALL)
-        if match is None:
-            raise TemplateError(f"{path}: unreadable parameter override {item!r}")
-        return match.group(1), match.group(2)
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise TemplateError(f"{path}: parameter override {item!r} is not NAME=VALUE")
-    return key, value
+    overrides = {}
+    for item in items:
+        long_form = re.fullmatch(r"ParameterKey=([^,]+),ParameterValue=(.*)", item, re.DOTALL)
+        key, sep, value = (long_form[1], "=", long_form[2]) if long_form else item.partition("=")
+        if not sep or not key or (item.startswith("ParameterKey=") and not long_form):
+            raise TemplateError(f"{path}: unreadable parameter override {item!r} (NAME=VALUE)")
+        overrides[key] = value
+    return overrides
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,12 +157,7 @@ def _parse_override(item: str, path: Path) -> tuple[str, str]:
 
 RouteKind = Literal["EventBridgeRule", "ScheduleV2", "SQS"]
 
-_SCHEDULER_CONTEXT: Final = (
-    "<aws.scheduler.schedule-arn>",
-    "<aws.scheduler.scheduled-time>",
-    "<aws.scheduler.execution-id>",
-    "<aws.scheduler.attempt-number>",
-)
+_SCHEDULER_CONTEXT: Final = ("schedule-arn", "scheduled-time", "execution-id", "attempt-number")
 
 
 @dataclass(frozen=True)
@@ -248,34 +193,28 @@ class FunctionRoute:
         schedule_arn: str | None = None,
     ) -> dict[str, Any]:
         """The payload EventBridge Scheduler hands the function: `input`, context filled in."""
+        where = f"{self.logical_id}.{self.event_name}"
         if self.kind != "ScheduleV2" or self.input is None:
-            raise TemplateError(f"{self.logical_id}.{self.event_name} is not a schedule with Input")
+            raise TemplateError(f"{where} is not a schedule with Input")
         if scheduled_time.tzinfo is None:
             raise TemplateError("scheduled_time must be timezone-aware")
-        arn = schedule_arn or self.source_arn
-        if arn is None:
-            raise TemplateError(f"{self.logical_id}.{self.event_name}: the schedule has no Name")
-        values = (
-            arn,
-            scheduled_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            execution_id,
-            str(attempt_number),
-        )
+        if (arn := schedule_arn or self.source_arn) is None:
+            raise TemplateError(f"{where}: the schedule has no Name")
+        time = scheduled_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         text = self.input
-        for keyword, value in zip(_SCHEDULER_CONTEXT, values, strict=True):
-            text = text.replace(keyword, value)
+        for keyword, value in zip(_SCHEDULER_CONTEXT, (arn, time, execution_id, attempt_number), strict=True):
+            text = text.replace(f"<aws.scheduler.{keyword}>", str(value))
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise TemplateError(f"{self.logical_id}.{self.event_name}: Input is not JSON") from exc
+            raise TemplateError(f"{where}: Input is not JSON") from exc
         if not isinstance(payload, dict):
-            raise TemplateError(f"{self.logical_id}.{self.event_name}: Input is not an object")
+            raise TemplateError(f"{where}: Input is not an object")
         return payload
 
 
 # ---------------------------------------------------------------------------------------------
 # The template
-
 
 # Ref on these returns the physical name, which the template may set itself.
 _NAME_PROPERTY: Final = {
@@ -288,8 +227,18 @@ _NAME_PROPERTY: Final = {
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::Serverless::Function": "FunctionName",
 }
+_NO_VALUE: Final = object()  # what Ref AWS::NoValue resolves to: the entry is dropped
+_UNRESOLVABLE_HERE: Final = ("Fn::ImportValue", "Fn::GetAZs", "Fn::Cidr", "Fn::Transform")
 
-_SERVERLESS_PREFIX: Final = "AWS::Serverless::"
+
+class _Names(TypedDict, total=False):
+    resource_names: Mapping[str, str] | None
+    attributes: Mapping[str, Any] | None
+    pseudo: Mapping[str, str] | None
+
+
+class _Context(_Names, total=False):
+    params: Mapping[str, str] | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,6 +258,8 @@ class Template:
     bound_resource_names: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     bound_attributes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     bound_pseudo: Mapping[str, str] = field(default_factory=lambda: DEFAULT_PSEUDO_PARAMETERS)
+    _conditions: dict[str, bool | None] = field(default_factory=dict, init=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)  # shared by the copies
 
     def with_context(
         self,
@@ -322,14 +273,17 @@ class Template:
         return replace(
             self,
             bound_params=self.bound_params if params is None else dict(params),
-            bound_resource_names=(
-                self.bound_resource_names if resource_names is None else dict(resource_names)
-            ),
+            bound_resource_names=self.bound_resource_names
+            if resource_names is None
+            else dict(resource_names),
             bound_attributes=self.bound_attributes if attributes is None else dict(attributes),
-            bound_pseudo=(self.bound_pseudo if pseudo is None else {**DEFAULT_PSEUDO_PARAMETERS, **pseudo}),
+            bound_pseudo=self.bound_pseudo if pseudo is None else {**DEFAULT_PSEUDO_PARAMETERS, **pseudo},
         )
 
-    # -- parameters --------------------------------------------------------------------------
+    def _bound(self, **context: Unpack[_Context]) -> Template:
+        if context.get("params") is None and self.bound_params is None:
+            context["params"] = self.parameters()
+        return self.with_context(**context)
 
     def parameters(
         self,
@@ -344,293 +298,312 @@ class Template:
         AllowedPattern, Min/MaxLength, Min/MaxValue) and the template's Rules. A parameter
         with no default and no value is left out; resolving a `Ref` to it raises.
         """
-        declared = self._declared_parameters()
-        values = {
-            name: _as_text(spec["Default"], f"Parameters.{name}.Default")
-            for name, spec in declared.items()
-            if "Default" in spec
-        }
+        if not isinstance(declared := self.body.get("Parameters", {}), Mapping):
+            raise TemplateError("Parameters must be a mapping")
+        values = {n: _as_text(s["Default"], f"Parameters.{n}") for n, s in declared.items() if "Default" in s}
+        sources = [(overrides or {}, "parameter overrides")]
         if samconfig is not None:
-            from_config = samconfig_parameter_overrides(samconfig, config_env)
-            values.update(self._known(from_config, f"{samconfig} parameter_overrides"))
-        if overrides:
-            values.update(self._known(overrides, "parameter overrides"))
+            given = samconfig_parameter_overrides(samconfig, config_env)
+            sources.insert(0, (given, f"{samconfig} parameter_overrides"))
+        for source_values, source in sources:
+            if unknown := sorted(set(source_values) - set(declared)):
+                raise TemplateError(
+                    f"{source}: unknown parameter(s) {', '.join(unknown)}; "
+                    f"the template declares {', '.join(sorted(declared))}"
+                )
+            values.update({name: _as_text(v, f"{source}.{name}") for name, v in source_values.items()})
         for name, value in values.items():
             _check_parameter(name, declared[name], value)
-        self._check_rules(values)
-        return values
-
-    def _declared_parameters(self) -> dict[str, Mapping[str, Any]]:
-        declared = self.body.get("Parameters", {})
-        if not isinstance(declared, Mapping):
-            raise TemplateError("Parameters must be a mapping")
-        return {str(name): spec for name, spec in declared.items()}
-
-    def _known(self, given: Mapping[str, str], source: str) -> dict[str, str]:
-        declared = self._declared_parameters()
-        unknown = sorted(set(given) - set(declared))
-        if unknown:
-            raise TemplateError(
-                f"{source}: unknown parameter(s) {', '.join(unknown)}; "
-                f"the template declares {', '.join(sorted(declared))}"
-            )
-        return {name: _as_text(value, f"{source}.{name}") for name, value in given.items()}
-
-    def _check_rules(self, values: Mapping[str, str]) -> None:
-        rules = self.body.get("Rules", {})
-        resolver = self._resolver(values, None, None, None)
-        for name, rule in rules.items():
-            try:
-                if "RuleCondition" in rule and not resolver.truth(
-                    rule["RuleCondition"], f"Rules.{name}.RuleCondition"
-                ):
+        bound = self.with_context(params=values)
+        for name, rule in self.body.get("Rules", {}).items():
+            try:  # a rule over a parameter nobody gave cannot be judged here; a deploy would ask first
+                if "RuleCondition" in rule and not bound._truth(rule["RuleCondition"], f"Rules.{name}"):
                     continue
-                for index, assertion in enumerate(rule.get("Assertions", [])):
-                    where = f"Rules.{name}.Assertions[{index}]"
-                    if not resolver.truth(assertion["Assert"], where):
+                for assertion in rule.get("Assertions", []):
+                    if not bound._truth(assertion["Assert"], f"Rules.{name}.Assertions"):
                         description = assertion.get("AssertDescription", "assertion failed")
                         raise TemplateError(f"rule {name}: {' '.join(str(description).split())}")
             except MissingParameterError:
-                # A rule over a parameter nobody gave cannot be judged here; a deploy
-                # would demand the value first.
                 continue
+        return values
 
-    # -- resolution --------------------------------------------------------------------------
-
-    def resolve(
-        self,
-        value: Any,
-        params: Mapping[str, str],
-        *,
-        resource_names: Mapping[str, str] | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        pseudo: Mapping[str, str] | None = None,
-    ) -> Any:
+    def resolve(self, value: Any, params: Mapping[str, str], **context: Unpack[_Names]) -> Any:
         """`value` with every intrinsic function evaluated (AWS::NoValue entries dropped)."""
-        return self._resolver(params, resource_names, attributes, pseudo).resolve(value, "value")
-
-    def _resolver(
-        self,
-        params: Mapping[str, str] | None,
-        resource_names: Mapping[str, str] | None,
-        attributes: Mapping[str, Any] | None,
-        pseudo: Mapping[str, str] | None,
-    ) -> _Resolver:
-        if params is None:
-            params = self.bound_params if self.bound_params is not None else self.parameters()
-        return _Resolver(
-            body=self.body,
-            params=params,
-            resource_names=self.bound_resource_names if resource_names is None else resource_names,
-            attributes=self.bound_attributes if attributes is None else attributes,
-            pseudo=self.bound_pseudo if pseudo is None else {**DEFAULT_PSEUDO_PARAMETERS, **pseudo},
-        )
-
-    # -- resources ---------------------------------------------------------------------------
+        return self._bound(params=params, **context)._resolved(value, "value")
 
     def logical_ids(self, resource_type: str | None = None) -> list[str]:
         """Logical ids of the template's resources, of one type if given, in template order."""
-        return [
-            logical_id
-            for logical_id, resource in self.body["Resources"].items()
-            if resource_type is None or resource.get("Type") == resource_type
-        ]
+        resources = self.body["Resources"].items()
+        return [lid for lid, r in resources if resource_type is None or r.get("Type") == resource_type]
 
     def resource_type(self, logical_id: str) -> str:
         return str(self._raw_resource(logical_id).get("Type", ""))
 
-    def resource(
-        self,
-        logical_id: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        resource_names: Mapping[str, str] | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        pseudo: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
+    def resource(self, logical_id: str, **context: Unpack[_Context]) -> dict[str, Any]:
         """The resource's Properties (SAM Globals merged in), resolved."""
-        resolver = self._resolver(params, resource_names, attributes, pseudo)
-        resolved = resolver.resolve(self._properties(logical_id), f"{logical_id}.Properties")
+        resolved = self._bound(**context)._resolved(self._properties(logical_id), logical_id)
         assert isinstance(resolved, dict)
         return resolved
 
-    def environment(
-        self,
-        logical_id: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        resource_names: Mapping[str, str] | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        pseudo: Mapping[str, str] | None = None,
-    ) -> dict[str, str]:
+    def environment(self, logical_id: str, **context: Unpack[_Context]) -> dict[str, str]:
         """A function's environment variables: Globals merged with its own, resolved."""
         variables = self._properties(logical_id).get("Environment", {}).get("Variables", {})
-        resolver = self._resolver(params, resource_names, attributes, pseudo)
         where = f"{logical_id}.Environment.Variables"
-        resolved = resolver.resolve(variables, where)
+        resolved = self._bound(**context)._resolved(variables, where)
         return {name: _as_text(value, f"{where}.{name}") for name, value in resolved.items()}
 
-    def function_routes(
-        self,
-        *,
-        params: Mapping[str, str] | None = None,
-        resource_names: Mapping[str, str] | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        pseudo: Mapping[str, str] | None = None,
-    ) -> list[FunctionRoute]:
-        """Every event source of every function, in template order."""
-        resolver = self._resolver(params, resource_names, attributes, pseudo)
+    def function_routes(self, **context: Unpack[_Context]) -> list[FunctionRoute]:
+        """Every event source of every function, in template order, read from what SAM makes of it."""
+        bound, generated = self._bound(**context), self._translated["Resources"]
         routes: list[FunctionRoute] = []
         for logical_id in self.logical_ids("AWS::Serverless::Function"):
             properties = self._properties(logical_id)
-            handler = resolver.resolve(properties.get("Handler"), f"{logical_id}.Handler")
-            if not isinstance(handler, str):
+            if not isinstance(handler := bound._resolved(properties.get("Handler"), logical_id), str):
                 raise TemplateError(f"{logical_id} has no Handler")
-            for event_name, event in properties.get("Events", {}).items():
-                routes.append(self._route(resolver, logical_id, handler, event_name, event))
+            for name, event in properties.get("Events", {}).items():
+                route = FunctionRoute(logical_id, handler, name, event.get("Type"))
+                routes.append(bound._route(route, generated.get(logical_id + name, {}).get("Properties", {})))
         return routes
 
-    def _route(
-        self,
-        resolver: _Resolver,
-        logical_id: str,
-        handler: str,
-        event_name: str,
-        event: Mapping[str, Any],
-    ) -> FunctionRoute:
-        where = f"{logical_id}.Events.{event_name}"
-        kind = event.get("Type")
-        props = event.get("Properties", {})
-        arn_prefix = f"arn:{resolver.pseudo_value('AWS::Partition')}"
-        region_account = f"{resolver.pseudo_value('AWS::Region')}:{resolver.pseudo_value('AWS::AccountId')}"
-        if kind == "EventBridgeRule":
-            pattern = resolver.resolve(props.get("Pattern"), f"{where}.Pattern")
-            if not isinstance(pattern, dict):
-                raise TemplateError(f"{where}: an EventBridgeRule needs a Pattern")
-            rule_name = resolver.resolve(props.get("RuleName"), f"{where}.RuleName")
-            bus = resolver.resolve(props.get("EventBusName", "default"), f"{where}.EventBusName")
-            rule_path = f"rule/{rule_name}" if bus == "default" else f"rule/{bus}/{rule_name}"
-            return FunctionRoute(
-                logical_id=logical_id,
-                handler=handler,
-                event_name=event_name,
-                kind="EventBridgeRule",
-                source_arn=(
-                    None if rule_name is None else f"{arn_prefix}:events:{region_account}:{rule_path}"
-                ),
-                pattern=pattern,
-            )
-        if kind == "ScheduleV2":
-            expression = resolver.resolve(props.get("ScheduleExpression"), f"{where}.Schedule")
-            payload = resolver.resolve(props.get("Input"), f"{where}.Input")
-            name = resolver.resolve(props.get("Name"), f"{where}.Name")
-            group = resolver.resolve(props.get("GroupName", "default"), f"{where}.GroupName")
-            return FunctionRoute(
-                logical_id=logical_id,
-                handler=handler,
-                event_name=event_name,
-                kind="ScheduleV2",
-                source_arn=(
-                    None
-                    if name is None
-                    else f"{arn_prefix}:scheduler:{region_account}:schedule/{group}/{name}"
-                ),
-                schedule_expression=None if expression is None else str(expression),
-                input=None if payload is None else str(payload),
-            )
-        if kind == "SQS":
-            queue = props.get("Queue")
-            queue_id = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, Mapping) else None
-            if isinstance(queue_id, str) and "." in queue_id:
-                queue_id = queue_id.split(".", 1)[0]
-            scaling = resolver.resolve(props.get("ScalingConfig", {}), f"{where}.ScalingConfig") or {}
-            maximum = scaling.get("MaximumConcurrency") if isinstance(scaling, Mapping) else None
-            return FunctionRoute(
-                logical_id=logical_id,
-                handler=handler,
-                event_name=event_name,
-                kind="SQS",
-                queue=str(queue_id) if queue_id else None,
-                batch_size=int(str(resolver.resolve(props.get("BatchSize", 10), f"{where}.BatchSize"))),
-                maximum_concurrency=None if maximum is None else int(str(maximum)),
-            )
-        raise TemplateError(
-            f"{where}: event type {kind!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
-        )
-
     def _raw_resource(self, logical_id: str) -> Mapping[str, Any]:
-        resource = self.body["Resources"].get(logical_id)
-        if not isinstance(resource, Mapping):
+        if not isinstance(resource := self.body["Resources"].get(logical_id), Mapping):
             raise TemplateError(f"the template has no resource {logical_id}")
         return resource
 
     def _properties(self, logical_id: str) -> dict[str, Any]:
         """Unresolved Properties, with the SAM Globals of the resource's kind merged in."""
-        resource = self._raw_resource(logical_id)
-        properties = dict(resource.get("Properties", {}))
-        kind = str(resource.get("Type", ""))
-        if kind.startswith(_SERVERLESS_PREFIX):
-            section = self.body.get("Globals", {}).get(kind.removeprefix(_SERVERLESS_PREFIX), {})
-            merged = _merge_globals(section, properties)
-            assert isinstance(merged, dict)
-            return merged
-        return properties
+        from cfnlint.template.transforms._sam_globals import merge_globals
 
+        self._raw_resource(logical_id)
+        if "merged" not in self._cache:
+            self._cache["merged"] = merge_globals(deepcopy(dict(self.body)))
+        return dict(self._cache["merged"]["Resources"][logical_id].get("Properties", {}))
 
-def _is_intrinsic(value: Any) -> bool:
-    if not isinstance(value, Mapping) or len(value) != 1:
-        return False
-    key = next(iter(value))
-    return key in ("Ref", "Condition") or str(key).startswith("Fn::")
+    @property
+    def _translated(self) -> dict[str, Any]:
+        """The template as SAM translates it, offline: the code "uploaded", no managed policies looked up."""
+        from boto3.session import Session
+        from samtranslator.model.exceptions import InvalidDocumentException
+        from samtranslator.parser.parser import Parser
+        from samtranslator.translator.translator import Translator
 
+        if "translated" not in self._cache:
+            body = deepcopy(dict(self.body))
+            resources = [r.get("Properties", {}) for r in body["Resources"].values()]
+            for properties in [body.get("Globals", {}).get("Function", {}), *resources]:
+                for key in ("CodeUri", "ContentUri"):  # a local path `sam deploy` would upload
+                    if isinstance(properties.get(key), str):
+                        properties[key] = "s3://local/code.zip"
+            session = Session(region_name=self._pseudo("AWS::Region"))
+            translator = Translator({}, Parser(), boto_session=session)
+            try:
+                self._cache["translated"] = translator.translate(body, {}, get_managed_policy_map=dict)
+            except InvalidDocumentException as exc:
+                raise TemplateError(f"SAM cannot translate {self.path}: {exc.message}") from None
+        translated: dict[str, Any] = self._cache["translated"]
+        return translated
 
-def _merge_globals(global_value: Any, local_value: Any) -> Any:
-    """SAM's rule: maps merge key by key, lists concatenate, anything else the resource wins."""
-    if (
-        isinstance(global_value, Mapping)
-        and isinstance(local_value, Mapping)
-        and not _is_intrinsic(global_value)
-        and not _is_intrinsic(local_value)
-    ):
-        merged = dict(global_value)
-        for key, value in local_value.items():
-            merged[key] = _merge_globals(global_value[key], value) if key in global_value else value
-        return merged
-    if isinstance(global_value, list) and isinstance(local_value, list):
-        return [*global_value, *local_value]
-    return local_value
+    def _route(self, route: FunctionRoute, props: Mapping[str, Any]) -> FunctionRoute:
+        """One event of a function, from the rule, schedule or event source mapping SAM makes of it."""
+        where = f"{route.logical_id}.Events.{route.event_name}"
 
+        def prop(name: str, default: Any = None, within: Mapping[str, Any] = props) -> Any:
+            return self._resolved(within.get(name, default), f"{where}.{name}")
 
-# ---------------------------------------------------------------------------------------------
-# Parameter constraints
+        partition, region, account = (self._pseudo(f"AWS::{n}") for n in ("Partition", "Region", "AccountId"))
+        match route.kind:
+            case "EventBridgeRule":
+                if not isinstance(pattern := prop("EventPattern"), dict):
+                    raise TemplateError(f"{where}: an EventBridgeRule needs a Pattern")
+                name, bus = prop("Name"), prop("EventBusName", "default")
+                rule = f"rule/{name}" if bus == "default" else f"rule/{bus}/{name}"
+                arn = f"arn:{partition}:events:{region}:{account}:{rule}"
+                return replace(route, source_arn=name and arn, pattern=pattern)
+            case "ScheduleV2":
+                name, group = prop("Name"), prop("GroupName", "default")
+                payload = prop("Input", within=props.get("Target", {}))
+                expression = prop("ScheduleExpression")
+                arn = f"arn:{partition}:scheduler:{region}:{account}:schedule/{group}/{name}"
+                return replace(
+                    route,
+                    source_arn=name and arn,
+                    schedule_expression=None if expression is None else str(expression),
+                    input=None if payload is None else str(payload),
+                )
+            case "SQS":
+                queue = props.get("EventSourceArn")  # the queue's logical id, from its Fn::GetAtt
+                queue_id = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, Mapping) else None
+                maximum = prop("ScalingConfig", {}).get("MaximumConcurrency")
+                return replace(
+                    route,
+                    queue=queue_id.split(".", 1)[0] or None if isinstance(queue_id, str) else None,
+                    batch_size=int(str(prop("BatchSize", 10))),
+                    maximum_concurrency=None if maximum is None else int(str(maximum)),
+                )
+        raise TemplateError(
+            f"{where}: event type {route.kind!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
+        )
+
+    # -- intrinsic functions: a malformed call is a TemplateError (cfn-lint judges the shape) ---
+
+    def _resolved(self, value: Any, where: str) -> Any:
+        return None if (resolved := self._value(value, where)) is _NO_VALUE else resolved
+
+    def _truth(self, value: Any, where: str) -> bool:
+        if isinstance(value, Mapping) and list(value) == ["Condition"]:
+            return self._condition(value["Condition"], where)
+        if not isinstance(resolved := self._value(value, where), bool):
+            raise TemplateError(f"{where}: expected a condition, got {resolved!r}")
+        return resolved
+
+    def _pseudo(self, name: str) -> str:
+        if name not in self.bound_pseudo:
+            raise TemplateError(f"pseudo parameter {name} has no value here")
+        return self.bound_pseudo[name]
+
+    def _value(self, value: Any, where: str) -> Any:
+        if isinstance(value, Mapping):
+            function = str(next(iter(value), ""))
+            if len(value) == 1 and (function == "Ref" or function.startswith("Fn::")):
+                return self._call(function, value[function], f"{where}.{function}")
+            items = ((str(k), self._value(v, f"{where}.{k}")) for k, v in value.items())
+            return {key: item for key, item in items if item is not _NO_VALUE}
+        if isinstance(value, list):
+            items = (self._value(item, f"{where}[{i}]") for i, item in enumerate(value))
+            return [item for item in items if item is not _NO_VALUE]
+        return value
+
+    def _call(self, function: str, argument: Any, where: str) -> Any:
+        if function in _UNRESOLVABLE_HERE:
+            raise TemplateError(f"{where}: {function} needs a real deployment to resolve")
+        if (handler := getattr(self, "_fn_" + function.removeprefix("Fn::").lower(), None)) is None:
+            raise TemplateError(f"{where}: unsupported intrinsic function {function}")
+        try:
+            return handler(argument, where)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise TemplateError(f"{where}: cannot evaluate {function} {argument!r} ({exc})") from None
+
+    def _condition(self, name: str, where: str) -> bool:
+        if name not in self.body.get("Conditions", {}):
+            raise TemplateError(f"{where}: the template has no condition {name}")
+        if name not in self._conditions:
+            self._conditions[name] = None  # being evaluated
+            self._conditions[name] = self._truth(self.body["Conditions"][name], f"Conditions.{name}")
+        if (value := self._conditions[name]) is None:
+            raise TemplateError(f"{where}: condition {name} depends on itself")
+        return value
+
+    def _fn_ref(self, argument: Any, where: str) -> Any:
+        name, declared = self._value(argument, where), self.body.get("Parameters", {})
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        if name.startswith("AWS::"):
+            return self._pseudo(name)
+        if name in declared:
+            if (value := (self.bound_params or {}).get(name)) is None:
+                raise MissingParameterError(
+                    f"{where}: parameter {name} has no value (no Default): give it in the "
+                    "parameter overrides or in samconfig's parameter_overrides"
+                )
+            kind = str(declared[name].get("Type", "String"))
+            is_list = kind == "CommaDelimitedList" or kind.startswith("List<")
+            return [item.strip() for item in value.split(",")] if is_list else value
+        if name in self.bound_resource_names:
+            return self.bound_resource_names[name]
+        if not isinstance(resource := self.body["Resources"].get(name), Mapping):
+            raise TemplateError(f"{where}: Ref to {name}, which the template does not declare")
+        properties = resource.get("Properties", {})
+        if (prop := _NAME_PROPERTY.get(str(resource.get("Type")), "")) in properties:
+            return _as_text(self._value(properties[prop], f"{name}.{prop}"), f"{name}.{prop}")
+        raise TemplateError(f"{where}: Ref to {name} needs its physical name: pass resource_names")
+
+    def _fn_getatt(self, argument: Any, where: str) -> Any:
+        parts = argument.split(".", 1) if isinstance(argument, str) else argument
+        logical_id, attribute = self._value(parts, where)
+        if (key := f"{logical_id}.{attribute}") not in self.bound_attributes:
+            raise TemplateError(f"{where}: Fn::GetAtt {key} needs a value: pass attributes")
+        return self.bound_attributes[key]
+
+    def _fn_sub(self, argument: Any, where: str) -> str:
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+
+        def substitute(match: re.Match[str]) -> str:
+            if (name := match.group(1)).startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return _as_text(self._value(variables[name], where), f"{where}.{name}")
+            value = (self._fn_getatt if "." in name else self._fn_ref)(name, where)
+            return _as_text(value, f"{where}.{name}")
+
+        return re.sub(r"\$\{([^}]*)\}", substitute, text)
+
+    def _fn_if(self, argument: Any, where: str) -> Any:
+        name, when_true, when_false = argument
+        return self._value(when_true if self._condition(name, where) else when_false, where)
+
+    def _fn_equals(self, argument: Any, where: str) -> bool:
+        left, right = (self._value(item, where) for item in argument)
+        if isinstance(left, str | int | float) and isinstance(right, str | int | float):
+            return _as_text(left, where) == _as_text(right, where)
+        return bool(left == right)
+
+    def _fn_not(self, argument: Any, where: str) -> bool:
+        (operand,) = argument
+        return not self._truth(operand, where)
+
+    def _fn_and(self, argument: Any, where: str) -> bool:
+        return all(self._truth(operand, where) for operand in argument)
+
+    def _fn_or(self, argument: Any, where: str) -> bool:
+        return any(self._truth(operand, where) for operand in argument)
+
+    def _fn_contains(self, argument: Any, where: str) -> bool:  # Rules: is the value in the list?
+        members, value = (self._value(item, where) for item in argument)
+        return _as_text(value, where) in [_as_text(member, where) for member in members]
+
+    def _fn_join(self, argument: Any, where: str) -> str:
+        delimiter, items = (self._value(item, where) for item in argument)
+        return str(delimiter).join(_as_text(item, where) for item in items)
+
+    def _fn_select(self, argument: Any, where: str) -> Any:
+        index, items = (self._value(item, where) for item in argument)
+        if not 0 <= int(index) < len(items):
+            raise TemplateError(f"{where}: Fn::Select index {index} is out of range")
+        return items[int(index)]
+
+    def _fn_split(self, argument: Any, where: str) -> list[str]:
+        delimiter, text = (self._value(item, where) for item in argument)
+        return list(str(text).split(str(delimiter)))
+
+    def _fn_findinmap(self, argument: Any, where: str) -> Any:
+        map_name, first, second = (_as_text(self._value(item, where), where) for item in argument)
+        return self._value(self.body["Mappings"][map_name][first][second], where)
+
+    def _fn_base64(self, argument: Any, where: str) -> str:
+        return base64.b64encode(_as_text(self._value(argument, where), where).encode()).decode("ascii")
 
 
 def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
-    kind = str(spec.get("Type", "String"))
-    if kind == "Number":
-        try:
-            number = float(value)
-        except ValueError:
-            raise TemplateError(f"parameter {name}={value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise TemplateError(f"parameter {name}={value!r} is not a number")
-        if "MinValue" in spec and number < float(spec["MinValue"]):
-            raise TemplateError(f"parameter {name}={value} is below MinValue {spec['MinValue']}")
-        if "MaxValue" in spec and number > float(spec["MaxValue"]):
-            raise TemplateError(f"parameter {name}={value} is above MaxValue {spec['MaxValue']}")
-        allowed = spec.get("AllowedValues")
-        if allowed is not None and number not in {float(v) for v in allowed}:
-            raise TemplateError(f"parameter {name}={value} is not one of {list(allowed)}")
-        return
-    if "MinLength" in spec and len(value) < int(spec["MinLength"]):
-        raise TemplateError(f"parameter {name} is shorter than MinLength {spec['MinLength']}")
-    if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
-        raise TemplateError(f"parameter {name} is longer than MaxLength {spec['MaxLength']}")
+    """CloudFormation's parameter constraints."""
+    numeric = str(spec.get("Type", "String")) == "Number"
+    try:
+        measure = float(value) if numeric else len(value)
+    except ValueError:
+        measure = math.nan
+    if not math.isfinite(measure):
+        raise TemplateError(f"parameter {name}={value!r} is not a number")
+    low, high = ("MinValue", "MaxValue") if numeric else ("MinLength", "MaxLength")
+    subject, shown = (f"{name}={value}", value) if numeric else (name, repr(value))
+    below, above = ("below", "above") if numeric else ("shorter than", "longer than")
+    if low in spec and measure < float(spec[low]):
+        raise TemplateError(f"parameter {subject} is {below} {low} {spec[low]}")
+    if high in spec and measure > float(spec[high]):
+        raise TemplateError(f"parameter {subject} is {above} {high} {spec[high]}")
     allowed = spec.get("AllowedValues")
-    if allowed is not None and value not in {_as_text(v, name) for v in allowed}:
-        raise TemplateError(f"parameter {name}={value!r} is not one of {list(allowed)}")
-    pattern = spec.get("AllowedPattern")
-    if pattern is not None and re.fullmatch(str(pattern), value) is None:
+    as_allowed = float if numeric else lambda v: _as_text(v, name)
+    if allowed is not None and as_allowed(value) not in {as_allowed(v) for v in allowed}:
+        raise TemplateError(f"parameter {name}={shown} is not one of {list(allowed)}")
+    if (pattern := spec.get("AllowedPattern")) is not None and re.fullmatch(str(pattern), value) is None:
         hint = spec.get("ConstraintDescription", f"AllowedPattern {pattern}")
         raise TemplateError(f"parameter {name}={value!r} is not {hint}")
 
@@ -639,448 +612,93 @@ def _as_text(value: Any, where: str) -> str:
     """A scalar as CloudFormation writes it into a string (parameters, environment values)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
+    if isinstance(value, str | int | float):
         return str(value)
     raise TemplateError(f"{where}: expected a string, got {type(value).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------
-# Intrinsic functions
+# EventBridge event patterns: moto's matcher, behind a check of the pattern and two AWS rules
+# moto does not follow (JSON types must agree: true is not 1; arrays of objects are searched).
 
-_NO_VALUE: Final = object()  # what Ref AWS::NoValue resolves to: the entry is dropped
-_SUB_VARIABLE: Final = re.compile(r"\$\{([^}]*)\}")
-_UNRESOLVABLE_HERE: Final = ("Fn::ImportValue", "Fn::GetAZs", "Fn::Cidr", "Fn::Transform")
-
-
-@dataclass(frozen=True)
-class _Resolver:
-    body: Mapping[str, Any]
-    params: Mapping[str, str]
-    resource_names: Mapping[str, str]
-    attributes: Mapping[str, Any]
-    pseudo: Mapping[str, str]
-    _conditions: dict[str, bool] = field(default_factory=dict)
-    _evaluating: set[str] = field(default_factory=set)
-
-    def resolve(self, value: Any, where: str) -> Any:
-        resolved = self._value(value, where)
-        return None if resolved is _NO_VALUE else resolved
-
-    def truth(self, value: Any, where: str) -> bool:
-        resolved = self._value(value, where)
-        if not isinstance(resolved, bool):
-            raise TemplateError(f"{where}: expected a condition, got {resolved!r}")
-        return resolved
-
-    def pseudo_value(self, name: str) -> str:
-        if name not in self.pseudo:
-            raise TemplateError(f"pseudo parameter {name} has no value here")
-        return self.pseudo[name]
-
-    def _value(self, value: Any, where: str) -> Any:
-        if isinstance(value, Mapping):
-            if _is_intrinsic(value) and next(iter(value)) != "Condition":
-                (function, argument), *_ = value.items()
-                return self._intrinsic(str(function), argument, where)
-            resolved_map: dict[str, Any] = {}
-            for key, item in value.items():
-                resolved = self._value(item, f"{where}.{key}")
-                if resolved is not _NO_VALUE:
-                    resolved_map[str(key)] = resolved
-            return resolved_map
-        if isinstance(value, list):
-            resolved_items = (self._value(item, f"{where}[{i}]") for i, item in enumerate(value))
-            return [item for item in resolved_items if item is not _NO_VALUE]
-        return value
-
-    def _intrinsic(self, function: str, argument: Any, where: str) -> Any:
-        handlers: dict[str, Callable[[Any, str], Any]] = {
-            "Ref": self._ref,
-            "Fn::Sub": self._sub,
-            "Fn::GetAtt": self._get_att,
-            "Fn::If": self._if,
-            "Fn::Equals": self._equals,
-            "Fn::Not": self._not,
-            "Fn::And": self._and,
-            "Fn::Or": self._or,
-            "Fn::Contains": self._contains,
-            "Fn::Join": self._join,
-            "Fn::Select": self._select,
-            "Fn::Split": self._split,
-            "Fn::FindInMap": self._find_in_map,
-            "Fn::Base64": self._base64,
-        }
-        handler = handlers.get(function)
-        if handler is None:
-            if function in _UNRESOLVABLE_HERE:
-                raise TemplateError(f"{where}: {function} needs a real deployment to resolve")
-            raise TemplateError(f"{where}: unsupported intrinsic function {function}")
-        return handler(argument, f"{where}.{function}")
-
-    # Ref / GetAtt / Sub
-
-    def _ref(self, argument: Any, where: str) -> Any:
-        name = self._value(argument, where)
-        if not isinstance(name, str):
-            raise TemplateError(f"{where}: Ref needs a name, got {name!r}")
-        if name == "AWS::NoValue":
-            return _NO_VALUE
-        if name.startswith("AWS::"):
-            return self.pseudo_value(name)
-        declared = self.body.get("Parameters", {})
-        if name in declared:
-            if name not in self.params:
-                raise MissingParameterError(
-                    f"{where}: parameter {name} has no value (no Default): give it in the "
-                    "parameter overrides or in samconfig's parameter_overrides"
-                )
-            value = self.params[name]
-            kind = str(declared[name].get("Type", "String"))
-            if kind == "CommaDelimitedList" or kind.startswith("List<"):
-                return [item.strip() for item in value.split(",")]
-            return value
-        return self._resource_name(name, where)
-
-    def _resource_name(self, logical_id: str, where: str) -> str:
-        if logical_id in self.resource_names:
-            return self.resource_names[logical_id]
-        resource = self.body["Resources"].get(logical_id)
-        if not isinstance(resource, Mapping):
-            raise TemplateError(f"{where}: Ref to {logical_id}, which the template does not declare")
-        name_property = _NAME_PROPERTY.get(str(resource.get("Type")))
-        properties = resource.get("Properties", {})
-        if name_property is not None and name_property in properties:
-            name = self._value(properties[name_property], f"{logical_id}.{name_property}")
-            return _as_text(name, f"{logical_id}.{name_property}")
-        raise TemplateError(f"{where}: Ref to {logical_id} needs its physical name: pass resource_names")
-
-    def _get_att(self, argument: Any, where: str) -> Any:
-        if isinstance(argument, str):
-            argument = argument.split(".", 1)
-        parts = self._value(argument, where)
-        if not (isinstance(parts, list) and len(parts) == 2 and all(isinstance(p, str) for p in parts)):
-            raise TemplateError(f"{where}: Fn::GetAtt needs [LogicalId, Attribute]")
-        key = f"{parts[0]}.{parts[1]}"
-        if key not in self.attributes:
-            raise TemplateError(f"{where}: Fn::GetAtt {key} needs a value: pass attributes")
-        return self.attributes[key]
-
-    def _sub(self, argument: Any, where: str) -> str:
-        variables: Mapping[str, Any] = {}
-        if isinstance(argument, list):
-            if len(argument) != 2 or not isinstance(argument[1], Mapping):
-                raise TemplateError(f"{where}: Fn::Sub needs a string or [string, {{variables}}]")
-            argument, variables = argument
-        if not isinstance(argument, str):
-            raise TemplateError(f"{where}: Fn::Sub needs a string")
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):
-                return "${" + name[1:] + "}"
-            if name in variables:
-                value = self._value(variables[name], f"{where}.{name}")
-            elif "." in name:
-                value = self._get_att(name, where)
-            else:
-                value = self._ref(name, where)
-            return _as_text(value, f"{where}.${{{name}}}")
-
-        return _SUB_VARIABLE.sub(substitute, argument)
-
-    # Conditions
-
-    def _condition(self, name: Any, where: str) -> bool:
-        if not isinstance(name, str):
-            raise TemplateError(f"{where}: a condition name must be a string")
-        if name in self._conditions:
-            return self._conditions[name]
-        conditions = self.body.get("Conditions", {})
-        if name not in conditions:
-            raise TemplateError(f"{where}: the template has no condition {name}")
-        if name in self._evaluating:
-            raise TemplateError(f"{where}: condition {name} depends on itself")
-        self._evaluating.add(name)
-        try:
-            value = self._operand(conditions[name], f"Conditions.{name}")
-        finally:
-            self._evaluating.discard(name)
-        self._conditions[name] = value
-        return value
-
-    def _operand(self, value: Any, where: str) -> bool:
-        """A condition operand: another function, or `{"Condition": name}`."""
-        if isinstance(value, Mapping) and len(value) == 1 and "Condition" in value:
-            return self._condition(value["Condition"], where)
-        resolved = self._value(value, where)
-        if not isinstance(resolved, bool):
-            raise TemplateError(f"{where}: expected a condition, got {resolved!r}")
-        return resolved
-
-    def _if(self, argument: Any, where: str) -> Any:
-        if not (isinstance(argument, list) and len(argument) == 3):
-            raise TemplateError(f"{where}: Fn::If needs [condition, then, else]")
-        name, when_true, when_false = argument
-        chosen = when_true if self._condition(name, where) else when_false
-        return self._value(chosen, where)
-
-    def _equals(self, argument: Any, where: str) -> bool:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Equals needs two values")
-        left, right = (self._value(item, where) for item in argument)
-        if isinstance(left, str | int | float | bool) and isinstance(right, str | int | float | bool):
-            return _as_text(left, where) == _as_text(right, where)
-        return bool(left == right)
-
-    def _not(self, argument: Any, where: str) -> bool:
-        if not (isinstance(argument, list) and len(argument) == 1):
-            raise TemplateError(f"{where}: Fn::Not needs one condition")
-        return not self._operand(argument[0], where)
-
-    def _and(self, argument: Any, where: str) -> bool:
-        operands = self._operands(argument, where)
-        return all(self._operand(item, where) for item in operands)
-
-    def _or(self, argument: Any, where: str) -> bool:
-        operands = self._operands(argument, where)
-        return any(self._operand(item, where) for item in operands)
-
-    @staticmethod
-    def _operands(argument: Any, where: str) -> Sequence[Any]:
-        if not (isinstance(argument, list) and 2 <= len(argument) <= 10):
-            raise TemplateError(f"{where}: needs 2 to 10 conditions")
-        return argument
-
-    def _contains(self, argument: Any, where: str) -> bool:
-        # A Rules function: is the value one of the list's members?
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Contains needs [list, value]")
-        members, value = (self._value(item, where) for item in argument)
-        if not isinstance(members, list):
-            raise TemplateError(f"{where}: Fn::Contains needs a list")
-        text = _as_text(value, where)
-        return any(_as_text(member, where) == text for member in members)
-
-    # Lists and strings
-
-    def _join(self, argument: Any, where: str) -> str:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Join needs [delimiter, list]")
-        delimiter = self._value(argument[0], where)
-        items = self._value(argument[1], where)
-        if not isinstance(delimiter, str) or not isinstance(items, list):
-            raise TemplateError(f"{where}: Fn::Join needs [delimiter, list]")
-        return delimiter.join(_as_text(item, where) for item in items)
-
-    def _select(self, argument: Any, where: str) -> Any:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Select needs [index, list]")
-        index = self._value(argument[0], where)
-        items = self._value(argument[1], where)
-        try:
-            position = int(index)
-        except (TypeError, ValueError):
-            raise TemplateError(f"{where}: Fn::Select index {index!r} is not a number") from None
-        if not isinstance(items, list) or not 0 <= position < len(items):
-            raise TemplateError(f"{where}: Fn::Select index {position} is out of range")
-        return items[position]
-
-    def _split(self, argument: Any, where: str) -> list[str]:
-        if not (isinstance(argument, list) and len(argument) == 2):
-            raise TemplateError(f"{where}: Fn::Split needs [delimiter, string]")
-        delimiter = self._value(argument[0], where)
-        text = self._value(argument[1], where)
-        if not isinstance(delimiter, str) or not delimiter or not isinstance(text, str):
-            raise TemplateError(f"{where}: Fn::Split needs [delimiter, string]")
-        return text.split(delimiter)
-
-    def _find_in_map(self, argument: Any, where: str) -> Any:
-        if not (isinstance(argument, list) and len(argument) == 3):
-            raise TemplateError(f"{where}: Fn::FindInMap needs [map, key, key]")
-        map_name, first, second = (_as_text(self._value(a, where), where) for a in argument)
-        try:
-            return self._value(self.body["Mappings"][map_name][first][second], where)
-        except (KeyError, TypeError):
-            raise TemplateError(f"{where}: no mapping {map_name}.{first}.{second}") from None
-
-    def _base64(self, argument: Any, where: str) -> str:
-        text = _as_text(self._value(argument, where), where)
-        return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-# ---------------------------------------------------------------------------------------------
-# EventBridge event patterns
-
-_MISSING: Final = object()
-_NUMERIC_OPERATORS: Final[Mapping[str, Callable[[float, float], bool]]] = MappingProxyType(
-    {
-        "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b,
-        "=": lambda a, b: a == b,
-        ">=": lambda a, b: a >= b,
-        ">": lambda a, b: a > b,
-    }
-)
+_FILTERS: Final = {
+    "prefix",
+    "suffix",
+    "equals-ignore-case",
+    "wildcard",
+    "anything-but",
+    "exists",
+    "numeric",
+    "cidr",
+}
+_TRUE, _FALSE = "\x00true", "\x00false"  # booleans, told apart from 1 and 0
 
 
 def matches(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
-    """True when EventBridge would deliver `event` to a rule with `pattern`.
+    """True when EventBridge would deliver `event` to a rule with `pattern`."""
+    from moto.events.exceptions import InvalidEventPatternException
+    from moto.events.models import EventPattern
 
-    Supports exact values (an event array matches when any element does), `prefix`,
-    `suffix`, `equals-ignore-case`, `wildcard`, `anything-but` (a value, a list, or a
-    prefix/suffix/equals-ignore-case/wildcard), `exists`, `numeric`, `cidr`, `$or`, and
-    nested objects such as `detail`.
-    """
     if not isinstance(pattern, Mapping):
         raise EventPatternError("an event pattern must be an object")
-    return _match_object(pattern, event, "pattern")
+    _check_pattern(pattern, "pattern")
+    try:
+        loaded = EventPattern.load(json.dumps(_booleans(pattern, pattern=True)))
+    except InvalidEventPatternException as exc:
+        raise EventPatternError(f"malformed event pattern: {exc.message}") from None
+    return bool(loaded.matches_event(_booleans(_flatten_arrays(event))))
 
 
-def _match_object(pattern: Mapping[str, Any], value: Any, where: str) -> bool:
+def _check_pattern(pattern: Mapping[str, Any], where: str) -> None:
     for key, rule in pattern.items():
-        path = f"{where}.{key}"
         if key == "$or":
-            if not isinstance(rule, list) or len(rule) < 2:
-                raise EventPatternError(f"{path}: $or needs a list of at least two patterns")
-            if not any(_match_object(_pattern(alt, path), value, path) for alt in rule):
-                return False
-            continue
-        found = value.get(key, _MISSING) if isinstance(value, Mapping) else _MISSING
-        if isinstance(rule, Mapping):
-            if isinstance(found, list):
-                matched = any(_match_object(rule, item, path) for item in found)
-            else:
-                matched = _match_object(rule, found if isinstance(found, Mapping) else {}, path)
-        elif isinstance(rule, list):
-            if not rule:
-                raise EventPatternError(f"{path}: empty arrays are not allowed")
-            matched = _match_field(rule, found, path)
-        else:
-            raise EventPatternError(f"{path}: must be an object or an array")
-        if not matched:
-            return False
+            if not (isinstance(rule, list) and len(rule) >= 2 and all(isinstance(b, Mapping) for b in rule)):
+                raise EventPatternError(f"{where}.$or: needs a list of at least two patterns")
+            for branch in rule:
+                _check_pattern(branch, where)
+        elif isinstance(rule, Mapping):
+            _check_pattern(rule, f"{where}.{key}")
+        elif isinstance(rule, list) and not all(map(_filter_ok, rule)):
+            raise EventPatternError(f"{where}.{key}: a malformed filter in {rule}")
+
+
+def _filter_ok(condition: Any) -> bool:
+    if not isinstance(condition, Mapping):
+        return not isinstance(condition, list)
+    (name, argument), *rest = condition.items() if condition else [(None, None)]
+    if rest or name not in _FILTERS:
+        return False
+    if name == "exists":
+        return isinstance(argument, bool)
+    if name == "numeric":
+        operands = argument if isinstance(argument, list) else []
+        pairs = list(zip(operands[::2], operands[1::2], strict=False))
+        operators = ("<", "<=", "=", ">=", ">")
+        return (
+            bool(pairs)
+            and len(operands) % 2 == 0
+            and all(op in operators and type(n) in (int, float) for op, n in pairs)
+        )
     return True
 
 
-def _pattern(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise EventPatternError(f"{where}: each $or branch must be an object")
+def _flatten_arrays(value: Any) -> Any:
+    """EventBridge reads `[{"a": 1}, {"a": 2}]` as `{"a": [1, 2]}`."""
+    if isinstance(value, Mapping):
+        return {key: _flatten_arrays(item) for key, item in value.items()}
+    if isinstance(value, list) and any(isinstance(item, Mapping) for item in value):
+        merged: dict[str, list[Any]] = {}
+        for item in value:
+            for key, inner in item.items() if isinstance(item, Mapping) else []:
+                merged.setdefault(key, []).extend(inner if isinstance(inner, list) else [inner])
+        return {key: _flatten_arrays(items) for key, items in merged.items()}
     return value
 
 
-def _candidates(found: Any) -> list[Any]:
-    if found is _MISSING:
-        return []
-    return list(found) if isinstance(found, list) else [found]
-
-
-def _match_field(filters: list[Any], found: Any, where: str) -> bool:
-    candidates = _candidates(found)
-    for condition in filters:
-        if isinstance(condition, Mapping):
-            if _match_filter(condition, found, candidates, where):
-                return True
-        elif isinstance(condition, list):
-            raise EventPatternError(f"{where}: nested arrays are not allowed")
-        elif any(_same(condition, candidate) for candidate in candidates):
-            return True
-    return False
-
-
-def _match_filter(condition: Mapping[str, Any], found: Any, candidates: list[Any], where: str) -> bool:
-    if len(condition) != 1:
-        raise EventPatternError(f"{where}: a filter object has exactly one key, got {dict(condition)}")
-    (name, argument), *_ = condition.items()
-    if name == "exists":
-        if not isinstance(argument, bool):
-            raise EventPatternError(f"{where}: exists takes true or false")
-        return (found is not _MISSING) == argument
-    if name == "anything-but":
-        return any(_anything_but(argument, candidate, where) for candidate in candidates)
-    return any(_test(str(name), argument, candidate, where) for candidate in candidates)
-
-
-def _anything_but(argument: Any, value: Any, where: str) -> bool:
-    if isinstance(argument, list):
-        return not any(_same(item, value) for item in argument)
-    if isinstance(argument, Mapping):
-        if len(argument) != 1:
-            raise EventPatternError(f"{where}: anything-but takes one filter")
-        (name, inner), *_ = argument.items()
-        if str(name) not in ("prefix", "suffix", "equals-ignore-case", "wildcard"):
-            raise EventPatternError(f"{where}: anything-but cannot take {name}")
-        inner_values = inner if isinstance(inner, list) else [inner]
-        return not any(_test(str(name), item, value, where) for item in inner_values)
-    return not _same(argument, value)
-
-
-def _test(name: str, argument: Any, value: Any, where: str) -> bool:
-    if name in ("prefix", "suffix"):
-        if isinstance(argument, Mapping) and set(argument) == {"equals-ignore-case"}:
-            wanted = argument["equals-ignore-case"]
-            if not isinstance(wanted, str):
-                raise EventPatternError(f"{where}: {name} takes a string")
-            if not isinstance(value, str):
-                return False
-            text, wanted = value.casefold(), wanted.casefold()
-            return text.startswith(wanted) if name == "prefix" else text.endswith(wanted)
-        if not isinstance(argument, str):
-            raise EventPatternError(f"{where}: {name} takes a string")
-        if not isinstance(value, str):
-            return False
-        return value.startswith(argument) if name == "prefix" else value.endswith(argument)
-    if name == "equals-ignore-case":
-        if not isinstance(argument, str):
-            raise EventPatternError(f"{where}: equals-ignore-case takes a string")
-        return isinstance(value, str) and value.casefold() == argument.casefold()
-    if name == "wildcard":
-        if not isinstance(argument, str):
-            raise EventPatternError(f"{where}: wildcard takes a string")
-        regex = ".*".join(re.escape(part) for part in argument.split("*"))
-        return isinstance(value, str) and re.fullmatch(regex, value, re.DOTALL) is not None
-    if name == "numeric":
-        return _numeric(argument, value, where)
-    if name == "cidr":
-        if not isinstance(argument, str):
-            raise EventPatternError(f"{where}: cidr takes a string")
-        try:
-            network = ipaddress.ip_network(argument, strict=False)
-        except ValueError:
-            raise EventPatternError(f"{where}: {argument!r} is not a CIDR block") from None
-        try:
-            return isinstance(value, str) and ipaddress.ip_address(value) in network
-        except ValueError:
-            return False
-    raise EventPatternError(f"{where}: unknown filter {name!r}")
-
-
-def _numeric(argument: Any, value: Any, where: str) -> bool:
-    if not isinstance(argument, list) or not argument or len(argument) % 2:
-        raise EventPatternError(f"{where}: numeric takes [operator, number, ...]")
-    pairs: Iterator[tuple[Any, Any]] = zip(argument[::2], argument[1::2], strict=True)
-    checks: list[tuple[Callable[[float, float], bool], float]] = []
-    for operator, bound in pairs:
-        compare = _NUMERIC_OPERATORS.get(operator) if isinstance(operator, str) else None
-        if compare is None or not _is_number(bound):
-            raise EventPatternError(f"{where}: numeric takes [operator, number, ...]")
-        checks.append((compare, float(bound)))
-    if not _is_number(value):
-        return False
-    return all(compare(float(value), bound) for compare, bound in checks)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _same(expected: Any, value: Any) -> bool:
-    """EventBridge equality: JSON types must agree (true is not 1), numbers by value."""
-    if expected is None or value is None:
-        return expected is None and value is None
-    if isinstance(expected, bool) or isinstance(value, bool):
-        return isinstance(expected, bool) and isinstance(value, bool) and expected == value
-    if _is_number(expected) or _is_number(value):
-        return _is_number(expected) and _is_number(value) and float(expected) == float(value)
-    return isinstance(expected, str) and isinstance(value, str) and expected == value
+def _booleans(value: Any, pattern: bool = False) -> Any:
+    if isinstance(value, bool):
+        return _TRUE if value else _FALSE
+    if isinstance(value, Mapping):
+        keep = pattern and list(value) == ["exists"]  # the filter itself takes a real boolean
+        return value if keep else {key: _booleans(item, pattern) for key, item in value.items()}
+    return [_booleans(item, pattern) for item in value] if isinstance(value, list) else value
