@@ -427,7 +427,7 @@ def _median_import(module: str, runs: int, *, no_bytecode: bool) -> float:
     samples = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as scratch:
-            env = _lambda_like_env()
+            env = lambda_like_env()
             if no_bytecode:
                 # What a zip without bytecode gives: every module compiled at import, nothing kept
                 # (the standard library included, so an upper bound).
@@ -447,7 +447,7 @@ def _median_import(module: str, runs: int, *, no_bytecode: bool) -> float:
     return statistics.median(samples)
 
 
-def _lambda_like_env() -> dict[str, str]:
+def lambda_like_env() -> dict[str, str]:
     # Powertools turns tracing on only inside Lambda: look like it, so the Tracer's imports count.
     return {
         "PATH": os.environ.get("PATH", ""),
