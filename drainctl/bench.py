@@ -3,7 +3,9 @@
 - release latency: from the last call's end to CompleteLifecycleAction, on the virtual clock;
 - LiveKit API calls per reconcile tick, against R rooms in all and D rooms on the draining worker,
   once the drain has discovered its rooms;
-- reconcile wall time against 10, 100 and 1,000 open drains in the local world;
+- reconcile wall time against 1, 10, 100 and 500 open drains in the local world (500: the
+  largest shard one invocation is given, SHARD_SIZE's maximum; more drains than that are the
+  work queue's fan-out, which `--degraded` measures at 1,000 and 2,000);
 - cold start: import time of each handler module, as a ratio to `import boto3` alone;
 - `sam build` artifact size per function and for the dependencies layer.
 
@@ -51,10 +53,12 @@ ROOMS: Final = (100, 1_000, 10_000)
 QUICK_ROOMS: Final = (100,)
 DRAINING_ROOMS: Final = 10
 QUICK_DRAINING_ROOMS: Final = 5
-OPEN_DRAINS: Final = (1, 10, 100, 1_000)
+OPEN_DRAINS: Final = (1, 10, 100, 500)
 QUICK_OPEN_DRAINS: Final = (1, 10)
 IMPORT_RUNS: Final = 5
-QUICK_IMPORT_RUNS: Final = 1
+QUICK_IMPORT_RUNS: Final = 3
+# Compiling every module at each import is an upper bound a few runs pin well enough.
+NO_BYTECODE_IMPORT_RUNS: Final = 3
 RELEASE_TRIALS: Final = 5
 QUICK_RELEASE_TRIALS: Final = 2
 LAYER: Final = "DependenciesLayer"
@@ -400,54 +404,73 @@ def handler_modules(template: Path) -> dict[str, str]:
 
 
 def import_ratio(options: BenchOptions, report: Report) -> tuple[dict[str, float], dict[str, Any]]:
-    """Median import time of each handler module over `import boto3`'s, in fresh interpreters."""
-    modules = handler_modules(options.template_path)
+    """Median import time of each handler module over `import boto3`'s, in fresh interpreters.
+
+    The runs go round the modules (boto3, each handler, boto3 again...) rather than one module's
+    runs in a row: a shared machine's load then falls alike on every module of a ratio. Each run
+    also gives the import's CPU time (`cpu_ratio`): what other processes do to the wall time on a
+    shared machine, they hardly do to it."""
+    modules = ["boto3", *sorted(set(handler_modules(options.template_path).values()))]
     modes = [False, True] if options.no_bytecode_imports else [False]
     detail: dict[str, Any] = {"runs": options.import_runs}
     ratios: dict[str, float] = {}
     for no_bytecode in modes:
         mode = "no_bytecode" if no_bytecode else "cached_bytecode"
-        base = _median_import("boto3", options.import_runs, no_bytecode=no_bytecode)
-        seconds = {"boto3": round(base, 4)}
-        for module in modules.values():
-            took = _median_import(module, options.import_runs, no_bytecode=no_bytecode)
-            seconds[module] = round(took, 4)
-            if not no_bytecode:
-                ratios[module] = round(took / base, 2)
+        runs = min(options.import_runs, NO_BYTECODE_IMPORT_RUNS) if no_bytecode else options.import_runs
+        samples: dict[str, list[tuple[float, float]]] = {module: [] for module in modules}
+        for _ in range(runs):
+            for module in modules:
+                samples[module].append(_import_seconds(module, no_bytecode=no_bytecode))
+        seconds = {
+            module: round(statistics.median(w for w, _ in taken), 4) for module, taken in samples.items()
+        }
+        cpu = {module: round(statistics.median(c for _, c in taken), 4) for module, taken in samples.items()}
+        base, cpu_base = seconds["boto3"], cpu["boto3"]
+        if not no_bytecode:
+            ratios = {module: round(seconds[module] / base, 2) for module in modules[1:]}
+            detail["cpu_ratio"] = {module: round(cpu[module] / cpu_base, 2) for module in modules[1:]}
         detail[mode] = seconds
+        detail[f"{mode}_cpu"] = cpu
+        detail[f"{mode}_runs"] = runs
         report(
-            f"import time, median of {options.import_runs} ({mode.replace('_', ' ')}): "
-            + ", ".join(f"{m} {1000 * s:.0f} ms ({s / base:.1f}x)" for m, s in seconds.items())
+            f"import time, median of {runs} ({mode.replace('_', ' ')}), wall and CPU: "
+            + ", ".join(
+                f"{m} {1000 * s:.0f} ms ({s / base:.1f}x), CPU {1000 * cpu[m]:.0f} ms ({cpu[m] / cpu_base:.2f}x)"
+                for m, s in seconds.items()
+            )
         )
     return ratios, detail
 
 
-def _median_import(module: str, runs: int, *, no_bytecode: bool) -> float:
-    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    samples = []
-    for _ in range(runs):
-        with tempfile.TemporaryDirectory() as scratch:
-            env = _lambda_like_env()
-            if no_bytecode:
-                # What a zip without bytecode gives: every module compiled at import, nothing kept
-                # (the standard library included, so an upper bound).
-                env.update({"PYTHONPYCACHEPREFIX": scratch, "PYTHONDONTWRITEBYTECODE": "1"})
-            answer = subprocess.run(  # noqa: S603 - this interpreter, a fixed snippet
-                [sys.executable, "-c", code],
-                cwd=scratch,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-        if answer.returncode != 0:
-            raise BenchError(f"import {module} failed: {answer.stderr.strip()[-400:]}")
-        samples.append(float(answer.stdout.strip().splitlines()[-1]))
-    return statistics.median(samples)
+def _import_seconds(module: str, *, no_bytecode: bool) -> tuple[float, float]:
+    """How long `import module` takes in a fresh interpreter that looks like Lambda: wall and CPU
+    seconds."""
+    code = (
+        "import time; t, c = time.perf_counter(), time.process_time(); "
+        f"import {module}; print(time.perf_counter() - t, time.process_time() - c)"
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        env = lambda_like_env()
+        if no_bytecode:
+            # What a zip without bytecode gives: every module compiled at import, nothing kept
+            # (the standard library included, so an upper bound).
+            env.update({"PYTHONPYCACHEPREFIX": scratch, "PYTHONDONTWRITEBYTECODE": "1"})
+        answer = subprocess.run(  # noqa: S603 - this interpreter, a fixed snippet
+            [sys.executable, "-c", code],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    if answer.returncode != 0:
+        raise BenchError(f"import {module} failed: {answer.stderr.strip()[-400:]}")
+    wall, cpu = answer.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
-def _lambda_like_env() -> dict[str, str]:
+def lambda_like_env() -> dict[str, str]:
     # Powertools turns tracing on only inside Lambda: look like it, so the Tracer's imports count.
     return {
         "PATH": os.environ.get("PATH", ""),
@@ -540,10 +563,10 @@ def machine() -> dict[str, Any]:
 # Each section's share of the whole run, in wall seconds on a 2-core machine (full, quick): the
 # estimate of what is left scales these by how fast this machine went so far.
 _SECTION_SECONDS: Final = {
-    "release latency": (40.0, 12.0),
-    "LiveKit calls per tick": (40.0, 4.0),
-    "reconcile ticks": (100.0, 6.0),
-    "handler imports": (25.0, 6.0),
+    "release latency": (30.0, 15.0),
+    "LiveKit calls per tick": (110.0, 15.0),
+    "reconcile ticks": (110.0, 15.0),
+    "handler imports": (40.0, 10.0),
     "sam build": (90.0, 0.0),
 }
 
@@ -623,7 +646,7 @@ _DESCRIPTION = (
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object with every figure")
-    parser.add_argument("--quick", action="store_true", help="small sizes, one import run, no sam build")
+    parser.add_argument("--quick", action="store_true", help="small sizes, three import runs, no sam build")
     parser.add_argument("--skip-sam-build", action="store_true", help="leave out the artifact sizes")
     parser.add_argument("--template", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=7)

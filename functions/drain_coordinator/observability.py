@@ -26,7 +26,11 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+# The X-Ray SDK patches every library it supports that is installed (requests, httplib,
+# sqlite3...), importing each at cold start. Our calls out are botocore's (traced) and
+# LiveKit's over aiohttp (not patched either way): patch botocore alone.
+TRACED_MODULES = ("botocore",)
+tracer = Tracer(service=SERVICE, patch_modules=TRACED_MODULES)
 
 
 class MetricName(StrEnum):

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from drain_coordinator.integrations import aws_clients
 from drain_coordinator.integrations.autoscaling import LifecycleActions
@@ -16,13 +17,17 @@ from drain_coordinator.integrations.rescues import RescueStore
 from drain_coordinator.integrations.room_index import RoomIndex, WebhookLedger
 from drain_coordinator.integrations.secrets import livekit_credentials
 from drain_coordinator.integrations.store import DrainStore, TaskStopStore
-from drain_coordinator.integrations.work_queue import WorkQueue
 from drain_coordinator.services.drains import Coordinator
 from drain_coordinator.services.rescue import Rescuer
-from drain_coordinator.services.schedule import Scheduler
-from drain_coordinator.services.task_stops import TaskStopTracker
-from drain_coordinator.services.webhooks import WebhookService
-from drain_coordinator.settings import Settings
+
+if TYPE_CHECKING:
+    # Imported where they are built, not with every handler: the lifecycle function never builds
+    # a webhook service, the webhook function no scheduler... Settings are pydantic: imported at
+    # the first invocation, when they are read.
+    from drain_coordinator.services.schedule import Scheduler
+    from drain_coordinator.services.task_stops import TaskStopTracker
+    from drain_coordinator.services.webhooks import WebhookService
+    from drain_coordinator.settings import Settings
 
 _settings: Settings | None = None
 _coordinator: Coordinator | None = None
@@ -35,6 +40,8 @@ _clock: Callable[[], float] = time.time
 def settings() -> Settings:
     global _settings
     if _settings is None:
+        from drain_coordinator.settings import Settings
+
         _settings = Settings.from_env(os.environ)
     return _settings
 
@@ -63,6 +70,9 @@ def scheduler() -> Scheduler:
 def build_scheduler(
     config: Settings, drains: Coordinator, stops: TaskStopTracker, clock: Callable[[], float] | None = None
 ) -> Scheduler:
+    from drain_coordinator.integrations.work_queue import WorkQueue
+    from drain_coordinator.services.schedule import Scheduler
+
     queue = WorkQueue(aws_clients.client("sqs"), config.work_queue_url) if config.work_queue_url else None
     return Scheduler(
         drains=drains,
@@ -85,6 +95,8 @@ def webhook_service() -> WebhookService:
 def build_webhook_service(
     config: Settings, drains: Coordinator, clock: Callable[[], float] | None = None
 ) -> WebhookService:
+    from drain_coordinator.services.webhooks import WebhookService
+
     table = aws_clients.resource("dynamodb").Table(config.table_name)
     now = clock or _clock
     return WebhookService(
@@ -99,6 +111,8 @@ def build_webhook_service(
 def build_task_tracker(
     config: Settings, drains: Coordinator, clock: Callable[[], float] | None = None
 ) -> TaskStopTracker:
+    from drain_coordinator.services.task_stops import TaskStopTracker
+
     table = aws_clients.resource("dynamodb").Table(config.table_name)
     now = clock or _clock
     return TaskStopTracker(

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import TYPE_CHECKING, Any
 
 from drain_coordinator.domain.records import LifecycleRef
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from drain_coordinator.domain.events_schema import (
+        EventBridgeEnvelope,
+        LifecycleActionDetail,
+    )
 
 TERMINATE_DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
 LAUNCH_DETAIL_TYPE = "EC2 Instance-launch Lifecycle Action"
@@ -30,63 +36,10 @@ SPOT_WARNING_DETAIL_TYPE = "EC2 Spot Instance Interruption Warning"
 REBALANCE_DETAIL_TYPE = "EC2 Instance Rebalance Recommendation"
 # EC2 reclaims a Spot Instance two minutes after its interruption warning; nothing extends it.
 SPOT_RECLAIM_SECONDS = 120
-_INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 
 
 class EventRejectedError(ValueError):
     """The event is not one this coordinator can act on, and never will be: do not retry it."""
-
-
-class _EventBridgeEnvelope(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-
-    id: str = Field(min_length=1, max_length=128)
-    detail_type: str = Field(alias="detail-type", min_length=1, max_length=256)
-    source: str = Field(min_length=1, max_length=256)
-    account: str = Field(pattern=r"^\d{12}$")
-    # EventBridge stamps an ISO 8601 UTC time; a number or a time without a zone is no such stamp.
-    time: AwareDatetime
-    region: str = Field(min_length=1, max_length=64)
-    detail: dict[str, Any]
-
-    @field_validator("time", mode="before")
-    @classmethod
-    def _time_is_text(cls, value: object) -> object:
-        if not isinstance(value, str) or len(value) > 64:
-            raise ValueError("time must be an ISO 8601 string")
-        return value
-
-
-# Sample (EventBridge, aws.autoscaling):
-# {"detail-type": "EC2 Instance-terminate Lifecycle Action", "source": "aws.autoscaling",
-#  "detail": {"LifecycleActionToken": "87654321-...", "AutoScalingGroupName": "livekit-agents-asg",
-#             "LifecycleHookName": "livekit-drain-terminate", "EC2InstanceId": "i-0598c7d356eba48d7",
-#             "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING", ...}}
-class _LifecycleActionDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    LifecycleActionToken: str = Field(min_length=1, max_length=36)
-    AutoScalingGroupName: str = Field(min_length=1, max_length=255)
-    LifecycleHookName: str = Field(min_length=1, max_length=255)
-    EC2InstanceId: str = Field(pattern=_INSTANCE_ID)
-    LifecycleTransition: str = Field(min_length=1, max_length=64)
-    # Absent from events of groups without a warm pool in older samples: "" then.
-    Origin: str = Field(default="", max_length=32)
-    Destination: str = Field(default="", max_length=32)
-
-
-# Sample (EventBridge, aws.ec2):
-# {"detail-type": "EC2 Spot Instance Interruption Warning", "source": "aws.ec2",
-#  "resources": ["arn:aws:ec2:us-east-1a:instance/i-0598c7d356eba48d7"],
-#  "detail": {"instance-id": "i-0598c7d356eba48d7", "instance-action": "terminate"}}
-# {"detail-type": "EC2 Instance Rebalance Recommendation", "source": "aws.ec2",
-#  "detail": {"instance-id": "i-0598c7d356eba48d7"}}
-class _Ec2InstanceDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    instance_id: str = Field(alias="instance-id", pattern=_INSTANCE_ID)
-    # terminate | stop | hibernate; absent on a rebalance recommendation
-    instance_action: str = Field(alias="instance-action", default="", max_length=32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +130,7 @@ def parse_lifecycle_event(
         return _launch(envelope, asg_name=asg_name, launch_hook_name=launch_hook_name)
     if envelope.detail_type != TERMINATE_DETAIL_TYPE:
         raise EventRejectedError(f"unexpected detail-type {envelope.detail_type!r}")
-    try:
-        detail = _LifecycleActionDetail.model_validate(envelope.detail)
-    except ValidationError as exc:
-        raise EventRejectedError(first_error(exc)) from exc
+    detail = _lifecycle_detail(envelope.detail)
     if detail.LifecycleTransition != TERMINATING:
         return Skip(reason="not_a_terminate_transition", event_id=envelope.id)
     if detail.AutoScalingGroupName != asg_name:
@@ -199,13 +149,8 @@ def parse_lifecycle_event(
     )
 
 
-def _launch(
-    envelope: _EventBridgeEnvelope, *, asg_name: str, launch_hook_name: str
-) -> LaunchRequested | Skip:
-    try:
-        detail = _LifecycleActionDetail.model_validate(envelope.detail)
-    except ValidationError as exc:
-        raise EventRejectedError(first_error(exc)) from exc
+def _launch(envelope: EventBridgeEnvelope, *, asg_name: str, launch_hook_name: str) -> LaunchRequested | Skip:
+    detail = _lifecycle_detail(envelope.detail)
     if detail.LifecycleTransition != LAUNCHING:
         return Skip(reason="not_a_launch_transition", event_id=envelope.id)
     if detail.AutoScalingGroupName != asg_name:
@@ -231,8 +176,12 @@ def parse_ec2_event(raw: object) -> SpotInterruption | RebalanceRecommended | Sk
         raise EventRejectedError(f"unexpected source {envelope.source!r}")
     if envelope.detail_type not in (SPOT_WARNING_DETAIL_TYPE, REBALANCE_DETAIL_TYPE):
         raise EventRejectedError(f"unexpected detail-type {envelope.detail_type!r}")
+    from pydantic import ValidationError
+
+    from drain_coordinator.domain.events_schema import Ec2InstanceDetail
+
     try:
-        detail = _Ec2InstanceDetail.model_validate(envelope.detail)
+        detail = Ec2InstanceDetail.model_validate(envelope.detail)
     except ValidationError as exc:
         raise EventRejectedError(first_error(exc)) from exc
     at = envelope.time.timestamp()
@@ -247,11 +196,27 @@ def parse_ec2_event(raw: object) -> SpotInterruption | RebalanceRecommended | Sk
     )
 
 
-def _envelope(raw: object) -> _EventBridgeEnvelope:
+def _envelope(raw: object) -> EventBridgeEnvelope:
     if not isinstance(raw, Mapping):
         raise EventRejectedError(f"event is a {type(raw).__name__}, not an object")
+    # pydantic and the models come with the first event parsed, not with the handler's import.
+    from pydantic import ValidationError
+
+    from drain_coordinator.domain.events_schema import EventBridgeEnvelope
+
     try:
-        return _EventBridgeEnvelope.model_validate(dict(raw))
+        return EventBridgeEnvelope.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise EventRejectedError(first_error(exc)) from exc
+
+
+def _lifecycle_detail(detail: dict[str, Any]) -> LifecycleActionDetail:
+    from pydantic import ValidationError
+
+    from drain_coordinator.domain.events_schema import LifecycleActionDetail
+
+    try:
+        return LifecycleActionDetail.model_validate(detail)
     except ValidationError as exc:
         raise EventRejectedError(first_error(exc)) from exc
 

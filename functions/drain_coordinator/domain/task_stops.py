@@ -9,12 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
 
 from drain_coordinator.domain.events import EventRejectedError, Skip, first_error
 from drain_coordinator.domain.records import DrainStatus
@@ -227,49 +223,16 @@ def _host_went_away(change: TaskStateChange) -> bool:
 # -- parsing -------------------------------------------------------------------------------------
 
 
-class _Container(BaseModel):
-    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
-    name: str = Field(default="", max_length=255)
-    exit_code: int | None = None
-    reason: str = Field(default="", max_length=4096)
-
-
-# Sample (EventBridge, aws.ecs): {"detail-type": "ECS Task State Change", "source": "aws.ecs",
-#  "detail": {"taskArn": "arn:aws:ecs:...:task/livekit-agents/5f1c...", "clusterArn": "...",
-#   "lastStatus": "STOPPED", "desiredStatus": "STOPPED", "stopCode": "ServiceSchedulerInitiated",
-#   "stoppingAt": "2026-01-01T01:00:00.000Z", "stoppedAt": "2026-01-01T01:15:00.000Z",
-#   "containers": [{"name": "agent", "exitCode": 137}], "group": "service:livekit-agents", ...}}
-class _TaskDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
-    task_arn: str = Field(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/\S{1,512}$")
-    cluster_arn: str = Field(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/\S{1,255}$")
-    container_instance_arn: str | None = Field(default=None, max_length=1024)
-    task_definition_arn: str = Field(min_length=1, max_length=1024)
-    group: str = Field(default="", max_length=1024)
-    last_status: str = Field(min_length=1, max_length=32)
-    desired_status: str = Field(min_length=1, max_length=32)
-    stop_code: str = Field(default="", max_length=64)
-    stopped_reason: str = Field(default="", max_length=4096)
-    stopping_at: datetime | None = None
-    stopped_at: datetime | None = None
-    version: int = 0
-    containers: list[_Container] = Field(default_factory=list, max_length=10)
-
-
-class _Envelope(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-    id: str = Field(min_length=1, max_length=128)
-    detail_type: str = Field(alias="detail-type", max_length=256)
-    source: str = Field(max_length=256)
-    time: datetime
-    detail: dict[str, Any]
-
-
 def parse_task_state_event(
     raw: Mapping[str, Any], *, cluster: str, family: str = ""
 ) -> TaskStateChange | Skip:
+    # pydantic and the models come with the first task event parsed, not with the handler's import.
+    from pydantic import ValidationError
+
+    from drain_coordinator.domain.task_stops_schema import TaskEventEnvelope
+
     try:
-        envelope = _Envelope.model_validate(raw)
+        envelope = TaskEventEnvelope.model_validate(raw)
     except ValidationError as exc:
         raise EventRejectedError(first_error(exc)) from exc
     if envelope.source != "aws.ecs" or envelope.detail_type != TASK_STATE_DETAIL_TYPE:
@@ -286,8 +249,12 @@ def parse_task_state_event(
 
 def task_change_from(detail: Mapping[str, Any], *, observed_at: float) -> TaskStateChange:
     """From an event's detail or a DescribeTasks task (boto3 gives datetimes, events give text)."""
+    from pydantic import ValidationError
+
+    from drain_coordinator.domain.task_stops_schema import TaskDetail
+
     try:
-        task = _TaskDetail.model_validate(dict(detail))
+        task = TaskDetail.model_validate(dict(detail))
     except ValidationError as exc:
         raise EventRejectedError(first_error(exc)) from exc
     return TaskStateChange(

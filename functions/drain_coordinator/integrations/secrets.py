@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
-
 from drain_coordinator.integrations.livekit import LiveKitCredentials
 
 _CACHE_SECONDS = 300  # a rotated secret is picked up within five minutes
@@ -16,6 +14,9 @@ class CredentialsError(Exception):
 
 
 def livekit_credentials(secret_arn: str) -> LiveKitCredentials:
+    # Powertools' parameters come with the first secret read, not with the handler's import.
+    from aws_lambda_powertools.utilities import parameters
+
     try:
         value: Any = parameters.get_secret(secret_arn, transform="json", max_age=_CACHE_SECONDS)
     except (parameters.GetParameterError, parameters.TransformParameterError) as exc:
