@@ -13,6 +13,7 @@ from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.domain.records import DrainRecord
 from drain_coordinator.domain.schedule import (
+    HEARTBEATS_PER_SHARD,
     Breaker,
     LookLimits,
     Shard,
@@ -22,6 +23,7 @@ from drain_coordinator.domain.schedule import (
     in_urgency_order,
     look_budget,
     overdue,
+    plan_tick,
     shards,
     work_items,
 )
@@ -83,6 +85,52 @@ def test_shards_hold_every_item_once_in_order(count: int, size: int) -> None:
     parts = shards(items, size)
     assert [i for part in parts for i in part] == items
     assert all(1 <= len(part) <= size for part in parts)
+
+
+@given(
+    st.lists(st.booleans(), min_size=0, max_size=400),
+    st.integers(min_value=1, max_value=30),
+    st.integers(min_value=2, max_value=20),
+)
+def test_a_tick_plan_sends_heartbeats_first_and_never_more_shards_than_run_at_once(
+    due_flags: list[bool], shard_size: int, concurrency: int
+) -> None:
+    # GIVEN open drains, some of them due a heartbeat, in urgency order
+    now = T0 + 5000
+    records = [
+        drain(n, last_heartbeat_at=now - 300 + (60 if due else 250), deadline_at=now + 5000)
+        for n, due in enumerate(due_flags)
+    ]
+    items = work_items([], records, [], POLICY)
+    by_key = {r.instance_id: r for r in records}
+    due = {r.instance_id for r in records if heartbeat_due(r, now, POLICY)}
+
+    # WHEN a tick plans its work for a queue that runs `concurrency` shards at once
+    plan = plan_tick(items, by_key, now, POLICY, shard_size, concurrency)
+
+    # THEN the tick keeps the first shard, and every other drain is looked at or deferred, once;
+    # a deferred drain due a heartbeat is in a heartbeat-only shard
+    looked = [i.key for part in plan.look_shards for i in part]
+    beaten = [i.key for part in plan.heartbeat_shards for i in part]
+    deferred = [i.key for i in plan.deferred]
+    assert [i.key for i in plan.own] == [i.key for i in items[:shard_size]]
+    assert sorted([*looked, *deferred]) == sorted(i.key for i in items[shard_size:])
+    assert len(beaten) == len(set(beaten))
+    assert set(beaten) == set(deferred) & due
+    # AND the looks that go out are the most urgent of the rest, the ones deferred the least
+    assert looked == [i.key for i in items[shard_size : shard_size + len(looked)]]
+    # AND nothing waits for a free invocation unless the due heartbeats alone need more
+    beat_shards = -(-len(set(beaten)) // HEARTBEATS_PER_SHARD)
+    assert len(plan.heartbeat_shards) == beat_shards
+    assert len(plan.heartbeat_shards) + len(plan.look_shards) <= max(concurrency, beat_shards)
+    assert all(len(part) <= HEARTBEATS_PER_SHARD for part in plan.heartbeat_shards)
+
+
+def test_a_heartbeat_only_shard_survives_its_message() -> None:
+    shard = Shard(T0, tuple(work_items([], [drain(1)], [], POLICY)), looks=False)
+    again = Shard.from_body(shard.to_body())
+    assert again == shard
+    assert not again.looks
 
 
 def test_a_shard_survives_its_message_and_goes_stale_after_one_period() -> None:
@@ -263,3 +311,65 @@ def test_a_stale_shard_still_sends_its_due_heartbeats_but_looks_at_nothing() -> 
     assert {i for c, i in tick.lifecycle.calls if c == "heartbeat"} == {i.key for i in items}
     assert [s["action"] for s in done.steps if s.get("reason") != "before_look"] == ["skip"]
     assert tick.sessions.still_held_calls == 0
+
+
+def test_a_tick_sends_heartbeat_shards_before_look_shards_and_defers_looks_that_cannot_run_at_once() -> None:
+    # GIVEN 300 open drains, all due a heartbeat, shards of 20 and a queue that runs 5 at once
+    tick, (started,) = a_tick(300, look_seconds=0.1)
+    queue = FakeQueue([])
+    scheduler = replace(tick.scheduler, queue=queue, shard_size=20, concurrency=5)
+
+    # WHEN a tick runs
+    result = scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+
+    # THEN it sent heartbeat-only shards for the 280 drains it does not do itself (6 of 50, more
+    # than run at once: heartbeats are never held back) and no look shard
+    assert [s.looks for s in queue.sent] == [False] * 6
+    assert sum(len(s.items) for s in queue.sent) == 280
+    # AND the 280 looks were deferred, each with the tick's own decision
+    assert result.deferred == 280
+    waits = [s for s in result.steps if s.get("reason") == "look_deferred"]
+    assert len(waits) == 0  # every one of them is due a heartbeat: it is in a heartbeat shard
+
+    # WHEN the heartbeat shards are run
+    for shard in queue.sent:
+        scheduler.run_shard(shard, lambda: 55.0)
+
+    # THEN every hook was heartbeaten once and nobody looked: LiveKit was asked only by the tick
+    beats = [i for c, i in tick.lifecycle.calls if c == "heartbeat"]
+    assert len(beats) == len(set(beats)) == 300
+    assert tick.sessions.still_held_calls <= 20
+
+
+def test_looks_deferred_for_want_of_invocations_come_first_in_the_next_tick_and_get_a_decision_each() -> None:
+    # GIVEN 200 open drains just heartbeaten, shards of 20 and a queue that runs 3 at once
+    tick, (started,) = a_tick(200, look_seconds=0.1)
+    for record in tick.store.open_drains():
+        tick.store.save(replace(record, last_heartbeat_at=tick.clock.t))
+    queue = FakeQueue([])
+    scheduler = replace(tick.scheduler, queue=queue, shard_size=20, concurrency=3)
+
+    # WHEN a tick runs
+    first = scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+
+    # THEN it looked at 20 itself and sent 3 look shards: the other 120 were deferred, each with
+    # the tick's decision that its heartbeat is not due before the next tick
+    assert [s.looks for s in queue.sent] == [True] * 3
+    assert first.deferred == 120
+    deferred = {s["instance_id"] for s in first.steps if s.get("reason") == "look_deferred"}
+    assert len(deferred) == 120
+    for shard in queue.sent:
+        scheduler.run_shard(shard, lambda: 55.0)
+
+    # WHEN the next tick runs, a period later
+    queue.sent.clear()
+    tick.clock.t = started + 60
+    second = scheduler.tick(lambda: 55.0 - (tick.clock.t - (started + 60)))
+
+    # THEN the drains it does itself and sends first are the ones the first tick deferred
+    first_looks = [
+        s["instance_id"] for s in second.steps if s.get("reason") not in ("before_look", "look_deferred")
+    ]
+    sent_looks = [i.key for s in queue.sent for i in s.items]
+    assert set(first_looks) | set(sent_looks) <= deferred
+    assert len(set(first_looks) | set(sent_looks)) == 80

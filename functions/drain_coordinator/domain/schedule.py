@@ -6,14 +6,22 @@ Pure: functions of records, `now` and the policy. The rules (tests/unit/test_sch
 3. Every heartbeat that is due is sent before any look starts, so no probe can delay one.
 4. A look never gets more than its share of the invocation's time, and never less than
    `min_look_seconds`; what does not fit is deferred (its heartbeat, if due, was already sent).
+5. A tick sends no more shards than the work queue runs at once (its MaximumConcurrency): the
+   due heartbeats it does not send itself first, in heartbeat-only shards, then as many look
+   shards as the remaining slots take. Nothing a tick sends waits behind another shard, so no
+   heartbeat waits behind a look; looks that do not fit are deferred to the next tick, first.
+6. Every open drain has a heartbeat decision every tick: a heartbeat (in a shard), a look, or the
+   tick's own "not due before the next tick" for a drain whose look is deferred.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
 from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
 from drain_coordinator.domain.records import DrainRecord
@@ -107,6 +115,56 @@ def work_items(
     return items
 
 
+# Heartbeats in one heartbeat-only shard: one RecordLifecycleActionHeartbeat each, most of a
+# second apiece under Auto Scaling's rate limit with botocore's retries, well inside one invocation.
+HEARTBEATS_PER_SHARD: Final = 50
+
+
+@dataclass(frozen=True, slots=True)
+class TickPlan:
+    """What one tick does itself, what it sends, and what waits for the next tick."""
+
+    own: list[WorkItem]
+    heartbeat_shards: list[list[WorkItem]]
+    look_shards: list[list[WorkItem]]
+    deferred: list[WorkItem]  # no look this tick (first next tick); due heartbeats in heartbeat_shards
+
+
+def plan_tick(
+    items: Sequence[WorkItem],
+    drains: Mapping[str, DrainRecord],
+    now: float,
+    policy: DrainPolicy,
+    shard_size: int,
+    concurrency: int | None,
+) -> TickPlan:
+    """Split a tick's work (in urgency order, `work_items`): the first shard for the tick itself;
+    then, within `concurrency` shards at once (None: no queue limit), heartbeat-only shards for
+    every due heartbeat beyond the look shards, and look shards in urgency order in what is left."""
+    if shard_size < 1:
+        raise ValueError("a shard holds at least one item")
+    own, rest = list(items[:shard_size]), list(items[shard_size:])
+    if concurrency is None:
+        return TickPlan(own, [], shards(rest, shard_size), [])
+
+    def due(item: WorkItem) -> bool:
+        record = drains.get(item.key) if item.kind is WorkKind.DRAIN else None
+        return record is not None and record.is_open and heartbeat_due(record, now, policy)
+
+    due_count = sum(1 for i in rest if due(i))
+    # Sized for every due heartbeat first: taking some into look shards only frees slots.
+    slots = max(0, concurrency - math.ceil(due_count / HEARTBEATS_PER_SHARD))
+    looked = rest[: slots * shard_size]
+    left = rest[len(looked) :]
+    beats = sorted((i for i in left if due(i)), key=lambda i: (drains[i.key].heartbeat_expires_at, i.key))
+    return TickPlan(
+        own=own,
+        heartbeat_shards=shards(beats, HEARTBEATS_PER_SHARD) if beats else [],
+        look_shards=shards(looked, shard_size) if looked else [],
+        deferred=left,
+    )
+
+
 def shards(items: Sequence[WorkItem], size: int) -> list[list[WorkItem]]:
     """Consecutive slices of at most `size` items; the first slice is the most urgent."""
     if size < 1:
@@ -120,16 +178,21 @@ class Shard:
 
     tick_at: float
     items: tuple[WorkItem, ...]
+    looks: bool = True  # False: a heartbeat-only shard (no probe, no look)
 
     def to_body(self) -> str:
-        return json.dumps({"tick_at": self.tick_at, "items": [i.as_dict() for i in self.items]})
+        body: dict[str, object] = {"tick_at": self.tick_at, "items": [i.as_dict() for i in self.items]}
+        if not self.looks:
+            body["looks"] = False
+        return json.dumps(body)
 
     @classmethod
     def from_body(cls, body: str) -> Shard:
         raw = json.loads(body)
         if not isinstance(raw, dict) or not isinstance(raw.get("items"), list):
             raise ValueError("a shard is an object with an items list")
-        return cls(float(raw["tick_at"]), tuple(WorkItem.from_dict(i) for i in raw["items"]))
+        items = tuple(WorkItem.from_dict(i) for i in raw["items"])
+        return cls(float(raw["tick_at"]), items, looks=raw.get("looks", True) is not False)
 
     def stale(self, now: float, policy: DrainPolicy) -> bool:
         """Superseded: the next tick has planned (and sent) this work again."""
