@@ -87,6 +87,8 @@ class Scheduler:
     shard_size: int = 20
     # Shards the work queue runs at once (its MaximumConcurrency); None: no limit known.
     concurrency: int | None = None
+    # Heartbeats a period the tick spreads the hooks' renewals under (None: only the due ones).
+    heartbeat_budget: int | None = None
     limits: LookLimits = field(default_factory=LookLimits)
 
     @property
@@ -110,7 +112,9 @@ class Scheduler:
         result = RunResult()
         mine = items
         if len(items) > self.shard_size and self.queue is not None:
-            plan = plan_tick(items, known, now, self.policy, self.shard_size, self.concurrency)
+            plan = plan_tick(
+                items, known, now, self.policy, self.shard_size, self.concurrency, self.heartbeat_budget
+            )
             sent = [Shard(now, tuple(p), looks=False) for p in plan.heartbeat_shards]
             sent += [Shard(now, tuple(p)) for p in plan.look_shards]
             try:
@@ -159,7 +163,15 @@ class Scheduler:
         items = [
             i for i in shard.items if i.kind is WorkKind.ORPHAN or i.key in known or i.key in known_stops
         ]
-        self._run(items, remaining_seconds, known, known_stops, result, looks=shard.looks and not stale)
+        self._run(
+            items,
+            remaining_seconds,
+            known,
+            known_stops,
+            result,
+            looks=shard.looks and not stale,
+            renew_all=not shard.looks and not stale,
+        )
         return result
 
     # -- the two passes ------------------------------------------------------------------------
@@ -172,14 +184,22 @@ class Scheduler:
         stops: dict[str, TaskStopRecord],
         result: RunResult,
         looks: bool = True,
+        renew_all: bool = False,
     ) -> None:
+        """`renew_all`: a heartbeat-only shard, whose every hook the tick chose to renew now."""
         self.drains.breaker = Breaker()
         mine = [drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains]
-        for record in heartbeats_due(mine, self.clock(), self.policy):
+        if renew_all:
+            beats = sorted(mine, key=lambda r: (r.heartbeat_expires_at, r.instance_id))
+        else:
+            beats = heartbeats_due(mine, self.clock(), self.policy)
+        for record in beats:
             if remaining_seconds() < self.limits.reserve_seconds:
                 break
             beaten = self._unit(
-                partial(self.drains.heartbeat_if_due, record), ("instance_id", record.instance_id), result
+                partial(self.drains.heartbeat_if_due, record, early=renew_all),
+                ("instance_id", record.instance_id),
+                result,
             )
             saved, step = beaten if beaten is not None else (None, None)
             if step is not None:

@@ -65,6 +65,10 @@ class Settings(BaseModel):
     # The work queue's MaximumConcurrency: a tick sends no more shards than run at once, so none
     # waits behind another (domain/schedule.py, rule 5). Lambda's SQS scaling takes 2-1000.
     advance_concurrency: int = Field(alias="ADVANCE_CONCURRENCY", default=10, ge=2, le=1000)
+    # Heartbeats a second the tick spreads the hooks' renewals under (domain/schedule.py, rule 6):
+    # a share of Auto Scaling's request rate, which AWS does not document (assumed 10 a second,
+    # as `drainctl check` and the local world assume), leaving room for retries and other callers.
+    heartbeat_rate: float = Field(alias="HEARTBEAT_RATE", default=8.0, gt=0, le=1000)
     # Call rescue (rescue.py): a doomed call is handed to a healthy worker by a rescue job in its
     # room, dispatched to the agent name the workers register with. Opt-in: the workers then
     # checkpoint transcripts. With RESCUE_ON_DEPLOY a deploy's stop dooms its calls too.

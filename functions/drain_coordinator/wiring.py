@@ -73,6 +73,7 @@ def build_scheduler(
         queue=queue,
         shard_size=config.shard_size,
         concurrency=config.advance_concurrency if queue is not None else None,
+        heartbeat_budget=int(config.heartbeat_rate * config.reconcile_period),
     )
 
 

@@ -20,6 +20,7 @@ from drain_coordinator.domain.schedule import (
     WorkItem,
     WorkKind,
     heartbeats_due,
+    heartbeats_to_send,
     in_urgency_order,
     look_budget,
     overdue,
@@ -124,6 +125,60 @@ def test_a_tick_plan_sends_heartbeats_first_and_never_more_shards_than_run_at_on
     assert len(plan.heartbeat_shards) == beat_shards
     assert len(plan.heartbeat_shards) + len(plan.look_shards) <= max(concurrency, beat_shards)
     assert all(len(part) <= HEARTBEATS_PER_SHARD for part in plan.heartbeat_shards)
+
+
+def renewals_per_tick(
+    count: int, timeout: int, budget: int | None, ticks: int = 12
+) -> tuple[list[int], float]:
+    """`count` hooks started at once (a fleet-wide scale-in), renewed tick by tick as
+    `heartbeats_to_send` says: how many each tick sends, and the least time any hook had left."""
+    start = T0
+    records = {
+        n: drain(n, last_heartbeat_at=start, heartbeat_timeout=timeout, deadline_at=start + 10_000)
+        for n in range(count)
+    }
+    sent, least = [], float(timeout)
+    for tick in range(1, ticks + 1):
+        now = start + tick * POLICY.reconcile_period_seconds
+        least = min(least, *(r.heartbeat_expires_at - now for r in records.values()))
+        chosen = heartbeats_to_send(records.values(), now, POLICY, budget)
+        sent.append(len(chosen))
+        for record in chosen:
+            records[int(record.instance_id[2:], 16)] = replace(record, last_heartbeat_at=now)
+    return sent, least
+
+
+def test_a_fleet_wide_scale_in_has_its_renewals_spread_under_the_budget_instead_of_all_in_one_tick() -> None:
+    # GIVEN 2,000 hooks started at once with a 370 s heartbeat timeout
+    # WHEN each tick renews only the due ones, or spreads them under 480 a period (8 a second)
+    due_only, _ = renewals_per_tick(2000, 370, None)
+    spread, least = renewals_per_tick(2000, 370, 480)
+
+    # THEN due-only renews all 2,000 in one tick, more than Auto Scaling's rate lets through in a
+    # period; spread keeps every tick within the budget (the first pulls some forward) and every
+    # hook keeps at least one period on its timer at every tick
+    assert max(due_only) == 2000
+    assert max(spread) <= 480
+    assert sum(spread[:5]) >= 2000
+    assert least >= POLICY.reconcile_period_seconds
+
+
+@given(
+    st.integers(min_value=1, max_value=600),
+    st.sampled_from([300, 370, 600]),
+    st.integers(min_value=20, max_value=600),
+)
+def test_renewals_are_never_fewer_than_the_due_ones_and_stay_in_the_budget_when_it_suffices(
+    count: int, timeout: int, budget: int
+) -> None:
+    sent, least = renewals_per_tick(count, timeout, budget, ticks=8)
+    # Every due heartbeat is always sent (and never more than needed beyond the budget) ...
+    due_only, _ = renewals_per_tick(count, timeout, None, ticks=8)
+    assert max(sent) <= max(budget, max(due_only))
+    # ... and a budget that covers the hooks' first window keeps every hook alive by a period.
+    window = (timeout - 2 * POLICY.reconcile_period_seconds) // POLICY.reconcile_period_seconds + 1
+    if budget * window >= count:
+        assert least >= POLICY.reconcile_period_seconds
 
 
 def test_a_heartbeat_only_shard_survives_its_message() -> None:
@@ -314,31 +369,49 @@ def test_a_stale_shard_still_sends_its_due_heartbeats_but_looks_at_nothing() -> 
 
 
 def test_a_tick_sends_heartbeat_shards_before_look_shards_and_defers_looks_that_cannot_run_at_once() -> None:
-    # GIVEN 300 open drains, all due a heartbeat, shards of 20 and a queue that runs 5 at once
-    tick, (started,) = a_tick(300, look_seconds=0.1)
+    # GIVEN open drains, all due a heartbeat: 20 for the tick and six heartbeat shards' worth
+    # more, in shards of 20, for a queue that runs 5 at once
+    beyond = 6 * HEARTBEATS_PER_SHARD
+    tick, (started,) = a_tick(20 + beyond, look_seconds=0.1)
     queue = FakeQueue([])
     scheduler = replace(tick.scheduler, queue=queue, shard_size=20, concurrency=5)
 
     # WHEN a tick runs
     result = scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
 
-    # THEN it sent heartbeat-only shards for the 280 drains it does not do itself (6 of 50, more
-    # than run at once: heartbeats are never held back) and no look shard
+    # THEN it sent heartbeat-only shards for every drain it does not do itself (six: more than
+    # run at once, for heartbeats are never held back) and no look shard
     assert [s.looks for s in queue.sent] == [False] * 6
-    assert sum(len(s.items) for s in queue.sent) == 280
-    # AND the 280 looks were deferred, each with the tick's own decision
-    assert result.deferred == 280
-    waits = [s for s in result.steps if s.get("reason") == "look_deferred"]
-    assert len(waits) == 0  # every one of them is due a heartbeat: it is in a heartbeat shard
+    assert sum(len(s.items) for s in queue.sent) == beyond
+    # AND their looks were deferred; each is due a heartbeat, so none has a "not due" decision
+    assert result.deferred == beyond
+    assert not [s for s in result.steps if s.get("reason") == "look_deferred"]
 
     # WHEN the heartbeat shards are run
     for shard in queue.sent:
         scheduler.run_shard(shard, lambda: 55.0)
 
-    # THEN every hook was heartbeaten once and nobody looked: LiveKit was asked only by the tick
+    # THEN every hook was heartbeaten once and nobody looked but the tick, at its own 20
     beats = [i for c, i in tick.lifecycle.calls if c == "heartbeat"]
-    assert len(beats) == len(set(beats)) == 300
+    assert len(beats) == len(set(beats)) == 20 + beyond
     assert tick.sessions.still_held_calls <= 20
+
+
+def test_a_tick_fills_the_slots_its_heartbeat_shards_leave_with_look_shards() -> None:
+    # GIVEN 20 drains for the tick and one heartbeat shard's worth more, all due, and a queue
+    # that runs 5 at once
+    tick, (started,) = a_tick(20 + HEARTBEATS_PER_SHARD, look_seconds=0.1)
+    queue = FakeQueue([])
+    scheduler = replace(tick.scheduler, queue=queue, shard_size=20, concurrency=5)
+
+    # WHEN a tick runs
+    result = scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+
+    # THEN one heartbeat-only shard went first, then four look shards (heartbeat first in each)
+    assert [s.looks for s in queue.sent] == [False, True, True, True, True]
+    assert [len(s.items) for s in queue.sent[1:]] == [20] * 4
+    assert len(queue.sent[0].items) == HEARTBEATS_PER_SHARD - 80
+    assert result.deferred == len(queue.sent[0].items)
 
 
 def test_looks_deferred_for_want_of_invocations_come_first_in_the_next_tick_and_get_a_decision_each() -> None:
@@ -373,3 +446,21 @@ def test_looks_deferred_for_want_of_invocations_come_first_in_the_next_tick_and_
     sent_looks = [i.key for s in queue.sent for i in s.items]
     assert set(first_looks) | set(sent_looks) <= deferred
     assert len(set(first_looks) | set(sent_looks)) == 80
+
+
+def test_a_heartbeat_only_shard_renews_every_hook_it_holds_even_before_it_is_due() -> None:
+    # GIVEN a heartbeat-only shard of 5 drains whose timers still have 250 s left
+    tick, _ = a_tick(5, look_seconds=0.5)
+    for record in tick.store.open_drains():
+        tick.store.save(replace(record, last_heartbeat_at=tick.clock.t - 50))
+    shard = Shard(tick.clock.t, tuple(work_items([], tick.store.open_drains(), [], POLICY)), looks=False)
+
+    # WHEN the advance function runs it
+    done = tick.scheduler.run_shard(shard, lambda: 55.0)
+
+    # THEN each hook was renewed early (the tick spread them), and nobody looked
+    assert sorted(i for c, i in tick.lifecycle.calls if c == "heartbeat") == sorted(
+        i.key for i in shard.items
+    )
+    assert {s["reason"] for s in done.steps} == {"spread"}
+    assert tick.sessions.still_held_calls == 0

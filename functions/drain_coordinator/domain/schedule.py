@@ -10,7 +10,11 @@ Pure: functions of records, `now` and the policy. The rules (tests/unit/test_sch
    due heartbeats it does not send itself first, in heartbeat-only shards, then as many look
    shards as the remaining slots take. Nothing a tick sends waits behind another shard, so no
    heartbeat waits behind a look; looks that do not fit are deferred to the next tick, first.
-6. Every open drain has a heartbeat decision every tick: a heartbeat (in a shard), a look, or the
+6. Heartbeats are spread under a budget a period (a share of Auto Scaling's request rate): when
+   more hooks come due in the next periods than the budget can renew then, the surplus is renewed
+   early, now, closest to expiry first, so a fleet-wide scale-in's hooks (all started at once) do
+   not all fall due in one window the rate cannot serve.
+7. Every open drain has a heartbeat decision every tick: a heartbeat (in a shard), a look, or the
    tick's own "not due before the next tick" for a drain whose look is deferred.
 """
 
@@ -115,9 +119,30 @@ def work_items(
     return items
 
 
-# Heartbeats in one heartbeat-only shard: one RecordLifecycleActionHeartbeat each, most of a
-# second apiece under Auto Scaling's rate limit with botocore's retries, well inside one invocation.
-HEARTBEATS_PER_SHARD: Final = 50
+# Heartbeats in one heartbeat-only shard: one RecordLifecycleActionHeartbeat each. Auto Scaling's
+# rate (assumed 10 a second) bounds all shards together, so more, smaller shards send no more: a
+# hundred a shard is what one invocation sends in its time when a few share that rate.
+HEARTBEATS_PER_SHARD: Final = 100
+
+
+def heartbeats_to_send(
+    records: Iterable[DrainRecord], now: float, policy: DrainPolicy, per_period: int | None
+) -> list[DrainRecord]:
+    """The hooks to renew this tick, closest to expiry first: every due one, and as many more as
+    keep each coming period within `per_period` renewals (None: no budget, the due ones only).
+
+    A hook must be renewed by the tick at which it falls due (two periods left, decide.py); the
+    next j ticks renew at most j x `per_period`: whatever falls due by then beyond that goes now."""
+    ready = sorted((r for r in records if r.is_open), key=lambda r: (r.heartbeat_expires_at, r.instance_id))
+    need = sum(1 for r in ready if heartbeat_due(r, now, policy))
+    if per_period is not None and ready:
+        period = policy.reconcile_period_seconds
+        horizon = math.ceil(max(r.heartbeat_timeout for r in ready) / period)
+        for ahead in range(1, horizon + 1):
+            later = now + ahead * period
+            falling = sum(1 for r in ready if heartbeat_due(r, later, policy))
+            need = max(need, falling - ahead * per_period)
+    return ready[:need]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,19 +162,24 @@ def plan_tick(
     policy: DrainPolicy,
     shard_size: int,
     concurrency: int | None,
+    heartbeat_budget: int | None = None,
 ) -> TickPlan:
     """Split a tick's work (in urgency order, `work_items`): the first shard for the tick itself;
     then, within `concurrency` shards at once (None: no queue limit), heartbeat-only shards for
-    every due heartbeat beyond the look shards, and look shards in urgency order in what is left."""
+    the heartbeats to send (`heartbeats_to_send` under `heartbeat_budget` a period) of the drains
+    not looked at, and look shards in urgency order in what is left.
+
+    A heartbeat-only shard renews every hook it holds: due, or renewed early to spread them."""
     if shard_size < 1:
         raise ValueError("a shard holds at least one item")
     own, rest = list(items[:shard_size]), list(items[shard_size:])
     if concurrency is None:
         return TickPlan(own, [], shards(rest, shard_size), [])
 
+    early = {r.instance_id for r in heartbeats_to_send(drains.values(), now, policy, heartbeat_budget)}
+
     def due(item: WorkItem) -> bool:
-        record = drains.get(item.key) if item.kind is WorkKind.DRAIN else None
-        return record is not None and record.is_open and heartbeat_due(record, now, policy)
+        return item.kind is WorkKind.DRAIN and item.key in early
 
     due_count = sum(1 for i in rest if due(i))
     # Sized for every due heartbeat first: taking some into look shards only frees slots.
