@@ -181,6 +181,38 @@ def test_renewals_are_never_fewer_than_the_due_ones_and_stay_in_the_budget_when_
         assert least >= POLICY.reconcile_period_seconds
 
 
+@given(
+    st.lists(st.integers(min_value=0, max_value=240), min_size=0, max_size=400),
+    st.integers(min_value=2, max_value=20),
+    st.integers(min_value=10, max_value=300),
+)
+def test_a_tick_plan_makes_every_renewal_the_budget_asks_for_from_drains_it_does_not_look_at(
+    beats_ago: list[int], concurrency: int, budget: int
+) -> None:
+    # GIVEN open drains heartbeaten at various times, and a budget of renewals a period
+    now = T0 + 5000
+    records = [
+        drain(n, last_heartbeat_at=now - ago, deadline_at=now + 5000) for n, ago in enumerate(beats_ago)
+    ]
+    by_key = {r.instance_id: r for r in records}
+    wanted = heartbeats_to_send(records, now, POLICY, budget)
+
+    # WHEN a tick plans its work
+    plan = plan_tick(work_items([], records, [], POLICY), by_key, now, POLICY, 20, concurrency, budget)
+
+    # THEN the heartbeat shards hold only drains not looked at this tick, and with the due ones the
+    # looks renew, they make as many renewals as the budget asks for (when there are drains enough)
+    looked = {i.key for i in plan.own} | {i.key for part in plan.look_shards for i in part}
+    beaten = [i.key for part in plan.heartbeat_shards for i in part]
+    assert not set(beaten) & looked
+    renewed_in_looks = {
+        r.instance_id for r in wanted if r.instance_id in looked and heartbeat_due(r, now, POLICY)
+    }
+    unlooked = len(records) - len(looked)
+    assert len(beaten) + len(renewed_in_looks) >= min(len(wanted), len(renewed_in_looks) + unlooked)
+    assert {r.instance_id for r in wanted if heartbeat_due(r, now, POLICY)} <= set(beaten) | renewed_in_looks
+
+
 def test_a_heartbeat_only_shard_survives_its_message() -> None:
     shard = Shard(T0, tuple(work_items([], [drain(1)], [], POLICY)), looks=False)
     again = Shard.from_body(shard.to_body())

@@ -176,17 +176,25 @@ def plan_tick(
     if concurrency is None:
         return TickPlan(own, [], shards(rest, shard_size), [])
 
-    early = {r.instance_id for r in heartbeats_to_send(drains.values(), now, policy, heartbeat_budget)}
-
-    def due(item: WorkItem) -> bool:
-        return item.kind is WorkKind.DRAIN and item.key in early
-
-    due_count = sum(1 for i in rest if due(i))
-    # Sized for every due heartbeat first: taking some into look shards only frees slots.
-    slots = max(0, concurrency - math.ceil(due_count / HEARTBEATS_PER_SHARD))
+    renew = heartbeats_to_send(drains.values(), now, policy, heartbeat_budget)
+    # Sized for every renewal but the tick's own due ones in heartbeat shards: taking some into
+    # look shards only frees slots.
+    own_keys = {i.key for i in own}
+    due_in_own = sum(1 for r in renew if r.instance_id in own_keys and heartbeat_due(r, now, policy))
+    slots = max(0, concurrency - math.ceil((len(renew) - due_in_own) / HEARTBEATS_PER_SHARD))
     looked = rest[: slots * shard_size]
     left = rest[len(looked) :]
-    beats = sorted((i for i in left if due(i)), key=lambda i: (drains[i.key].heartbeat_expires_at, i.key))
+    # A look renews only a due hook: the due ones among the drains looked at are renewed there;
+    # the rest of the renewals are made by heartbeat shards, from the drains not looked at,
+    # closest to expiry first (the due ones among them, then early ones up to the count).
+    looked_keys = {i.key for i in [*own, *looked]}
+    renewed_in_looks = sum(1 for r in renew if r.instance_id in looked_keys and heartbeat_due(r, now, policy))
+    candidates = sorted(
+        (i for i in left if i.kind is WorkKind.DRAIN and i.key in drains and drains[i.key].is_open),
+        key=lambda i: (drains[i.key].heartbeat_expires_at, i.key),
+    )
+    due_left = sum(1 for i in candidates if heartbeat_due(drains[i.key], now, policy))
+    beats = candidates[: max(due_left, len(renew) - renewed_in_looks)]
     return TickPlan(
         own=own,
         heartbeat_shards=shards(beats, HEARTBEATS_PER_SHARD) if beats else [],
