@@ -63,8 +63,8 @@ lint: dev ## ruff (lint + format check) and mypy --strict
 
 # cfn-lint with the serverless rules (cfn-lint-serverless) and checkov on the template; every
 # finding is fixed or suppressed in template.yaml's Metadata with its reason.
-lint-template: dev ## cfn-lint + cfn-lint-serverless and checkov on template.yaml
-	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+lint-template: dev ## cfn-lint + cfn-lint-serverless + drainctl check's template rules, and checkov on template.yaml
+	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules --append-rules drainctl.check.cfn_lint -- template.yaml
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
 
 format: dev

@@ -27,7 +27,7 @@ reports WS_FULL at its load threshold: https://docs.livekit.io/agents/server/opt
 with room, the dispatch gets no job. The new agent joins `RESCUE_JOIN_SECONDS` after the
 dispatch, then the old one leaves (the packaged worker's handover: never two agents at once);
 the caller stays, and hears silence only while the new agent loads its checkpoint and speaks
-(`RESCUE_LOAD_SECONDS`: the gap). The rest of the call runs on the new worker. A rescue whose
+(the gap, `rescue_gap`: a draw for each rescue). The rest of the call runs on the new worker. A rescue whose
 old worker died before the join finds no call to carry on: the call was dropped.
 
 When a worker dies its agent leaves its rooms at once, but the caller stays on the line a little
@@ -53,11 +53,44 @@ CALLER_PATIENCE_SECONDS = 20  # a caller left in silence hangs up after this lon
 QUIESCE_POLL_SECONDS = 10  # the packaged worker's look at its container instance's status
 DEFAULT_SERVICE = "livekit-agents"
 # A rescue job, as the model assumes it (not measured): LiveKit's job request and the worker's
-# availability answer, the job process and the room join take RESCUE_JOIN_SECONDS; then the
-# caller waits RESCUE_LOAD_SECONDS for the checkpoint read from DynamoDB and the new agent's
-# first line (the gap).
+# availability answer, the job process and the room join take RESCUE_JOIN_SECONDS.
 RESCUE_JOIN_SECONDS = 1.5
-RESCUE_LOAD_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Lognormal:
+    """A duration: lognormal with this median and 99th percentile (seconds)."""
+
+    p50: float
+    p99: float
+
+    def sample(self, rng: random.Random) -> float:
+        sigma = (math.log(self.p99) - math.log(self.p50)) / _Z99
+        return rng.lognormvariate(math.log(self.p50), sigma)
+
+
+_Z99 = 2.3263478740408408  # the standard normal's 99th percentile
+# Then the caller waits, in silence, for three things one after the other (the gap):
+# - the checkpoint read (CallRescue.from_job: a consistent GetItem and the decode of a 20-turn
+#   call). Measured: in process against moto over HTTP, p50 0.009 s, worst of 30 0.147 s.
+#   DynamoDB's own GetItem is single-digit milliseconds in its Region, in line with it.
+RESCUE_CHECKPOINT_READ = Lognormal(0.01, 0.15)
+# - the new agent's start: a livekit-agents AgentSession started with the loaded chat context,
+#   in a job process that has not run a session yet. Measured: 0.38 s for a first start in a
+#   process; the real-worker handover (tests/worker/test_real_worker_rescue.py) saw dispatch to
+#   first line in 0.7-1.5 s of wall time on a loaded 2-core machine: the 99th percentile.
+RESCUE_AGENT_START = Lognormal(0.4, 1.5)
+# - its first line's audio: the TTS's time to first audio. Assumed (the local world has no TTS):
+#   streaming TTS services quote a few hundred milliseconds.
+RESCUE_FIRST_AUDIO = Lognormal(0.3, 1.0)
+
+
+def rescue_gap(rng: random.Random) -> float:
+    """One rescued caller's silence, from the new agent's join to its first line's audio."""
+    parts = (RESCUE_CHECKPOINT_READ, RESCUE_AGENT_START, RESCUE_FIRST_AUDIO)
+    return round(sum(part.sample(rng) for part in parts), 3)
+
+
 # The attributes a rescue job's agent carries (the packaged worker's livekit_drain_worker.rescue):
 # the task it took the call from, and whether it found the call's checkpoint.
 RESCUE_OF_ATTRIBUTE = "lk.drain.rescue_of"
@@ -198,6 +231,9 @@ class Fleet:
         self.slots_per_instance: int | None = None  # worker tasks an instance has room for
         self.quiesce_kept_off = 0  # calls LiveKit would have sent to a quiesced worker
         self._counterfactual = random.Random(rng.random())
+        # The rescue gaps' own draws, seeded from the world's without taking from it: a rescue
+        # changes nothing else the world draws.
+        self._gaps = random.Random(hash(rng.getstate()[1]))
         # Calls a worker has room for (its load threshold); None: no limit.
         self.calls_per_worker: int | None = None
         self._dispatch_lock = threading.Lock()
@@ -343,14 +379,15 @@ class Fleet:
                 identity=identity,
             )
             self._end_call(old, call, handover.join_at, CallEnd.HANDED_OVER)
+            gap = rescue_gap(self._gaps)
             carried = Call(
                 room=room,
                 task_arn=worker.task_arn,
                 started_at=handover.join_at,
-                ends_at=max(call.ends_at, handover.join_at + RESCUE_LOAD_SECONDS),
+                ends_at=max(call.ends_at, handover.join_at + gap),
                 agent=identity,
                 rescued_from=old.task_arn,
-                gap_seconds=RESCUE_LOAD_SECONDS,
+                gap_seconds=gap,
             )
             worker.calls[room] = carried
             self.calls.append(carried)

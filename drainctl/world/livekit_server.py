@@ -159,6 +159,19 @@ class ParticipantSnapshot:
     joined_at: int
 
 
+@dataclass(frozen=True)
+class RoomEventRecord:
+    """One room event as `LocalLiveKit.events()` keeps it, in the order the server made them: a
+    webhook's event name, room and participant, `at` the `clock` time (a webhook's
+    ``created_at``, to the millisecond)."""
+
+    at: float
+    event: str  # room_started, participant_joined, participant_left, room_finished
+    room: str
+    identity: str = ""
+    kind: str = ""  # the participant's ParticipantInfo.Kind name
+
+
 class RoomNotFoundError(LookupError):
     """The room is not open on the local LiveKit."""
 
@@ -374,6 +387,9 @@ class LocalLiveKit:
     `room_finished`) and `info` = {"room": Room, "participant": ParticipantInfo} as protobuf
     JSON dicts (no participant for room events).
 
+    `events()` is the server's own record of those events, in the order it made them, with the
+    participant's identity and kind and the `clock` time: who joined before whom left.
+
     `request_counts` counts every request that reached the server, faults and refusals
     included: per RoomService method, under "<HTTP method> <path>" for any other path, and in
     "total".
@@ -406,6 +422,7 @@ class LocalLiveKit:
         self._rooms: dict[str, _Room] = {}
         self._dispatches: dict[str, dict[str, AgentDispatch]] = {}  # room -> id -> dispatch
         self._counts: Counter[str] = Counter()
+        self._events: list[RoomEventRecord] = []
         # Seeded so a replayed world hands out the same sids.
         self._sid_random = random.Random(0)
         self._stopping = threading.Event()
@@ -514,7 +531,7 @@ class LocalLiveKit:
                 joined_at_ms=self._now_ms(),
             )
             record.participants[identity] = participant
-            events.append(("participant_joined", _event_info(record, participant)))
+            events.append(self._event_locked("participant_joined", record, participant))
         self._emit(events)
 
     def leave(self, room: str, identity: str) -> None:
@@ -591,6 +608,11 @@ class LocalLiveKit:
                 for record in self._rooms.values()
             }
 
+    def events(self, room: str | None = None) -> list[RoomEventRecord]:
+        """The room events so far (of `room` only, if given), oldest first."""
+        with self._lock:
+            return [e for e in self._events if room is None or e.room == room]
+
     @property
     def request_counts(self) -> Mapping[str, int]:
         """A copy of the counters; a key never counted reads 0."""
@@ -613,13 +635,13 @@ class LocalLiveKit:
     def _open_room_locked(self, name: str) -> list[_RoomEvent]:
         record = _Room(name=name, sid=self._new_sid("RM_"), creation_time_ms=self._now_ms())
         self._rooms[name] = record
-        return [("room_started", _event_info(record))]
+        return [self._event_locked("room_started", record)]
 
     def _remove_participant_locked(
         self, record: _Room, identity: str, *, may_close: bool
     ) -> list[_RoomEvent]:
         participant = record.participants.pop(identity)
-        events: list[_RoomEvent] = [("participant_left", _event_info(record, participant))]
+        events: list[_RoomEvent] = [self._event_locked("participant_left", record, participant)]
         if may_close and self.delete_room_when_empty and not record.participants:
             events += self._close_room_locked(record)
         return events
@@ -630,8 +652,20 @@ class LocalLiveKit:
             events += self._remove_participant_locked(record, identity, may_close=False)
         del self._rooms[record.name]
         self._dispatches.pop(record.name, None)  # a room's dispatches end with it
-        events.append(("room_finished", _event_info(record)))
+        events.append(self._event_locked("room_finished", record))
         return events
+
+    def _event_locked(self, event: str, record: _Room, participant: _Participant | None = None) -> _RoomEvent:
+        self._events.append(
+            RoomEventRecord(
+                at=self._now_ms() / 1000,
+                event=event,
+                room=record.name,
+                identity="" if participant is None else participant.identity,
+                kind="" if participant is None else ParticipantInfo.Kind.Name(participant.kind),
+            )
+        )
+        return (event, _event_info(record, participant))
 
     def _emit(self, events: list[_RoomEvent]) -> None:
         hook = self.on_room_event

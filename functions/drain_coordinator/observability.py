@@ -45,7 +45,7 @@ class MetricName(StrEnum):
     INSTANCES_NOT_REGISTERED = "InstancesNotRegistered"
     # an instance back from the warm pool whose container instance was set ACTIVE again
     INSTANCES_REACTIVATED = "InstancesReactivated"
-    # call rescue: a doomed call handed to a healthy worker (functions/drain_coordinator/rescue.py)
+    # call rescue: a doomed call handed to a healthy worker (functions/drain_coordinator/services/rescue.py)
     CALLS_RESCUED = "CallsRescued"
     RESCUE_FAILED = "RescueFailed"  # dimension Reason
     RESCUE_GAP_SECONDS = "RescueGapSeconds"  # from the dispatch to the new agent's join

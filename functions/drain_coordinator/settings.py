@@ -69,7 +69,7 @@ class Settings(BaseModel):
     # a share of Auto Scaling's request rate, which AWS does not document (assumed 10 a second,
     # as `drainctl check` and the local world assume), leaving room for retries and other callers.
     heartbeat_rate: float = Field(alias="HEARTBEAT_RATE", default=8.0, gt=0, le=1000)
-    # Call rescue (rescue.py): a doomed call is handed to a healthy worker by a rescue job in its
+    # Call rescue (services/rescue.py): a doomed call is handed to a healthy worker by a rescue job in its
     # room, dispatched to the agent name the workers register with. Opt-in: the workers then
     # checkpoint transcripts. With RESCUE_ON_DEPLOY a deploy's stop dooms its calls too.
     call_rescue: bool = Field(alias="CALL_RESCUE", default=False)

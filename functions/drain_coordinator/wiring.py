@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from drain_coordinator.coordinator import Coordinator
 from drain_coordinator.integrations import aws_clients
 from drain_coordinator.integrations.autoscaling import LifecycleActions
 from drain_coordinator.integrations.ecs import EcsCluster
@@ -18,11 +17,12 @@ from drain_coordinator.integrations.room_index import RoomIndex, WebhookLedger
 from drain_coordinator.integrations.secrets import livekit_credentials
 from drain_coordinator.integrations.store import DrainStore, TaskStopStore
 from drain_coordinator.integrations.work_queue import WorkQueue
-from drain_coordinator.rescue import Rescuer
-from drain_coordinator.schedule import Scheduler
+from drain_coordinator.services.drains import Coordinator
+from drain_coordinator.services.rescue import Rescuer
+from drain_coordinator.services.schedule import Scheduler
+from drain_coordinator.services.task_stops import TaskStopTracker
+from drain_coordinator.services.webhooks import WebhookService
 from drain_coordinator.settings import Settings
-from drain_coordinator.task_tracker import TaskStopTracker
-from drain_coordinator.webhooks import WebhookService
 
 _settings: Settings | None = None
 _coordinator: Coordinator | None = None

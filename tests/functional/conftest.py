@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from drain_coordinator import wiring
-from drain_coordinator.coordinator import Coordinator
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.observability import logger
+from drain_coordinator.services.drains import Coordinator
+from drain_coordinator.services.task_stops import TaskStopTracker
 from drain_coordinator.settings import Settings
-from drain_coordinator.task_tracker import TaskStopTracker
 from tests.factories import T0, TASK_A, TASK_B
 from tests.fakes import (
     FakeClock,

@@ -1,4 +1,4 @@
-"""The rescue service (drain_coordinator/rescue.py) against in-memory fakes of its ledger and of
+"""The rescue service (drain_coordinator/services/rescue.py) against in-memory fakes of its ledger and of
 LiveKit: dispatch, refusal of a second rescue, each failure path counted with its reason."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from drain_coordinator.domain.rescue import RescuePolicy, RescueRecord, RescueSt
 from drain_coordinator.integrations.livekit import RescueDispatchError, RoomAgent
 from drain_coordinator.integrations.store import StaleDrainError
 from drain_coordinator.observability import flush_metrics
-from drain_coordinator.rescue import RESCUE_METADATA_KEY, Rescuer
+from drain_coordinator.services.rescue import RESCUE_METADATA_KEY, Rescuer
 from tests.functional.test_handlers import emitted_metrics
 
 T0 = 1_767_225_600.0

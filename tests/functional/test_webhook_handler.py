@@ -15,7 +15,6 @@ import jwt
 import pytest
 
 from drain_coordinator import wiring
-from drain_coordinator.coordinator import DrainStep
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.domain.records import DrainOutcome, DrainRecord
 from drain_coordinator.domain.webhooks import (
@@ -30,7 +29,8 @@ from drain_coordinator.handlers import lifecycle, webhook
 from drain_coordinator.integrations.livekit import LiveKitCredentials
 from drain_coordinator.integrations.secrets import CredentialsError
 from drain_coordinator.integrations.store import StoreError
-from drain_coordinator.webhooks import WebhookService
+from drain_coordinator.services.drains import DrainStep
+from drain_coordinator.services.webhooks import WebhookService
 from drainctl.world.livekit_server import DEFAULT_API_KEY, DEFAULT_API_SECRET
 from drainctl.world.webhooks import request_body, resign, sign
 from tests.factories import T0, a_record

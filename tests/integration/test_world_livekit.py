@@ -594,6 +594,32 @@ def test_room_events_follow_a_call_from_first_join_to_last_leave(livekit: LocalL
     assert "participant" not in events[-1][1]
 
 
+def test_the_servers_event_record_keeps_who_joined_and_left_in_order_with_their_times() -> None:
+    # GIVEN a server on a virtual clock
+    clock = VirtualClock(1_000.0)
+    with LocalLiveKit(delete_room_when_empty=False, clock=clock.now) as livekit:
+        # WHEN a caller and an agent join, a second agent joins later, the first one leaves
+        livekit.join("call-1", "caller-1", kind="SIP")
+        livekit.join("call-1", "agent-a", kind="AGENT")
+        clock.advance(1.25)
+        livekit.join("call-1", "agent-b", kind="AGENT")
+        clock.advance(0.5)
+        livekit.leave("call-1", "agent-a")
+        livekit.join("call-2", "caller-2", kind="SIP")
+
+        # THEN the record has every event of the room in the order the server made them,
+        # with who, what kind, and when (the clock's time, to the millisecond)
+        record = [(e.event, e.identity, e.kind, e.at) for e in livekit.events("call-1")]
+        assert record == [
+            ("room_started", "", "", 1_000.0),
+            ("participant_joined", "caller-1", "SIP", 1_000.0),
+            ("participant_joined", "agent-a", "AGENT", 1_000.0),
+            ("participant_joined", "agent-b", "AGENT", 1_001.25),
+            ("participant_left", "agent-a", "AGENT", 1_001.75),
+        ]
+        assert [e.room for e in livekit.events()][-2:] == ["call-2", "call-2"]
+
+
 def test_room_stays_open_when_empty_if_delete_room_when_empty_is_off() -> None:
     # GIVEN a server that keeps empty rooms
     with LocalLiveKit(delete_room_when_empty=False) as livekit:

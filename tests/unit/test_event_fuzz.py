@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drain_coordinator import wiring
-from drain_coordinator.coordinator import Coordinator
 from drain_coordinator.domain.events import (
     EventRejectedError,
     RebalanceRecommended,
@@ -34,8 +33,9 @@ from drain_coordinator.domain.events import (
 from drain_coordinator.domain.task_stops import TaskStateChange, parse_task_state_event
 from drain_coordinator.handlers import lifecycle, reconcile, task_state
 from drain_coordinator.observability import logger
+from drain_coordinator.services.drains import Coordinator
+from drain_coordinator.services.task_stops import TaskStopTracker
 from drain_coordinator.settings import Settings
-from drain_coordinator.task_tracker import TaskStopTracker
 from tests.factories import T0
 from tests.fakes import (
     FakeClock,

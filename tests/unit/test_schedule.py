@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drain_coordinator.coordinator import Coordinator
 from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.domain.records import DrainRecord
@@ -28,8 +27,9 @@ from drain_coordinator.domain.schedule import (
     shards,
     work_items,
 )
-from drain_coordinator.schedule import Scheduler
-from drain_coordinator.task_tracker import TaskStopTracker
+from drain_coordinator.services.drains import Coordinator
+from drain_coordinator.services.schedule import Scheduler
+from drain_coordinator.services.task_stops import TaskStopTracker
 from tests.factories import T0, TASK_A, a_record, a_ref
 from tests.fakes import FakeClock, FakeEcs, FakeLifecycle, FakeSessions, FakeStore, FakeTaskStopStore
 

@@ -27,9 +27,11 @@ from livekit_drain_worker.checkpoints import (
 )
 from livekit_drain_worker.rescue import (
     CHECKPOINT_ATTRIBUTE,
+    CHECKPOINT_TABLE_ENV,
     RESCUE_METADATA_KEY,
     RESCUE_OF_ATTRIBUTE,
     CallRescue,
+    rescue_join_attributes,
     rescue_request,
 )
 from livekit_drain_worker.tagging import SESSION_TAG_ATTRIBUTE
@@ -226,7 +228,8 @@ def test_an_agent_checkpoints_every_turn_and_its_rescue_carries_on_from_it(table
             Job(metadata), Room(local_participant=Participant("agent-new", {SESSION_TAG_ATTRIBUTE: NEW_TASK}))
         )
         new = CallRescue.from_job(new_ctx, store=store)
-        await new.follow(Session())
+        carried_on = Session()
+        await new.follow(carried_on, state=lambda: new.state)
         # THEN it resumes with both turns and the last state, and says so on its participant
         assert new.resumed and new.state == {"pizza": 2}
         assert [i["content"] for i in new.history()["items"]] == [["one pizza please"], ["make it two"]]
@@ -237,6 +240,18 @@ def test_an_agent_checkpoints_every_turn_and_its_rescue_carries_on_from_it(table
         assert old_ctx.shut_down == []
         old_ctx.room.emit("participant_connected", new_ctx.room.local_participant)
         assert old_ctx.shut_down == ["call rescued by another worker"]
+        # AND the new agent's checkpoints hold the whole call: its session's history starts
+        # empty (as an AgentSession's does), the turns it was handed come first
+        carried_on.say_turn("and a salad")
+        await new.flush()
+        saved = store.load("call-1")
+        assert saved is not None and saved.turn == 3 and saved.from_task == NEW_TASK
+        assert [i["content"] for i in saved.history["items"]] == [
+            ["one pizza please"],
+            ["make it two"],
+            ["and a salad"],
+        ]
+        assert saved.state == {"pizza": 2}
 
     asyncio.run(run())
 
@@ -258,3 +273,30 @@ def test_a_rescue_without_a_checkpoint_starts_afresh_and_says_so(table: Any) -> 
         assert ctx.room.local_participant.attributes[CHECKPOINT_ATTRIBUTE] == "none"
 
     asyncio.run(run())
+
+
+def test_a_rescue_job_joins_marked_as_the_rescue_and_saying_whether_its_checkpoint_is_there(
+    table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the worker's environment naming the checkpoint table, which holds call-1's checkpoint
+    client = table.meta.client
+    monkeypatch.setenv(CHECKPOINT_TABLE_ENV, table.name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", client.meta.endpoint_url)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", client.meta.region_name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    CheckpointStore(table).save(Checkpoint("call-1", 2, history(2), {"pizza": 2}, from_task=OLD_TASK))
+
+    def rescue_of(room: str) -> str:
+        return json.dumps({RESCUE_METADATA_KEY: {"checkpoint": room, "from_task": OLD_TASK}})
+
+    # WHEN the worker accepts rescue jobs for call-1 and for a call never checkpointed, and a
+    # job that is no rescue
+    found = asyncio.run(rescue_join_attributes(rescue_of("call-1")))
+    missing = asyncio.run(rescue_join_attributes(rescue_of("call-9")))
+    plain = asyncio.run(rescue_join_attributes('{"call_seconds": 30}'))
+    # THEN the rescue agents join saying whose call they take and whether its checkpoint is there
+    # (the coordinator may look the moment they join); any other job joins with nothing more
+    assert found == {RESCUE_OF_ATTRIBUTE: OLD_TASK, CHECKPOINT_ATTRIBUTE: "loaded"}
+    assert missing == {RESCUE_OF_ATTRIBUTE: OLD_TASK, CHECKPOINT_ATTRIBUTE: "none"}
+    assert plain == {}

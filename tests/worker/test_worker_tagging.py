@@ -42,7 +42,7 @@ class FakeJobContext:
     room: FakeRoom
 
 
-def job_request(accepted: list[JobAcceptArguments]) -> JobRequest:
+def job_request(accepted: list[JobAcceptArguments], metadata: str = "") -> JobRequest:
     """livekit-agents' own JobRequest, answering into `accepted` as the worker would."""
 
     async def on_accept(arguments: JobAcceptArguments) -> None:
@@ -51,7 +51,7 @@ def job_request(accepted: list[JobAcceptArguments]) -> JobRequest:
     async def on_reject(terminate: bool) -> None:
         raise AssertionError("the job was rejected")
 
-    job = agent.Job(id="AJ_3f9Qx2", room=models.Room(sid="RM_7hT2", name="call-42"))
+    job = agent.Job(id="AJ_3f9Qx2", room=models.Room(sid="RM_7hT2", name="call-42"), metadata=metadata)
     return JobRequest(job=job, on_reject=on_reject, on_accept=on_accept)
 
 
@@ -77,6 +77,26 @@ def test_accepted_job_is_tagged_with_the_task_arn_at_join() -> None:
     assert len(accepted) == 1
     assert accepted[0].attributes == {"ecs.task_arn": EXAMPLE_TASK_ARN}
     assert accepted[0].identity == "agent-AJ_3f9Qx2"
+
+
+async def _rescue_of(metadata: str) -> dict[str, str]:
+    return {"lk.drain.rescue_of": metadata} if metadata else {}
+
+
+def test_a_job_joins_with_the_attributes_its_metadata_calls_for_beside_the_tag() -> None:
+    # GIVEN a handler that adds attributes from a job's metadata (a rescue job's, in the worker)
+    accepted: list[JobAcceptArguments] = []
+    handler = TaggingRequestHandler(EXAMPLE_TASK_ARN, _rescue_of)
+    # WHEN it answers a job with metadata, and one without
+    asyncio.run(handler(job_request(accepted, metadata="old-task")))
+    asyncio.run(handler(job_request(accepted)))
+    # THEN the first joins with them and the tag, the second with the tag alone
+    assert [a.attributes for a in accepted] == [
+        {"ecs.task_arn": EXAMPLE_TASK_ARN, "lk.drain.rescue_of": "old-task"},
+        {"ecs.task_arn": EXAMPLE_TASK_ARN},
+    ]
+    # AND the handler still pickles (livekit-agents sends the worker options to job processes)
+    assert pickle.loads(pickle.dumps(handler)).join_attributes is _rescue_of  # noqa: S301 - our own object
 
 
 def test_job_accepted_off_ecs_carries_no_tag() -> None:

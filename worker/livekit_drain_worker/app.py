@@ -24,6 +24,7 @@ from livekit_drain_worker.protection import (
     keep_protection,
 )
 from livekit_drain_worker.quiesce import QuiesceKeeper, attach_quiesce
+from livekit_drain_worker.rescue import rescue_join_attributes
 from livekit_drain_worker.tagging import TaggedEntrypoint, TaggingRequestHandler
 
 PROTECTION_SYNC_SECONDS = 10.0
@@ -35,7 +36,7 @@ def build_worker_options(checked: Preflight) -> WorkerOptions:
     settings = checked.settings
     return WorkerOptions(
         entrypoint_fnc=TaggedEntrypoint[JobContext](checked.entrypoint, checked.task_arn),
-        request_fnc=TaggingRequestHandler(checked.task_arn),
+        request_fnc=TaggingRequestHandler(checked.task_arn, rescue_join_attributes),
         load_fnc=ActiveJobsLoad(settings.max_jobs),
         load_threshold=load_threshold(settings.max_jobs),
         num_idle_processes=idle_processes(settings.max_jobs, get_cpu_monitor().cpu_count()),

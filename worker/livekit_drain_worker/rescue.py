@@ -18,8 +18,10 @@ Opt an agent in with a few lines in its entrypoint::
 `from_job` reads the job's dispatch metadata (the coordinator's `livekit_drain_rescue` key names
 the checkpoint) and the checkpoint table (`LIVEKIT_DRAIN_CHECKPOINT_TABLE`, the stack's
 `CheckpointTable`); `rescue.state` is the state the old agent registered. `follow` saves the
-session's history (livekit-agents `AgentSession.history`, a ChatContext) and `state()` after
-every conversation item, marks the participant (`lk.drain.rescue_of`, `lk.drain.checkpoint`),
+call's history (the history the job was handed, then livekit-agents' `AgentSession.history`,
+which starts empty whatever the agent's chat context holds) and `state()` after every
+conversation item, marks the participant (`lk.drain.rescue_of`, `lk.drain.checkpoint`: the
+packaged worker already gives both when it accepts a rescue job, `rescue_join_attributes`),
 and ends this job when another agent joins the room as this one's rescue (never before).
 
 What a handover loses: the sentence being spoken when the old agent leaves, a tool call in
@@ -47,12 +49,14 @@ from livekit_drain_worker.tagging import SESSION_TAG_ATTRIBUTE
 
 CHECKPOINT_TABLE_ENV = "LIVEKIT_DRAIN_CHECKPOINT_TABLE"
 CHECKPOINT_TTL_HOURS_ENV = "LIVEKIT_DRAIN_CHECKPOINT_TTL_HOURS"
-# The coordinator's dispatch metadata (functions/drain_coordinator/rescue.py).
+# The coordinator's dispatch metadata (functions/drain_coordinator/services/rescue.py).
 RESCUE_METADATA_KEY = "livekit_drain_rescue"
 # The attributes of a rescue job's agent: the task it took the call from; whether it found the
 # call's checkpoint ("loaded" or "none"), which the coordinator counts (`no_state`).
 RESCUE_OF_ATTRIBUTE = "lk.drain.rescue_of"
 CHECKPOINT_ATTRIBUTE = "lk.drain.checkpoint"
+CHECKPOINT_LOADED = "loaded"
+CHECKPOINT_NONE = "none"
 AGENT_KIND = 4  # livekit.rtc ParticipantKind.PARTICIPANT_KIND_AGENT
 
 logger = logging.getLogger(__name__)
@@ -86,6 +90,29 @@ def store_from_env(environ: Mapping[str, str] | None = None) -> CheckpointStore 
 
     ttl = int(env.get(CHECKPOINT_TTL_HOURS_ENV) or DEFAULT_TTL_HOURS)
     return CheckpointStore(boto3.resource("dynamodb").Table(name), ttl_hours=ttl)
+
+
+async def rescue_join_attributes(metadata: str) -> dict[str, str]:
+    """The attributes a rescue job's agent joins with (the worker's ``request_fnc`` gives them
+    when it accepts the job, so they are in the agent's join token): the task it takes the call
+    from, and whether the call's checkpoint is there ("loaded") or not ("none"). The coordinator
+    counts a rescue once the new agent is in the room: set only after the agent has connected,
+    these would arrive after it looked, and a call carried on with its history would be counted
+    `no_state`. {} for any other job."""
+    request = rescue_request(metadata)
+    if request is None:
+        return {}
+    found = False
+    try:
+        store = store_from_env()
+        if store is not None:
+            found = await asyncio.to_thread(store.load, request.checkpoint) is not None
+    except CheckpointError as error:
+        logger.warning("rescue job: checkpoint not readable on accept", extra={"error": str(error)})
+    return {
+        RESCUE_OF_ATTRIBUTE: request.from_task,
+        CHECKPOINT_ATTRIBUTE: CHECKPOINT_LOADED if found else CHECKPOINT_NONE,
+    }
 
 
 # -- what this module needs of livekit-agents, as protocols -----------------------------------
@@ -202,7 +229,9 @@ class CallRescue:
             await me.set_attributes(
                 {
                     RESCUE_OF_ATTRIBUTE: self.request.from_task if self.request else "",
-                    CHECKPOINT_ATTRIBUTE: "loaded" if self.checkpoint is not None else "none",
+                    CHECKPOINT_ATTRIBUTE: CHECKPOINT_LOADED
+                    if self.checkpoint is not None
+                    else CHECKPOINT_NONE,
                 }
             )
         session.on("conversation_item_added", lambda _event: self._save_soon(session))
@@ -223,13 +252,30 @@ class CallRescue:
         checkpoint = Checkpoint(
             room=self.ctx.room.name,
             turn=self._turn,
-            history=session.history.to_dict(exclude_image=True, exclude_audio=True),
+            history=self._whole_history(session),
             state=self._state(),
             from_task=self.ctx.room.local_participant.attributes.get(SESSION_TAG_ATTRIBUTE, ""),
         )
         task = asyncio.get_running_loop().create_task(self._save(checkpoint))
         self._saving.add(task)
         task.add_done_callback(self._saving.discard)
+
+    def _whole_history(self, session: _Session) -> dict[str, Any]:
+        """The call's whole conversation: what this job was handed, then this session's items.
+        An `AgentSession`'s history starts empty whatever its agent's chat context holds, so a
+        rescue job that saved only its session would leave the earlier turns out of every later
+        checkpoint (and a second rescue would start without them)."""
+        current = session.history.to_dict(exclude_image=True, exclude_audio=True)
+        handed = list(self.history().get("items", []))
+        if not handed:
+            return current
+        known = {item.get("id") for item in handed if isinstance(item, dict) and item.get("id")}
+        fresh = [
+            item
+            for item in current.get("items", [])
+            if not (isinstance(item, dict) and item.get("id") and item.get("id") in known)
+        ]
+        return {**current, "items": handed + fresh}
 
     async def _save(self, checkpoint: Checkpoint) -> None:
         store = self.store

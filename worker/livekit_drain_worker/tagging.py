@@ -26,8 +26,20 @@ SESSION_TAG_ATTRIBUTE = "ecs.task_arn"
 logger = logging.getLogger(__name__)
 
 
+class JobInfo(Protocol):
+    @property
+    def metadata(self) -> str: ...
+
+
+# More attributes for a job, from its dispatch metadata (a rescue job's: livekit_drain_worker.rescue).
+JoinAttributes = Callable[[str], Awaitable[dict[str, str]]]
+
+
 class AcceptableJob(Protocol):
     """What the worker needs of livekit-agents' `JobRequest`."""
+
+    @property
+    def job(self) -> JobInfo: ...
 
     @property
     def id(self) -> str: ...
@@ -67,11 +79,15 @@ class TaggingRequestHandler:
     A class rather than a closure so that livekit-agents can pickle it with the worker options.
     """
 
-    def __init__(self, task_arn: str | None) -> None:
+    def __init__(self, task_arn: str | None, join_attributes: JoinAttributes | None = None) -> None:
         self.task_arn = task_arn
+        # A module-level function, so that the handler still pickles.
+        self.join_attributes = join_attributes
 
     async def __call__(self, request: AcceptableJob) -> None:
         attributes = session_attributes(self.task_arn)
+        if self.join_attributes is not None:
+            attributes.update(await self.join_attributes(request.job.metadata))
         await request.accept(attributes=attributes or None)
         logger.info(
             "job accepted",

@@ -1,1 +1,1 @@
-"""Pure drain logic: records, probes, and the decision. No I/O, no boto3."""
+"""Pure rules of each capability (drains, task stops, webhooks, rescue, schedule). No I/O, no boto3."""

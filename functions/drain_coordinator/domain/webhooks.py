@@ -12,8 +12,11 @@ that is never lost. What a verified webhook asks for:
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from drain_coordinator.domain.records import DrainRecord
 
@@ -97,3 +100,50 @@ def drains_watching(room: str, drains: Iterable[DrainRecord]) -> list[DrainRecor
     """The open drains whose watched rooms include `room`. A drain that has not discovered its
     rooms yet watches none: its next look (reconcile) discovers them."""
     return [d for d in drains if d.is_open and d.watched_rooms is not None and room in d.watched_rooms]
+
+
+# Sample (Function URL, payload format 2.0; headers arrive lower-cased):
+# {"version": "2.0", "routeKey": "$default", "rawPath": "/",
+#  "headers": {"authorization": "eyJhbGciOiJIUzI1NiIs...", "content-type": "application/webhook+json", ...},
+#  "requestContext": {"http": {"method": "POST", "path": "/", ...}, "requestId": "...", ...},
+#  "body": "{\"event\":\"participant_left\",\"room\":{...},\"participant\":{...},\"id\":\"EV_...\",...}",
+#  "isBase64Encoded": false}
+
+
+class BadRequestError(ValueError):
+    """The invocation is no Function URL request."""
+
+
+@dataclass(frozen=True, slots=True)
+class UrlRequest:
+    method: str
+    authorization: str | None
+    body: str
+
+
+def parse_url_request(event: dict[str, Any]) -> UrlRequest:
+    """The Function URL request as the webhook handler needs it: method, Authorization, body text."""
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    method = http.get("method") if isinstance(http, dict) else None
+    if not isinstance(method, str):
+        raise BadRequestError("no requestContext.http.method")
+    headers = event.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise BadRequestError("headers is not an object")
+    # Function URLs lower-case header names already; other callers may not.
+    lowered = {str(k).lower(): v for k, v in headers.items()}
+    authorization = lowered.get("authorization")
+    raw = event.get("body") or ""
+    if not isinstance(raw, str):
+        raise BadRequestError("body is not a string")
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(raw, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise BadRequestError("body is not base64 of UTF-8 text") from exc
+    return UrlRequest(
+        method=method.upper(),
+        authorization=authorization if isinstance(authorization, str) else None,
+        body=raw,
+    )

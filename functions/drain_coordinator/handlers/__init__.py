@@ -1,1 +1,1 @@
-"""Lambda entry points: parse, wire, call the coordinator, emit. Nothing else."""
+"""Lambda entry points: parse, call a service (services/), emit. Nothing else."""

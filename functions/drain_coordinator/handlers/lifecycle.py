@@ -15,7 +15,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drain_coordinator import wiring
-from drain_coordinator.coordinator import DrainStep
 from drain_coordinator.domain.events import (
     EventRejectedError,
     LaunchRequested,
@@ -26,6 +25,7 @@ from drain_coordinator.domain.events import (
 )
 from drain_coordinator.handlers._answers import rejected, skipped
 from drain_coordinator.observability import logger, metrics, tracer
+from drain_coordinator.services.drains import DrainStep
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)

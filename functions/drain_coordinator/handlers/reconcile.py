@@ -1,6 +1,6 @@
 """Every minute (EventBridge Scheduler): plan the tick (adopt instances held in `Terminating:Wait`
 without a drain, advance every open drain, follow every stopping worker task), do the most
-urgent shard here and send the rest to the work queue (schedule.py)."""
+urgent shard here and send the rest to the work queue (services/schedule.py)."""
 
 from __future__ import annotations
 

@@ -7,65 +7,18 @@ other than POST; 400 for a request that is no Function URL request at all.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drain_coordinator import wiring
+from drain_coordinator.domain.webhooks import BadRequestError, parse_url_request
 from drain_coordinator.integrations.secrets import CredentialsError
 from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
-from drain_coordinator.webhooks import WebhookRefusedError
-
-# Sample (Function URL, payload format 2.0; headers arrive lower-cased):
-# {"version": "2.0", "routeKey": "$default", "rawPath": "/",
-#  "headers": {"authorization": "eyJhbGciOiJIUzI1NiIs...", "content-type": "application/webhook+json", ...},
-#  "requestContext": {"http": {"method": "POST", "path": "/", ...}, "requestId": "...", ...},
-#  "body": "{\"event\":\"participant_left\",\"room\":{...},\"participant\":{...},\"id\":\"EV_...\",...}",
-#  "isBase64Encoded": false}
-
-
-class BadRequestError(ValueError):
-    """The invocation is no Function URL request."""
-
-
-@dataclass(frozen=True, slots=True)
-class UrlRequest:
-    method: str
-    authorization: str | None
-    body: str
-
-
-def parse_url_request(event: dict[str, Any]) -> UrlRequest:
-    context = event.get("requestContext")
-    http = context.get("http") if isinstance(context, dict) else None
-    method = http.get("method") if isinstance(http, dict) else None
-    if not isinstance(method, str):
-        raise BadRequestError("no requestContext.http.method")
-    headers = event.get("headers") or {}
-    if not isinstance(headers, dict):
-        raise BadRequestError("headers is not an object")
-    # Function URLs lower-case header names already; other callers may not.
-    lowered = {str(k).lower(): v for k, v in headers.items()}
-    authorization = lowered.get("authorization")
-    raw = event.get("body") or ""
-    if not isinstance(raw, str):
-        raise BadRequestError("body is not a string")
-    if event.get("isBase64Encoded"):
-        try:
-            raw = base64.b64decode(raw, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise BadRequestError("body is not base64 of UTF-8 text") from exc
-    return UrlRequest(
-        method=method.upper(),
-        authorization=authorization if isinstance(authorization, str) else None,
-        body=raw,
-    )
+from drain_coordinator.services.webhooks import WebhookRefusedError
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL, clear_state=True)

@@ -1,7 +1,7 @@
 """Call rescue, sequenced: settle the rescues a look can see, plan new ones (domain/rescue.py),
 dispatch them into their rooms, count every outcome.
 
-A look of a drain (coordinator.py) or of a task stop (task_tracker.py) hands its calls here with
+A look of a drain (drains.py) or of a task stop (task_stops.py) hands its calls here with
 what threatens them. A doomed call gets a rescue job in its room (LiveKit AgentDispatchService
 CreateDispatch, metadata naming its checkpoint); LiveKit gives it to an available worker; the new
 agent loads the checkpoint, joins, and the old agent leaves (the packaged worker,

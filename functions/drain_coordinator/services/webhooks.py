@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from drain_coordinator.coordinator import DrainStep
 from drain_coordinator.domain.records import DrainRecord
 from drain_coordinator.domain.webhooks import (
     MAX_EVENT_AGE_SECONDS,
@@ -33,6 +32,7 @@ from drain_coordinator.integrations.autoscaling import AutoScalingError
 from drain_coordinator.integrations.livekit import SESSION_TAG_ATTRIBUTE, LiveKitCredentials
 from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.observability import logger
+from drain_coordinator.services.drains import DrainStep
 
 if TYPE_CHECKING:
     from livekit.protocol.webhook import WebhookEvent

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from drain_coordinator.coordinator import Coordinator, DrainStep
 from drain_coordinator.domain.decide import DrainPolicy
 from drain_coordinator.domain.records import DrainRecord
 from drain_coordinator.domain.schedule import (
@@ -35,6 +34,7 @@ from drain_coordinator.integrations.autoscaling import AutoScalingError
 from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.integrations.work_queue import WorkQueueError
 from drain_coordinator.observability import MetricName, flush_metrics, logger, put_metric
+from drain_coordinator.services.drains import Coordinator, DrainStep
 
 T = TypeVar("T")
 _DRAIN_LOG_KEYS = ["asgName", "lifecycleHookName", "lifecycleActionToken", "instanceID"]

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
-from drain_coordinator.audit import audit
 from drain_coordinator.domain.deadline import DeadlinePolicy, extended_deadline
 from drain_coordinator.domain.decide import (
     Action,
@@ -55,7 +54,8 @@ from drain_coordinator.integrations.livekit import LiveKitProbeError
 from drain_coordinator.integrations.secrets import CredentialsError
 from drain_coordinator.integrations.store import StaleDrainError, StoreError
 from drain_coordinator.observability import MetricName, logger, put_metric, put_metric_by
-from drain_coordinator.rescue import Rescuer
+from drain_coordinator.services.discovery import audit
+from drain_coordinator.services.rescue import Rescuer
 
 ECS, LIVEKIT = "ECS", "LiveKit"  # the dependencies a probe asks, as the breaker names them
 ECS_PENDING = "pending"  # the container instance lookup failed at open: retried on each look

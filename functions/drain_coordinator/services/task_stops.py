@@ -1,6 +1,6 @@
 """Task stops followed from SIGTERM to STOPPED: open a record, sample the calls, judge the end.
 
-The companion of coordinator.py for ECS Task State Change events. When a stopped task sat on an
+The companion of drains.py for ECS Task State Change events. When a stopped task sat on an
 instance that is draining, that drain is looked at at once: the instance is released in seconds
 after its last worker exits, not at the next tick.
 """
@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from drain_coordinator.audit import audit
-from drain_coordinator.coordinator import Coordinator, DrainStep, TaskStopStorePort
 from drain_coordinator.domain.events import EventRejectedError
 from drain_coordinator.domain.rescue import worries_of
 from drain_coordinator.domain.task_stops import (
@@ -38,7 +36,9 @@ from drain_coordinator.observability import (
     put_metric_by,
     put_metric_for_service,
 )
-from drain_coordinator.rescue import Rescuer
+from drain_coordinator.services.discovery import audit
+from drain_coordinator.services.drains import Coordinator, DrainStep, TaskStopStorePort
+from drain_coordinator.services.rescue import Rescuer
 
 KILLING_VERDICTS = frozenset({Verdict.FORCED_KILL, Verdict.OOM})
 # ECS's stoppedReason for a task a service deployment replaces.
@@ -321,7 +321,7 @@ class TaskStopTracker:
 
     def _rooms_of(self, task_arn: str) -> dict[str, str]:
         """The rooms the task's agent still holds: those the room index names for it, asked of
-        LiveKit by name, and the audit's (audit.py) for the ones the index missed. A stopping
+        LiveKit by name, and the audit's (discovery.py) for the ones the index missed. A stopping
         task takes no new job: the set can only shrink from here. Without an index, a scan."""
         if self.room_index is None:
             return self.sessions.discover([task_arn])
