@@ -178,29 +178,42 @@ def plan_tick(
         return TickPlan(own, [], shards(rest, shard_size), [])
 
     renew = heartbeats_to_send(drains.values(), now, policy, heartbeat_budget)
-    # Sized for every renewal but the tick's own due ones in heartbeat shards: taking some into
-    # look shards only frees slots.
-    own_keys = {i.key for i in own}
-    due_in_own = sum(1 for r in renew if r.instance_id in own_keys and heartbeat_due(r, now, policy))
-    slots = max(0, concurrency - math.ceil((len(renew) - due_in_own) / HEARTBEATS_PER_SHARD))
-    looked = rest[: slots * shard_size]
-    left = rest[len(looked) :]
-    # A look renews only a due hook: the due ones among the drains looked at are renewed there;
-    # the rest of the renewals are made by heartbeat shards, from the drains not looked at,
-    # closest to expiry first (the due ones among them, then early ones up to the count).
-    looked_keys = {i.key for i in [*own, *looked]}
-    renewed_in_looks = sum(1 for r in renew if r.instance_id in looked_keys and heartbeat_due(r, now, policy))
-    candidates = sorted(
-        (i for i in left if i.kind is WorkKind.DRAIN and i.key in drains and drains[i.key].is_open),
+    due = {r.instance_id for r in renew if heartbeat_due(r, now, policy)}
+    # Closest to expiry first: the drains a heartbeat shard renews, when not looked at.
+    by_expiry = sorted(
+        (i for i in rest if i.kind is WorkKind.DRAIN and i.key in drains and drains[i.key].is_open),
         key=lambda i: (drains[i.key].heartbeat_expires_at, i.key),
     )
-    due_left = sum(1 for i in candidates if heartbeat_due(drains[i.key], now, policy))
-    beats = candidates[: max(due_left, len(renew) - renewed_in_looks)]
+
+    def split(slots: int) -> tuple[list[WorkItem], list[WorkItem]]:
+        """The look shards' items and the heartbeat shards' for `slots` look shards. A look renews
+        only a due hook, there; the other renewals come from the drains not looked at (the due
+        ones, then early ones up to the count)."""
+        looked = rest[: slots * shard_size]
+        looked_keys = {i.key for i in [*own, *looked]}
+        candidates = [i for i in by_expiry if i.key not in looked_keys]
+        due_left = sum(1 for i in candidates if i.key in due)
+        renewed_in_looks = sum(1 for key in due if key in looked_keys)
+        return looked, candidates[: max(due_left, len(renew) - renewed_in_looks)]
+
+    def fits(slots: int, beats: list[WorkItem]) -> bool:
+        return slots + math.ceil(len(beats) / HEARTBEATS_PER_SHARD) <= concurrency
+
+    # As many look shards as leave room for the heartbeat shards they need: start from every
+    # renewal in a heartbeat shard (always fits, unless the renewals alone need more), and add
+    # look shards while they still fit (each takes renewals of its own drains out of them).
+    own_keys = {i.key for i in own}
+    outside = len(renew) - sum(1 for key in due if key in own_keys)
+    slots = max(0, concurrency - math.ceil(outside / HEARTBEATS_PER_SHARD))
+    looked, beats = split(slots)
+    while slots * shard_size < len(rest) and fits(slots + 1, (more := split(slots + 1))[1]):
+        slots += 1
+        looked, beats = more
     return TickPlan(
         own=own,
         heartbeat_shards=shards(beats, HEARTBEATS_PER_SHARD) if beats else [],
         look_shards=shards(looked, shard_size) if looked else [],
-        deferred=left,
+        deferred=rest[len(looked) :],
     )
 
 
