@@ -33,12 +33,13 @@ def rule_fleet_fits_period(budget: Budget) -> RuleResult:
     # A look renews its own drain's hook when due; heartbeat-only shards renew the others, and
     # take their slots first (domain/schedule.py `plan_tick`): the most look shards that leave
     # room for them.
+    drains = cost.open_drains
     interval = max(period, budget.heartbeat_timeout - 2 * period)
-    renewals = math.ceil(cost.open_drains * period / interval)
+    renewals = math.ceil(drains * period / interval)
 
     def beat_shards_beside(look_slots: int) -> int:
-        looked = min(cost.open_drains, per_invocation * (look_slots + 1))
-        unlooked = renewals * (cost.open_drains - looked) / cost.open_drains
+        looked = min(drains, per_invocation * (look_slots + 1))
+        unlooked = renewals * (drains - looked) / drains
         return math.ceil(unlooked / HEARTBEATS_PER_SHARD)
 
     fitting = [
