@@ -39,7 +39,7 @@ def rule_fleet_fits_period(budget: Budget) -> RuleResult:
 
     def beat_shards_beside(look_slots: int) -> int:
         looked = min(drains, per_invocation * (look_slots + 1))
-        unlooked = renewals * (drains - looked) / drains
+        unlooked = renewals * (drains - looked) / drains if drains else 0.0
         return math.ceil(unlooked / HEARTBEATS_PER_SHARD)
 
     fitting = [
