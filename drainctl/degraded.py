@@ -1,7 +1,7 @@
 """`drainctl bench --degraded`: D drains open at once under a degraded AWS and LiveKit.
 
 For each D, a fresh world with D drains seeded open (drainctl/world/seeding.py: one call each,
-a heartbeat due at the first tick) runs `periods` reconcile periods with the knobs `drainctl
+every hook started at once, as by a fleet-wide scale-in) runs `periods` reconcile periods with the knobs `drainctl
 simulate` takes: AWS latency P50:P99, AWS's per-account rate limits, LiveKit latency. Figures:
 - drains decided per tick: drains whose hook had a decision (heartbeat, wait, complete) in one
   period, by the tick itself or by the advance function's shards, averaged over the periods;
@@ -70,7 +70,8 @@ def degraded(
     began = time.perf_counter()
     config = WorldConfig(seed=seed, livekit_webhooks=False, params=params or {})
     with World(config) as world:
-        instances = set(open_drains(world, drains))
+        # D instances scaled in this moment: every hook just started, its whole timer left.
+        instances = set(open_drains(world, drains, heartbeat_left=world.hook_heartbeat_timeout))
         world.take_pending_events()  # the seeding answered them: nobody else receives them
         world.hostility.set_latency(list(AWS_DEPENDENCIES), AWS_LATENCY)
         world.hostility.set_latency(["livekit"], LIVEKIT_LATENCY)

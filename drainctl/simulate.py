@@ -360,6 +360,8 @@ class Outcome:
     # The longest a lifecycle hook went without the coordinator deciding on it (heartbeat, wait,
     # complete): two periods at most when no drain starves.
     max_seconds_without_heartbeat_decision: float = 0.0
+    # The template's alarms the event's metrics set off (drainctl/world/alarms.py), by name.
+    alarms_fired: list[str] = field(default_factory=list)
     rescued: int = 0  # calls in flight carried on to another worker
     rescue_failed: int = 0  # calls in flight the rescue strategy could not save
     rescue_gaps: list[float] = field(default_factory=list)  # what each rescued caller waited
@@ -384,6 +386,7 @@ class Outcome:
             "drains_deferred": self.drains_deferred,
             "metrics_lost": self.metrics_lost,
             "max_seconds_without_heartbeat_decision": self.max_seconds_without_heartbeat_decision,
+            "alarms_fired": self.alarms_fired,
             "dropped_in_flight": self.dropped_in_flight,
             "dropped_pct": round(self.dropped_pct, 1),
             "finish_seconds": self.finish_seconds,
@@ -808,6 +811,7 @@ def _with_hostile_figures(world: World, outcome: Outcome, since: float) -> Outco
         drains_deferred=deferred,
         metrics_lost=sum(i.metrics_lost for i in invocations),
         max_seconds_without_heartbeat_decision=longest_wait(actions, decided_at, world.clock.now()),
+        alarms_fired=sorted({f.alarm.logical_id for f in world.alarms_firing(since)}),
     )
 
 

@@ -22,8 +22,13 @@ def drain_store(world: World) -> DrainStore:
     return DrainStore(aws_clients.resource("dynamodb").Table(world.table_name))
 
 
-def open_drains(world: World, count: int, *, call_seconds: float = 3000.0) -> list[str]:
-    """`count` instances, each draining with one call up and a heartbeat due at the next look."""
+def open_drains(
+    world: World, count: int, *, call_seconds: float = 3000.0, heartbeat_left: float | None = None
+) -> list[str]:
+    """`count` instances, each draining with one call up and `heartbeat_left` seconds on its hook's
+    timer: by default one period, so a heartbeat is due at the next look; the whole
+    HeartbeatTimeout for hooks that have just started (a fleet-wide scale-in this moment)."""
+    left = world.period if heartbeat_left is None else heartbeat_left
     instances = world.create_fleet(count)
     store = drain_store(world)
     now = world.clock.now()
@@ -48,8 +53,7 @@ def open_drains(world: World, count: int, *, call_seconds: float = 3000.0) -> li
                 hook_started_at=now,
                 deadline_at=now + float(world.params["DrainDeadline"]),
                 heartbeat_timeout=world.hook_heartbeat_timeout,
-                # a heartbeat is due at the next look: every drain calls Auto Scaling too
-                last_heartbeat_at=now - world.hook_heartbeat_timeout + world.period,
+                last_heartbeat_at=now - world.hook_heartbeat_timeout + left,
                 opened_at=now,
                 watched_rooms={call.room: worker.task_arn},
                 rooms_final=True,

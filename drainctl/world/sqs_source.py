@@ -162,10 +162,12 @@ def run_with_sources(
     """Run `work` (a tick, event deliveries) as concurrent processes beside the event sources'
     pollers.
 
-    As one step of the world (`step`): the pollers take what is visible once, and the batches
-    they start run on past the step, parked, resumed by the next steps (an advance invocation
-    outlives the tick that sent its shard, as in Lambda). Otherwise, until every piece of work
-    and every batch started has ended, polling every `POLL_SECONDS`.
+    As one step of the world (`step`): the pollers take what is visible every `POLL_SECONDS`
+    while a piece of work still runs (Lambda's long polling takes a message as soon as it is sent,
+    whatever else runs: a tick's shards start while the tick goes on), and the batches they start
+    run on past the step, parked, resumed by the next steps (an advance invocation outlives the
+    tick that sent its shard, as in Lambda). Otherwise, until every piece of work and every batch
+    started has ended, polling every `POLL_SECONDS`.
     """
     state = {"left": len(work)}
 
@@ -182,6 +184,13 @@ def run_with_sources(
         for source in sources:
             source.poll()
 
+    def pollers_beside_work() -> None:
+        while True:
+            poll_once()
+            if not state["left"]:
+                return
+            time.spend(POLL_SECONDS)
+
     def pollers() -> None:
         while True:
             poll_once()
@@ -193,7 +202,7 @@ def run_with_sources(
 
     targets = [counted(piece) for piece in work]
     if sources:
-        targets.append(poll_once if step else pollers)
+        targets.append(pollers_beside_work if step else pollers)
     for result in time.run(targets, park=step):
         if result.error is not None:
             raise result.error

@@ -62,6 +62,13 @@ class Settings(BaseModel):
     # (empty: no fan-out, a tick does what fits and defers the rest).
     work_queue_url: str = Field(alias="WORK_QUEUE_URL", default="", max_length=2048)
     shard_size: int = Field(alias="SHARD_SIZE", default=20, ge=1, le=500)
+    # The work queue's MaximumConcurrency: a tick sends no more shards than run at once, so none
+    # waits behind another (domain/schedule.py, rule 5). Lambda's SQS scaling takes 2-1000.
+    advance_concurrency: int = Field(alias="ADVANCE_CONCURRENCY", default=10, ge=2, le=1000)
+    # Heartbeats a second the tick spreads the hooks' renewals under (domain/schedule.py, rule 6):
+    # a share of Auto Scaling's request rate, which AWS does not document (assumed 10 a second,
+    # as `drainctl check` and the local world assume), leaving room for retries and other callers.
+    heartbeat_rate: float = Field(alias="HEARTBEAT_RATE", default=8.0, gt=0, le=1000)
     # Call rescue (services/rescue.py): a doomed call is handed to a healthy worker by a rescue job in its
     # room, dispatched to the agent name the workers register with. Opt-in: the workers then
     # checkpoint transcripts. With RESCUE_ON_DEPLOY a deploy's stop dooms its calls too.

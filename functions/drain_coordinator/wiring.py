@@ -82,6 +82,8 @@ def build_scheduler(
         clock=clock or drains.clock,
         queue=queue,
         shard_size=config.shard_size,
+        concurrency=config.advance_concurrency if queue is not None else None,
+        heartbeat_budget=int(config.heartbeat_rate * config.reconcile_period),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from drainctl.world.hostile import AWS_DEPENDENCIES, LatencyTail
 from drainctl.world.seeding import open_drains
-from drainctl.world.world import World
+from drainctl.world.world import World, WorldConfig
 from tests.integration.test_world_end_to_end import (
     actions_taken,
     run_until_released,
@@ -96,3 +96,25 @@ def test_metrics_of_drains_completed_in_a_tick_that_times_out_are_not_lost(world
     # were printed: none lost to the timeout
     (tick,) = [i for i in world.lambdas.invocations if i.function == "ReconcileFunction"]
     assert tick.metrics_lost == 0
+
+
+def test_hooks_started_together_beyond_what_the_work_queue_runs_at_once_all_stay_alive() -> None:
+    # GIVEN 400 instances scaled in this moment (400 hooks started together, 300 s each), a work
+    # queue that runs 3 shards at once, AWS's rate limits on, AWS answering in 0.2 s (P99 2 s)
+    # and LiveKit in 1 s (P99 4 s): a tick's looks alone fill every invocation it may start
+    with World(WorldConfig(params={"AdvanceConcurrency": "3"})) as world:
+        instances = open_drains(world, 400, heartbeat_left=world.hook_heartbeat_timeout)
+        world.throttle = True
+        world.hostility.set_latency(list(AWS_DEPENDENCIES), LatencyTail(0.2, 2.0))
+        world.hostility.set_latency(["livekit"], LatencyTail(1.0, 4.0))
+
+        # WHEN the coordinator runs for a heartbeat timeout and three periods (every hook needs
+        # its first renewal within the first 300 s, and a second before 600 s)
+        run_periods(world, world.hook_heartbeat_timeout // world.period + 3)
+
+        # THEN no hook expired: the due (and early) renewals went out in heartbeat-only shards
+        # ahead of any look, within what the queue runs at once; the looks waited their turn
+        assert expired_by_timer(world) == []
+        actions = [world.aws.lifecycle.action_for(i) for i in instances]
+        assert all(a is not None and a.heartbeats >= 1 and a.is_open for a in actions)
+        assert not world.lambdas.timed_out()

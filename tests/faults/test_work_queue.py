@@ -67,10 +67,18 @@ def test_a_shard_the_function_finishes_is_deleted_and_not_seen_again(world: Worl
 
 
 def test_the_next_tick_starts_on_time_while_the_last_ones_shards_still_run(world: World) -> None:
-    # GIVEN 100 open drains, and AWS and LiveKit so slow that a shard's looks take most of its
-    # invocation's time
-    open_drains(world, 100)
+    # GIVEN 100 open drains, AWS and LiveKit so slow that a shard's looks take most of its
+    # invocation's time, and shards of looks sent ten seconds before a tick is due
+    instances = open_drains(world, 100)
     world.hostility.set_latency(list(DEPENDENCIES), LatencyTail(0.5, 0.5))
+    world.run(lambda: False, limit_seconds=world.period - 10)
+    (source,) = world.event_sources
+    sqs = world.aws.client("sqs")
+    for start in range(0, len(instances), 20):
+        part = instances[start : start + 20]
+        shard = Shard(world.clock.now(), tuple(WorkItem(WorkKind.DRAIN, i, world.clock.now()) for i in part))
+        sqs.send_message(QueueUrl=source.queue_url, MessageBody=shard.to_body())
+    source.busy = True
 
     # WHEN the world runs for three periods
     world.run(lambda: False, limit_seconds=3 * world.period)
@@ -82,4 +90,26 @@ def test_the_next_tick_starts_on_time_while_the_last_ones_shards_still_run(world
     assert len(starts) >= 2
     assert all(abs((b - a) - world.period) <= 1.0 for a, b in itertools.pairwise(starts))
     advances = [i for i in world.lambdas.invocations if i.function == "AdvanceFunction"]
-    assert any(a.t < tick.t < (a.ended_at or 0.0) for a in advances for tick in ticks[1:])
+    assert any(a.t < tick.t < (a.ended_at or 0.0) for a in advances for tick in ticks)
+
+
+def test_the_advance_function_takes_a_shard_as_soon_as_it_is_sent_while_the_tick_still_runs(
+    world: World,
+) -> None:
+    # GIVEN 200 open drains, every hook due, and AWS and LiveKit so slow that the tick's own
+    # looks take most of its 55 s
+    open_drains(world, 200)
+    world.hostility.set_latency(list(DEPENDENCIES), LatencyTail(0.5, 0.5))
+
+    # WHEN one period passes
+    world.run(lambda: False, limit_seconds=world.period + 1)
+
+    # THEN Lambda's pollers took the tick's shards while the tick was still running (long
+    # polling answers when a message arrives: https://docs.aws.amazon.com/lambda/latest/dg/
+    # services-sqs-scaling.html), within the world's one-second poll of their sending, not
+    # once the tick had ended
+    (tick,) = [i for i in world.lambdas.invocations if i.function == "ReconcileFunction"]
+    advances = [i for i in world.lambdas.invocations if i.function == "AdvanceFunction"]
+    assert advances
+    assert tick.ended_at is not None
+    assert all(a.t < tick.ended_at for a in advances)

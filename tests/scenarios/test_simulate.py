@@ -40,6 +40,7 @@ OUTCOME_KEYS = {
     "drains_deferred",
     "metrics_lost",
     "max_seconds_without_heartbeat_decision",
+    "alarms_fired",
     "rescued",
     "rescue_failed",
     "rescue_gap_seconds",

@@ -423,22 +423,37 @@ def test_fleet_rule_is_skipped_unless_the_fleet_is_given() -> None:
 def test_fleet_within_what_the_shards_cover_passes() -> None:
     result = rule_fleet_fits_period(a_budget(cost=LookCost(open_drains=200)))
     assert result.status == "PASS", result.detail
-    assert "10 + 1 at once do 220 a period" in result.detail
+    assert "200 drains renew 67 hooks a period" in result.detail
+    assert "10 look shards + 1 at once do 220 a period, beside 0 heartbeat shards" in result.detail
+
+
+def test_fleet_whose_renewals_fit_but_not_its_looks_fails_with_hooks_safe() -> None:
+    # GIVEN 1,000 drains at the degraded latencies (drainctl bench --degraded: no hook expires)
+    cost = LookCost(open_drains=1000, aws_latency=(0.2, 2.0), livekit_latency=(1.0, 4.0))
+    # THEN the looks fall behind, but the renewals fit in what runs at once
+    assert_fails(
+        rule_fleet_fits_period(a_budget(cost=cost)),
+        "renew 334 hooks",
+        "3 look shards + 1 at once do 40 a period, beside 7 heartbeat shards",
+        "hooks safe",
+    )
 
 
 def test_fleet_beyond_the_shards_fails_and_says_how_many_to_run_at_once() -> None:
     # GIVEN 2,000 drains at the degraded latencies of the scale test
     cost = LookCost(open_drains=2000, aws_latency=(0.2, 2.0), livekit_latency=(1.0, 4.0))
-    # THEN ten shards at once cannot look at them every period, and hooks are at risk (measured:
-    # drainctl bench --degraded loses hooks at D = 1,000 with the template's defaults)
+    # THEN ten shards at once cannot even hold the renewals of a period, and hooks are at risk
+    result = rule_fleet_fits_period(a_budget(cost=cost))
     assert_fails(
-        rule_fleet_fits_period(a_budget(cost=cost)),
-        "2000 drains = 100 shards of 20",
-        "hooks at risk",
-        "raise AdvanceConcurrency to 199",
+        result, "2000 drains renew 667 hooks a period", "hooks at risk", "raise AdvanceConcurrency to 199"
     )
+    raise_to = int(result.detail.rsplit("raise AdvanceConcurrency to ", 1)[1].split()[0])
     # AND with that many at once, it passes
-    assert rule_fleet_fits_period(a_budget(cost=replace(cost, advance_concurrency=199))).status == "PASS"
+    assert rule_fleet_fits_period(a_budget(cost=replace(cost, advance_concurrency=raise_to))).status == "PASS"
+    assert (
+        rule_fleet_fits_period(a_budget(cost=replace(cost, advance_concurrency=raise_to - 1))).status
+        == "FAIL"
+    )
 
 
 # -- the stated p99 call length -----------------------------------------------------------------

@@ -5,22 +5,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.domain.records import DrainRecord
 from drain_coordinator.domain.schedule import (
+    HEARTBEATS_PER_SHARD,
     Breaker,
     LookLimits,
     Shard,
     WorkItem,
     WorkKind,
     heartbeats_due,
+    heartbeats_to_send,
     in_urgency_order,
     look_budget,
     overdue,
+    plan_tick,
     shards,
     work_items,
 )
@@ -83,6 +86,141 @@ def test_shards_hold_every_item_once_in_order(count: int, size: int) -> None:
     parts = shards(items, size)
     assert [i for part in parts for i in part] == items
     assert all(1 <= len(part) <= size for part in parts)
+
+
+@settings(deadline=None)  # a loaded machine; the property, not the speed, is tested
+@given(
+    st.lists(st.booleans(), min_size=0, max_size=400),
+    st.integers(min_value=1, max_value=30),
+    st.integers(min_value=2, max_value=20),
+)
+def test_a_tick_plan_sends_heartbeats_first_and_never_more_shards_than_run_at_once(
+    due_flags: list[bool], shard_size: int, concurrency: int
+) -> None:
+    # GIVEN open drains, some of them due a heartbeat, in urgency order
+    now = T0 + 5000
+    records = [
+        drain(n, last_heartbeat_at=now - 300 + (60 if due else 250), deadline_at=now + 5000)
+        for n, due in enumerate(due_flags)
+    ]
+    items = work_items([], records, [], POLICY)
+    by_key = {r.instance_id: r for r in records}
+    due = {r.instance_id for r in records if heartbeat_due(r, now, POLICY)}
+
+    # WHEN a tick plans its work for a queue that runs `concurrency` shards at once
+    plan = plan_tick(items, by_key, now, POLICY, shard_size, concurrency)
+
+    # THEN the tick keeps the first shard, and every other drain is looked at or deferred, once;
+    # a deferred drain due a heartbeat is in a heartbeat-only shard
+    looked = [i.key for part in plan.look_shards for i in part]
+    beaten = [i.key for part in plan.heartbeat_shards for i in part]
+    deferred = [i.key for i in plan.deferred]
+    assert [i.key for i in plan.own] == [i.key for i in items[:shard_size]]
+    assert sorted([*looked, *deferred]) == sorted(i.key for i in items[shard_size:])
+    assert len(beaten) == len(set(beaten))
+    assert set(beaten) == set(deferred) & due
+    # AND the looks that go out are the most urgent of the rest, the ones deferred the least
+    assert looked == [i.key for i in items[shard_size : shard_size + len(looked)]]
+    # AND nothing waits for a free invocation unless the due heartbeats alone need more
+    beat_shards = -(-len(set(beaten)) // HEARTBEATS_PER_SHARD)
+    assert len(plan.heartbeat_shards) == beat_shards
+    assert len(plan.heartbeat_shards) + len(plan.look_shards) <= max(concurrency, beat_shards)
+    assert all(len(part) <= HEARTBEATS_PER_SHARD for part in plan.heartbeat_shards)
+
+
+def renewals_per_tick(
+    count: int, timeout: int, budget: int | None, ticks: int = 12
+) -> tuple[list[int], float]:
+    """`count` hooks started at once (a fleet-wide scale-in), renewed tick by tick as
+    `heartbeats_to_send` says: how many each tick sends, and the least time any hook had left."""
+    start = T0
+    records = {
+        n: drain(n, last_heartbeat_at=start, heartbeat_timeout=timeout, deadline_at=start + 10_000)
+        for n in range(count)
+    }
+    sent, least = [], float(timeout)
+    for tick in range(1, ticks + 1):
+        now = start + tick * POLICY.reconcile_period_seconds
+        least = min(least, *(r.heartbeat_expires_at - now for r in records.values()))
+        chosen = heartbeats_to_send(records.values(), now, POLICY, budget)
+        sent.append(len(chosen))
+        for record in chosen:
+            records[int(record.instance_id[2:], 16)] = replace(record, last_heartbeat_at=now)
+    return sent, least
+
+
+def test_a_fleet_wide_scale_in_has_its_renewals_spread_under_the_budget_instead_of_all_in_one_tick() -> None:
+    # GIVEN 2,000 hooks started at once with a 370 s heartbeat timeout
+    # WHEN each tick renews only the due ones, or spreads them under 480 a period (8 a second)
+    due_only, _ = renewals_per_tick(2000, 370, None)
+    spread, least = renewals_per_tick(2000, 370, 480)
+
+    # THEN due-only renews all 2,000 in one tick, more than Auto Scaling's rate lets through in a
+    # period; spread keeps every tick within the budget (the first pulls some forward) and every
+    # hook keeps at least one period on its timer at every tick
+    assert max(due_only) == 2000
+    assert max(spread) <= 480
+    assert sum(spread[:5]) >= 2000
+    assert least >= POLICY.reconcile_period_seconds
+
+
+@settings(deadline=None)  # a loaded machine; the property, not the speed, is tested
+@given(
+    st.integers(min_value=1, max_value=600),
+    st.sampled_from([300, 370, 600]),
+    st.integers(min_value=20, max_value=600),
+)
+def test_renewals_are_never_fewer_than_the_due_ones_and_stay_in_the_budget_when_it_suffices(
+    count: int, timeout: int, budget: int
+) -> None:
+    sent, least = renewals_per_tick(count, timeout, budget, ticks=8)
+    # Every due heartbeat is always sent (and never more than needed beyond the budget) ...
+    due_only, _ = renewals_per_tick(count, timeout, None, ticks=8)
+    assert max(sent) <= max(budget, max(due_only))
+    # ... and a budget that covers the hooks' first window keeps every hook alive by a period.
+    window = (timeout - 2 * POLICY.reconcile_period_seconds) // POLICY.reconcile_period_seconds + 1
+    if budget * window >= count:
+        assert least >= POLICY.reconcile_period_seconds
+
+
+@settings(deadline=None)  # a loaded machine; the property, not the speed, is tested
+@given(
+    st.lists(st.integers(min_value=0, max_value=240), min_size=0, max_size=400),
+    st.integers(min_value=2, max_value=20),
+    st.integers(min_value=10, max_value=300),
+)
+def test_a_tick_plan_makes_every_renewal_the_budget_asks_for_from_drains_it_does_not_look_at(
+    beats_ago: list[int], concurrency: int, budget: int
+) -> None:
+    # GIVEN open drains heartbeaten at various times, and a budget of renewals a period
+    now = T0 + 5000
+    records = [
+        drain(n, last_heartbeat_at=now - ago, deadline_at=now + 5000) for n, ago in enumerate(beats_ago)
+    ]
+    by_key = {r.instance_id: r for r in records}
+    wanted = heartbeats_to_send(records, now, POLICY, budget)
+
+    # WHEN a tick plans its work
+    plan = plan_tick(work_items([], records, [], POLICY), by_key, now, POLICY, 20, concurrency, budget)
+
+    # THEN the heartbeat shards hold only drains not looked at this tick, and with the due ones the
+    # looks renew, they make as many renewals as the budget asks for (when there are drains enough)
+    looked = {i.key for i in plan.own} | {i.key for part in plan.look_shards for i in part}
+    beaten = [i.key for part in plan.heartbeat_shards for i in part]
+    assert not set(beaten) & looked
+    renewed_in_looks = {
+        r.instance_id for r in wanted if r.instance_id in looked and heartbeat_due(r, now, POLICY)
+    }
+    unlooked = len(records) - len(looked)
+    assert len(beaten) + len(renewed_in_looks) >= min(len(wanted), len(renewed_in_looks) + unlooked)
+    assert {r.instance_id for r in wanted if heartbeat_due(r, now, POLICY)} <= set(beaten) | renewed_in_looks
+
+
+def test_a_heartbeat_only_shard_survives_its_message() -> None:
+    shard = Shard(T0, tuple(work_items([], [drain(1)], [], POLICY)), looks=False)
+    again = Shard.from_body(shard.to_body())
+    assert again == shard
+    assert not again.looks
 
 
 def test_a_shard_survives_its_message_and_goes_stale_after_one_period() -> None:
@@ -262,4 +400,106 @@ def test_a_stale_shard_still_sends_its_due_heartbeats_but_looks_at_nothing() -> 
     # THEN every due heartbeat was sent (a later tick may be waiting too), and no look was made
     assert {i for c, i in tick.lifecycle.calls if c == "heartbeat"} == {i.key for i in items}
     assert [s["action"] for s in done.steps if s.get("reason") != "before_look"] == ["skip"]
+    assert tick.sessions.still_held_calls == 0
+
+
+def test_a_tick_sends_heartbeat_shards_before_look_shards_and_defers_looks_that_cannot_run_at_once() -> None:
+    # GIVEN open drains, all due a heartbeat: 20 for the tick and six heartbeat shards' worth
+    # more, in shards of 20, for a queue that runs 5 at once
+    beyond = 6 * HEARTBEATS_PER_SHARD
+    tick, (started,) = a_tick(20 + beyond, look_seconds=0.1)
+    queue = FakeQueue([])
+    scheduler = replace(tick.scheduler, queue=queue, shard_size=20, concurrency=5)
+
+    # WHEN a tick runs
+    result = scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+
+    # THEN it sent heartbeat-only shards for every drain it does not do itself (six: more than
+    # run at once, for heartbeats are never held back) and no look shard
+    assert [s.looks for s in queue.sent] == [False] * 6
+    assert sum(len(s.items) for s in queue.sent) == beyond
+    # AND their looks were deferred; each is due a heartbeat, so none has a "not due" decision
+    assert result.deferred == beyond
+    assert not [s for s in result.steps if s.get("reason") == "look_deferred"]
+
+    # WHEN the heartbeat shards are run
+    for shard in queue.sent:
+        scheduler.run_shard(shard, lambda: 55.0)
+
+    # THEN every hook was heartbeaten once and nobody looked but the tick, at its own 20
+    beats = [i for c, i in tick.lifecycle.calls if c == "heartbeat"]
+    assert len(beats) == len(set(beats)) == 20 + beyond
+    assert tick.sessions.still_held_calls <= 20
+
+
+def test_a_tick_fills_the_slots_its_heartbeat_shards_leave_with_look_shards() -> None:
+    # GIVEN 20 drains for the tick and two heartbeat shards' worth more, all due, and a queue
+    # that runs 5 at once
+    tick, (started,) = a_tick(20 + 2 * HEARTBEATS_PER_SHARD, look_seconds=0.1)
+    queue = FakeQueue([])
+    scheduler = replace(tick.scheduler, queue=queue, shard_size=20, concurrency=5)
+
+    # WHEN a tick runs
+    result = scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+
+    # THEN the heartbeat-only shards went first, then look shards (heartbeat first in each) in
+    # the slots they left: five at most, every drain the tick does not do itself in one of them
+    kinds = [s.looks for s in queue.sent]
+    assert kinds == sorted(kinds)
+    assert kinds.count(True) >= 1
+    assert len(queue.sent) <= 5
+    assert all(len(s.items) == 20 for s in queue.sent if s.looks)
+    assert sum(len(s.items) for s in queue.sent) == 2 * HEARTBEATS_PER_SHARD
+    assert result.deferred == sum(len(s.items) for s in queue.sent if not s.looks)
+
+
+def test_looks_deferred_for_want_of_invocations_come_first_in_the_next_tick_and_get_a_decision_each() -> None:
+    # GIVEN 200 open drains just heartbeaten, shards of 20 and a queue that runs 3 at once
+    tick, (started,) = a_tick(200, look_seconds=0.1)
+    for record in tick.store.open_drains():
+        tick.store.save(replace(record, last_heartbeat_at=tick.clock.t))
+    queue = FakeQueue([])
+    scheduler = replace(tick.scheduler, queue=queue, shard_size=20, concurrency=3)
+
+    # WHEN a tick runs
+    first = scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+
+    # THEN it looked at 20 itself and sent 3 look shards: the other 120 were deferred, each with
+    # the tick's decision that its heartbeat is not due before the next tick
+    assert [s.looks for s in queue.sent] == [True] * 3
+    assert first.deferred == 120
+    deferred = {s["instance_id"] for s in first.steps if s.get("reason") == "look_deferred"}
+    assert len(deferred) == 120
+    for shard in queue.sent:
+        scheduler.run_shard(shard, lambda: 55.0)
+
+    # WHEN the next tick runs, a period later
+    queue.sent.clear()
+    tick.clock.t = started + 60
+    second = scheduler.tick(lambda: 55.0 - (tick.clock.t - (started + 60)))
+
+    # THEN the drains it does itself and sends first are the ones the first tick deferred
+    first_looks = [
+        s["instance_id"] for s in second.steps if s.get("reason") not in ("before_look", "look_deferred")
+    ]
+    sent_looks = [i.key for s in queue.sent for i in s.items]
+    assert set(first_looks) | set(sent_looks) <= deferred
+    assert len(set(first_looks) | set(sent_looks)) == 80
+
+
+def test_a_heartbeat_only_shard_renews_every_hook_it_holds_even_before_it_is_due() -> None:
+    # GIVEN a heartbeat-only shard of 5 drains whose timers still have 250 s left
+    tick, _ = a_tick(5, look_seconds=0.5)
+    for record in tick.store.open_drains():
+        tick.store.save(replace(record, last_heartbeat_at=tick.clock.t - 50))
+    shard = Shard(tick.clock.t, tuple(work_items([], tick.store.open_drains(), [], POLICY)), looks=False)
+
+    # WHEN the advance function runs it
+    done = tick.scheduler.run_shard(shard, lambda: 55.0)
+
+    # THEN each hook was renewed early (the tick spread them), and nobody looked
+    assert sorted(i for c, i in tick.lifecycle.calls if c == "heartbeat") == sorted(
+        i.key for i in shard.items
+    )
+    assert {s["reason"] for s in done.steps} == {"spread"}
     assert tick.sessions.still_held_calls == 0

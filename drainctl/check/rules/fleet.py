@@ -1,7 +1,7 @@
 """fleet-fits-period and heartbeat-rate: the open drains of a big scale-in (--open-drains).
 
-Every open drain is looked at within one period, and their heartbeats stay under Auto Scaling's
-request rate (RecordLifecycleActionHeartbeat; AWS documents no rate, see below).
+Every open drain is looked at within one period beside the heartbeat-only shards that renew the
+hooks, and their heartbeats stay under Auto Scaling's request rate (RecordLifecycleActionHeartbeat; AWS documents no rate, see below).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Final
 
+from drain_coordinator.domain.schedule import HEARTBEATS_PER_SHARD
 from drainctl.check.core import Budget, RuleResult, _n, _skip
 
 
@@ -16,8 +17,10 @@ def rule_fleet_fits_period(budget: Budget) -> RuleResult:
     rule_id = "fleet-fits-period"
     title = "every open drain is looked at within one period"
     why = (
-        "a tick does the most urgent drains first and defers the rest; a drain deferred tick after "
-        "tick completes late, and one not reached before its heartbeat is due lets its hook expire"
+        "a tick sends its hooks' renewals first, in heartbeat-only shards, then looks in the "
+        "invocations left (domain/schedule.py); a drain not looked at completes late (its instance "
+        "held and paid for), and renewals that need more shards than run at once wait for a free "
+        "invocation, past their hooks' timers"
     )
     cost = budget.cost
     if cost.open_drains is None:
@@ -26,28 +29,49 @@ def rule_fleet_fits_period(budget: Budget) -> RuleResult:
     unit = budget.look_seconds + 2 * cost.aws_call  # a look, and the heartbeat (and save) before it
     usable = max(0.0, budget.reconcile_timeout - cost.reserve_seconds)
     per_invocation = min(cost.shard_size, int(usable // unit)) if unit > 0 else cost.shard_size
-    served = per_invocation * (cost.advance_concurrency + 1)  # the shards and the tick itself
-    shards = math.ceil(cost.open_drains / cost.shard_size)
+    # The renewals a period, steady state: each hook once per HeartbeatTimeout less two periods.
+    # A look renews its own drain's hook when due; heartbeat-only shards renew the others, and
+    # take their slots first (domain/schedule.py `plan_tick`): the most look shards that leave
+    # room for them.
+    drains = cost.open_drains
+    interval = max(period, budget.heartbeat_timeout - 2 * period)
+    renewals = math.ceil(drains * period / interval)
+
+    def beat_shards_beside(look_slots: int) -> int:
+        looked = min(drains, per_invocation * (look_slots + 1))
+        unlooked = renewals * (drains - looked) / drains if drains else 0.0
+        return math.ceil(unlooked / HEARTBEATS_PER_SHARD)
+
+    fitting = [
+        s
+        for s in range(cost.advance_concurrency + 1)
+        if s + beat_shards_beside(s) <= cost.advance_concurrency
+    ]
+    look_slots = max(fitting, default=0)
+    beat_shards = beat_shards_beside(look_slots)
+    served = per_invocation * (look_slots + 1)  # the look shards and the tick itself
     detail = (
-        f"{cost.open_drains} drains = {shards} shards of {cost.shard_size}; one look {_n(budget.look_seconds)} s "
+        f"{cost.open_drains} drains renew {renewals} hooks a period; one look {_n(budget.look_seconds)} s "
         f"({budget.look_formula}); one invocation does {per_invocation} in {_n(usable)} s; "
-        f"{cost.advance_concurrency} + 1 at once do {served} a period"
+        f"{look_slots} look shards + 1 at once do {served} a period, beside {beat_shards} heartbeat "
+        f"shards of {HEARTBEATS_PER_SHARD}"
     )
     if cost.open_drains <= served:
         return RuleResult(rule_id, title, True, detail, why)
     every = math.ceil(cost.open_drains / max(1, served))
-    heartbeat_every = max(1, (budget.heartbeat_timeout - 2 * period) // period)
-    # Measured (drainctl bench --degraded): heartbeats go first in every run, but shards whose
-    # looks fill their invocations keep the queue's later shards waiting past their heartbeats, so
-    # a fleet looked at less often than its heartbeats fall due puts its hooks at risk.
-    risk = "hooks at risk" if every > heartbeat_every else "hooks safe"
+    risk = (
+        "hooks safe: the renewals go first"
+        if fitting
+        else "hooks at risk: the renewals need more shards than run at once"
+    )
+    # Every drain looked at each period renews its own hook in its look.
+    needed = math.ceil(cost.open_drains / max(1, per_invocation)) - 1
     return RuleResult(
         rule_id,
         title,
         False,
-        f"{detail}: each drain looked at every {every} periods ({risk}: a heartbeat is due every "
-        f"{heartbeat_every}); raise AdvanceConcurrency to "
-        f"{math.ceil(cost.open_drains / max(1, per_invocation)) - 1} or lower ShardSize",
+        f"{detail}: each drain looked at every {every} periods ({risk}); raise AdvanceConcurrency to "
+        f"{needed} or lower ShardSize",
         why,
     )
 

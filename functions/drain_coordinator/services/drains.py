@@ -522,11 +522,14 @@ class Coordinator:
 
     # -- advancing -----------------------------------------------------------------------------
 
-    def heartbeat_if_due(self, record: DrainRecord) -> tuple[DrainRecord | None, DrainStep | None]:
-        """Renew the hook's timer now if it is due, with no look: for a drain whose look waits
-        (deferred, or behind others in its tick). Returns the record as saved (None once it is
-        closed or was saved by another look) and the step (None when nothing was due)."""
-        beaten, step = self._heartbeat_now(record)
+    def heartbeat_if_due(
+        self, record: DrainRecord, early: bool = False
+    ) -> tuple[DrainRecord | None, DrainStep | None]:
+        """Renew the hook's timer now if it is due (or `early`: the tick spreads renewals), with no
+        look: for a drain whose look waits (deferred, or behind others in its tick). Returns the
+        record as saved (None once it is closed or was saved by another look) and the step (None
+        when nothing was due)."""
+        beaten, step = self._heartbeat_now(record, early)
         if beaten is None or step is None:
             return beaten, step
         try:
@@ -537,12 +540,15 @@ class Coordinator:
             )
             return None, replace(step, action="stale")
 
-    def _heartbeat_now(self, record: DrainRecord) -> tuple[DrainRecord | None, DrainStep | None]:
-        """Heartbeat if due, before (and whatever) any probe: the record after it (None once the
-        drain closed, its step saying how) and the step (None when nothing was due)."""
+    def _heartbeat_now(
+        self, record: DrainRecord, early: bool = False
+    ) -> tuple[DrainRecord | None, DrainStep | None]:
+        """Heartbeat if due (or `early`), before (and whatever) any probe: the record after it (None
+        once the drain closed, its step saying how) and the step (None when nothing was due)."""
         _bind_drain_keys(record.lifecycle)
         now = self.clock()
-        if not record.is_open or not _holds_an_action(record) or not heartbeat_due(record, now, self.policy):
+        due = heartbeat_due(record, now, self.policy)
+        if not record.is_open or not _holds_an_action(record) or not (due or early):
             return record, None
         try:
             self.lifecycle.record_heartbeat(record.lifecycle)
@@ -550,7 +556,7 @@ class Coordinator:
             return None, self._close_gone(record, Probe.failed("not looked at"), now, exc)
         _put(MetricName.HEARTBEATS)
         return record.with_heartbeat(now), DrainStep(
-            action="heartbeat", instance_id=record.instance_id, reason="before_look"
+            action="heartbeat", instance_id=record.instance_id, reason="before_look" if due else "spread"
         )
 
     def advance(self, record: DrainRecord, within: float | None = None) -> DrainStep:

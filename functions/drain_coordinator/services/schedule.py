@@ -26,7 +26,7 @@ from drain_coordinator.domain.schedule import (
     heartbeats_due,
     look_budget,
     overdue,
-    shards,
+    plan_tick,
     work_items,
 )
 from drain_coordinator.domain.task_stops import TaskStopRecord
@@ -85,6 +85,10 @@ class Scheduler:
     clock: Callable[[], float]
     queue: WorkQueuePort | None = None
     shard_size: int = 20
+    # Shards the work queue runs at once (its MaximumConcurrency); None: no limit known.
+    concurrency: int | None = None
+    # Heartbeats a period the tick spreads the hooks' renewals under (None: only the due ones).
+    heartbeat_budget: int | None = None
     limits: LookLimits = field(default_factory=LookLimits)
 
     @property
@@ -103,20 +107,40 @@ class Scheduler:
             put_metric(MetricName.DRAINS_DEFERRED, late)
             logger.warning("drains not looked at for more than one period", extra={"overdue": late})
         items = work_items(orphans, drains, [(s.task_arn, s.kill_at) for s in stops], self.policy)
-        parts = shards(items, self.shard_size) if items else []
+        known = {d.instance_id: d for d in drains}
+        known_stops = {s.task_arn: s for s in stops}
         result = RunResult()
-        if len(parts) > 1 and self.queue is not None:
+        mine = items
+        if len(items) > self.shard_size and self.queue is not None:
+            plan = plan_tick(
+                items, known, now, self.policy, self.shard_size, self.concurrency, self.heartbeat_budget
+            )
+            sent = [Shard(now, tuple(p), looks=False) for p in plan.heartbeat_shards]
+            sent += [Shard(now, tuple(p)) for p in plan.look_shards]
             try:
-                result.shards_sent = self.queue.send([Shard(now, tuple(p)) for p in parts[1:]])
-                parts = parts[:1]
+                # Heartbeat-only shards first: nothing sent waits behind a look.
+                result.shards_sent = self.queue.send(sent) if sent else 0
             except WorkQueueError as exc:
                 # No fan-out this tick: do what fits here, most urgent first, and defer the rest.
                 logger.error(
                     "work queue refused the shards: the tick does what fits alone", extra={"error": str(exc)}
                 )
-        mine = [item for part in parts for item in part]
-        known = {d.instance_id: d for d in drains}
-        known_stops = {s.task_arn: s for s in stops}
+            else:
+                mine = plan.own
+                result.deferred += len(plan.deferred)
+                # The tick's own heartbeat decision for each drain it leaves unlooked: not due
+                # before the next tick (rule 6 of domain/schedule.py); looked at first next tick.
+                beaten = {i.key for part in plan.heartbeat_shards for i in part}
+                result.steps += [
+                    {"action": "wait", "reason": "look_deferred", "instance_id": i.key}
+                    for i in plan.deferred
+                    if i.kind is WorkKind.DRAIN and i.key not in beaten
+                ]
+                if plan.deferred:
+                    logger.warning(
+                        "more looks than the work queue runs at once: deferred to the next tick",
+                        extra={"deferred": len(plan.deferred)},
+                    )
         self._run(mine, remaining_seconds, known, known_stops, result)
         return result
 
@@ -139,7 +163,15 @@ class Scheduler:
         items = [
             i for i in shard.items if i.kind is WorkKind.ORPHAN or i.key in known or i.key in known_stops
         ]
-        self._run(items, remaining_seconds, known, known_stops, result, looks=not stale)
+        self._run(
+            items,
+            remaining_seconds,
+            known,
+            known_stops,
+            result,
+            looks=shard.looks and not stale,
+            renew_all=not shard.looks and not stale,
+        )
         return result
 
     # -- the two passes ------------------------------------------------------------------------
@@ -152,14 +184,22 @@ class Scheduler:
         stops: dict[str, TaskStopRecord],
         result: RunResult,
         looks: bool = True,
+        renew_all: bool = False,
     ) -> None:
+        """`renew_all`: a heartbeat-only shard, whose every hook the tick chose to renew now."""
         self.drains.breaker = Breaker()
         mine = [drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains]
-        for record in heartbeats_due(mine, self.clock(), self.policy):
+        if renew_all:
+            beats = sorted(mine, key=lambda r: (r.heartbeat_expires_at, r.instance_id))
+        else:
+            beats = heartbeats_due(mine, self.clock(), self.policy)
+        for record in beats:
             if remaining_seconds() < self.limits.reserve_seconds:
                 break
             beaten = self._unit(
-                partial(self.drains.heartbeat_if_due, record), ("instance_id", record.instance_id), result
+                partial(self.drains.heartbeat_if_due, record, early=renew_all),
+                ("instance_id", record.instance_id),
+                result,
             )
             saved, step = beaten if beaten is not None else (None, None)
             if step is not None:
