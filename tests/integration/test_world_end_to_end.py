@@ -113,11 +113,12 @@ def heartbeats_sent(world: World, instance_id: str) -> list[tuple[float, dict[st
 
 
 def looks_for(world: World, instance_id: str) -> list[tuple[float, dict[str, Any]]]:
-    """The drain's looks: its steps less task stops and the heartbeats sent ahead of a look."""
+    """The drain's looks: its steps less task stops, the heartbeats sent ahead of a look (or early,
+    to spread them) and the decisions on drains whose look was deferred."""
     return [
         (t, s)
         for t, s in steps_for(world, instance_id)
-        if "task_arn" not in s and s.get("reason") != "before_look"
+        if "task_arn" not in s and s.get("reason") not in ("before_look", "spread", "look_deferred")
     ]
 
 

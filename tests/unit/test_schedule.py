@@ -324,17 +324,26 @@ def test_every_due_heartbeat_goes_out_before_a_slow_lookup_can_use_the_tick() ->
     assert len(set(beats)) == 200
     first_look = next(n for n, s in enumerate(result.steps) if s.get("reason") != "before_look")
     assert all(s["action"] == "heartbeat" for s in result.steps[:first_look])
-    # AND the looks that did not fit were deferred, not lost
-    looked = [s for s in result.steps[first_look:] if s["action"] in ("wait", "heartbeat", "hold")]
+    # AND the looks that did not fit were deferred, not lost, each with its heartbeat decision
+    # (not due before the next tick: it was just renewed)
+    looked = [
+        s
+        for s in result.steps[first_look:]
+        if s["action"] in ("wait", "heartbeat", "hold") and s.get("reason") != "look_deferred"
+    ]
     assert result.deferred == 200 - len(looked)
     assert 0 < len(looked) < 200
+    deferred = {s["instance_id"] for s in result.steps if s.get("reason") == "look_deferred"}
+    assert deferred == {f"i-{n:017x}" for n in range(200)} - {s["instance_id"] for s in looked}
 
 
 def test_drains_deferred_by_one_tick_are_looked_at_first_by_the_next() -> None:
     # GIVEN a tick that could look at only some of 100 drains
     tick, (started,) = a_tick(100, look_seconds=2.0)
     first = tick.scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
-    looked_first = {s["instance_id"] for s in first.steps if s.get("reason") != "before_look"}
+    looked_first = {
+        s["instance_id"] for s in first.steps if s.get("reason") not in ("before_look", "look_deferred")
+    }
     assert first.deferred > 0
 
     # WHEN the next tick runs, a period later
@@ -342,7 +351,9 @@ def test_drains_deferred_by_one_tick_are_looked_at_first_by_the_next() -> None:
     second = tick.scheduler.tick(lambda: 55.0 - (tick.clock.t - (started + 60)))
 
     # THEN its first looks are drains the first tick never looked at
-    looks = [s["instance_id"] for s in second.steps if s.get("reason") != "before_look"]
+    looks = [
+        s["instance_id"] for s in second.steps if s.get("reason") not in ("before_look", "look_deferred")
+    ]
     assert looks
     assert not set(looks[: first.deferred]) & looked_first
 

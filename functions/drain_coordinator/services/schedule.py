@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from drain_coordinator.domain.decide import DrainPolicy
+from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
 from drain_coordinator.domain.records import DrainRecord
 from drain_coordinator.domain.schedule import (
     Breaker,
@@ -225,6 +225,16 @@ class Scheduler:
                     "out of time: looks deferred to the next tick (their heartbeats were sent)",
                     extra={"deferred": len(items) - position},
                 )
+                # Each deferred drain's heartbeat decision, on the record this run holds: its hook
+                # needs nothing before the next tick (a due one was renewed in the first pass).
+                now = self.clock()
+                result.steps += [
+                    {"action": "wait", "reason": "look_deferred", "instance_id": i.key}
+                    for i in items[position:]
+                    if i.kind is WorkKind.DRAIN
+                    and i.key in drains
+                    and not heartbeat_due(drains[i.key], now, self.policy)
+                ]
                 break
             key = ("task_arn" if item.kind is WorkKind.TASK_STOP else "instance_id", item.key)
             steps = self._unit(partial(self._do, item, within, drains, stops), key, result)
