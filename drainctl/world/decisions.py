@@ -1,6 +1,7 @@
 """What the coordinator decided, read from the world's invocations: which drains had their hook
-decided on (heartbeat, wait, complete) by a reconcile tick (its result) or an advance shard (its
-`shard advanced` log line), and the longest any hook went without one."""
+decided on (heartbeat, wait, complete) by a reconcile tick or the lifecycle function (their
+results) or an advance shard (its `shard advanced` log line), and the longest any hook went
+without one."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from drainctl.world.world import World
 def decisions(world: World, invocation: Invocation) -> tuple[list[str], int]:
     """Which drains had a heartbeat decision in a reconcile tick or an advance shard, and how
     many looks it deferred: the tick's result, the shard's `shard advanced` log line."""
-    if invocation.function == world.schedule.logical_id and isinstance(invocation.result, dict):
+    # A reconcile tick's result, or the lifecycle function's (its first look decides the hook too).
+    if invocation.function in (world.schedule.logical_id, "LifecycleFunction") and isinstance(
+        invocation.result, dict
+    ):
         steps = invocation.result.get("steps", [])
         decided = [
             str(s["instance_id"])
