@@ -22,9 +22,11 @@ holds only what scale-ins gave back.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
+import socket
 import threading
 import urllib.request
 import uuid
@@ -58,8 +60,9 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import ThreadedWSGIServer
 
+from drainctl.world import moto_speed
 from drainctl.world.clock import VirtualClock
 
 # Alarms in moto's CloudFormation (drainctl status and alarms test read stacks through it). Its
@@ -171,17 +174,94 @@ class _Patch:
 
 
 class _RequestHandler(MotoRequestHandler):
-    """moto's handler, with one debug line per request instead of werkzeug's stderr line."""
+    """moto's handler on kept-alive connections, with one debug line per request instead of
+    werkzeug's stderr line.
+
+    werkzeug's development server answers every request with `Connection: close` (it cannot
+    drain an unread body before the next request line), so each request of boto3 would open a
+    TCP connection and a server thread of its own, and wait for the server's read-out of the
+    closed socket. Here the request's body is read whole before the app sees it and the answer
+    goes out whole with its `Content-Length` (one write, Nagle off): the connection stays open
+    for the client's next request, as AWS's endpoints keep theirs."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024  # status line, headers and body in one send
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         logger.debug("local aws request", extra={"request": self.requestline, "status": code})
+
+    def setup(self) -> None:
+        super().setup()
+        _open_connections(self.server).add(self.connection)
+
+    def finish(self) -> None:
+        _open_connections(self.server).discard(self.connection)
+        super().finish()
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.wfile.flush()
+        environ = self.make_environ()
+        # The whole body now (dechunked if need be): nothing of it is left for the next request.
+        if environ.get("wsgi.input_terminated"):
+            body = environ["wsgi.input"].read()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("wsgi.input_terminated", None)
+        answer: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer[:] = [status, headers]
+            return chunks.append
+
+        try:
+            result = self.server.app(environ, start_response)
+            try:
+                chunks.extend(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            logger.exception("local aws request failed", extra={"request": self.requestline})
+            answer[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
+            chunks[:] = [b"Internal Server Error"]
+        status, headers = answer
+        payload = b"".join(chunks)
+        code, _, phrase = str(status).partition(" ")
+        self.send_response(int(code), phrase)
+        head = self.command == "HEAD"
+        for key, value in headers:
+            if key.lower() in _HOP_BY_HOP or (key.lower() == "content-length" and not head):
+                continue
+            self.send_header(key, value)
+        if not head:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload and not head:
+            self.wfile.write(payload)
+
+
+_HOP_BY_HOP: Final = frozenset({"connection", "keep-alive", "transfer-encoding"})
+
+
+def _open_connections(server: Any) -> set[Any]:
+    connections: set[Any] = server.open_connections
+    return connections
 
 
 class _MotoHttpServer:
     """moto's server app on 127.0.0.1, an ephemeral port, in a daemon thread.
 
-    What moto's ThreadedMotoServer does, with a short poll interval: its stop() waits up to
-    half a second, and tests start a world each.
+    What moto's ThreadedMotoServer does, with a short poll interval (its stop() waits up to
+    half a second, and tests start a world each) and connections kept alive (`_RequestHandler`):
+    a thread per connection, not per request.
     """
 
     _POLL_SECONDS: Final = 0.05
@@ -202,9 +282,8 @@ class _MotoHttpServer:
                     return [body]
             return moto_app(environ, start_response)
 
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", 0, app, threaded=True, request_handler=_RequestHandler
-        )
+        self._server = ThreadedWSGIServer("127.0.0.1", 0, app, handler=_RequestHandler)
+        self._server.open_connections = set()  # type: ignore[attr-defined]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": self._POLL_SECONDS},
@@ -222,6 +301,11 @@ class _MotoHttpServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+        # The connections clients keep open: their threads wait for a next request that will
+        # not come.
+        for connection in list(_open_connections(self._server)):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 _session_lock = threading.Lock()
@@ -276,6 +360,7 @@ class _LifecycleExtension:
             _installed = self
         self._patch_responses()
         self._patch_models()
+        moto_speed.install(self._patch.set)
 
     def uninstall(self) -> None:
         global _installed

@@ -704,7 +704,7 @@ class Fleet:
             )
 
     def _leave(self, room: str, identity: str) -> None:
-        if any(p.identity == identity for p in self._livekit.rooms().get(room, [])):
+        if self._livekit.has_participant(room, identity):
             self._livekit.leave(room, identity)
 
     def _event(self, t: float, what: str, **detail: object) -> None:

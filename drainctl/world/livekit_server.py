@@ -590,6 +590,12 @@ class LocalLiveKit:
             record = self._rooms.get(name)
             return None if record is None else record.sid
 
+    def has_participant(self, room: str, identity: str) -> bool:
+        """Is `identity` in the open room `room`? (One lookup: `rooms()` copies every room.)"""
+        with self._lock:
+            record = self._rooms.get(room)
+            return record is not None and identity in record.participants
+
     def rooms(self) -> dict[str, list[ParticipantSnapshot]]:
         """Open rooms and their participants, in the order they were opened and joined."""
         with self._lock:
