@@ -9,7 +9,7 @@ from typing import Any
 from drain_coordinator.domain.probe import WorkerTask
 from drain_coordinator.domain.records import DrainRecord, LifecycleRef
 from drain_coordinator.domain.task_stops import TaskStopRecord
-from drain_coordinator.integrations.autoscaling import LifecycleActionGoneError
+from drain_coordinator.integrations.autoscaling import AutoScalingError, LifecycleActionGoneError
 from drain_coordinator.integrations.ecs import EcsError
 from drain_coordinator.integrations.livekit import LiveKitProbeError
 from drain_coordinator.integrations.store import StaleDrainError, StoreError
@@ -85,6 +85,7 @@ class FakeTaskStopStore:
 class FakeLifecycle:
     calls: list[tuple[str, str]] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)
+    throttled: bool = False  # every call refused as Auto Scaling refuses past its rate
 
     def record_heartbeat(self, ref: LifecycleRef) -> None:
         self._call("heartbeat", ref)
@@ -94,6 +95,8 @@ class FakeLifecycle:
         self.gone.add(ref.instance_id)
 
     def _call(self, what: str, ref: LifecycleRef) -> None:
+        if self.throttled:
+            raise AutoScalingError(f"{what} failed: Throttling: Rate exceeded")
         if ref.instance_id in self.gone:
             raise LifecycleActionGoneError("No active Lifecycle Action found")
         self.calls.append((what, ref.instance_id))

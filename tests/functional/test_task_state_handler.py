@@ -163,6 +163,27 @@ def test_worker_stopped_on_a_draining_instance_releases_it_at_once(harness: Harn
     assert CI_ARN != EVENT_CI  # the other fixture instance is untouched
 
 
+def test_a_release_look_that_auto_scaling_throttles_leaves_the_drain_to_reconcile_and_keeps_the_verdict(
+    harness: Harness,
+) -> None:
+    # GIVEN the same drain, its calls ended, and Auto Scaling refusing every call past its rate
+    harness.ecs.instances[INSTANCE] = EVENT_CI
+    harness.ecs.tasks[EVENT_CI] = [WorkerTask(arn=TASK, last_status="RUNNING", desired_status="RUNNING")]
+    calls_on_task(harness, 1)
+    lifecycle.handler(load_event("asg-terminate-lifecycle-action.json"), FakeLambdaContext())
+    harness.sessions.rooms.clear()
+    harness.ecs.tasks[EVENT_CI] = []
+    harness.lifecycle.throttled = True
+    # WHEN the STOPPED event arrives
+    result = task_state.handler(load_event("ecs-task-stopped-graceful.json"), FakeLambdaContext())
+    # THEN the stop is judged, the failed release is an error step (not a failed event, which
+    # Lambda would retry), and the drain is still open for the next tick
+    assert [s["action"] for s in steps(result)] == ["task_stopped", "error"]
+    record = harness.store.get(INSTANCE)
+    assert record is not None
+    assert record.is_open
+
+
 def test_malformed_task_event_is_rejected_and_counted(
     harness: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,6 +25,7 @@ from drain_coordinator.domain.task_stops import (
     judge,
     task_change_from,
 )
+from drain_coordinator.integrations.autoscaling import AutoScalingError
 from drain_coordinator.integrations.ecs import DEFAULT_STOP_TIMEOUT, EcsError
 from drain_coordinator.integrations.livekit import LiveKitProbeError
 from drain_coordinator.integrations.secrets import CredentialsError
@@ -418,7 +419,13 @@ class TaskStopTracker:
             return []
         if drain is None or drain.container_instance_arn != change.container_instance_arn:
             return []
-        return [self.drains.advance(drain)]
+        try:
+            return [self.drains.advance(drain)]
+        except (AutoScalingError, StoreError) as exc:
+            # A shortcut only (Auto Scaling throttled, say): the verdict stands, and the next
+            # reconcile tick looks at the drain again. Failing the event would retry its verdict.
+            logger.warning("drain not released on the stop: left to reconcile", extra={"error": str(exc)})
+            return [DrainStep(action="error", instance_id=drain.instance_id, error=str(exc))]
 
 
 __all__ = ["EventRejectedError", "TaskStep", "TaskStopTracker"]
