@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any, Final
 
 from drainctl.template import FunctionRoute
-from drainctl.world.scheduler import VirtualTime
+from drainctl.world.scheduler import ProcessResult, VirtualTime
 
 POLL_SECONDS: Final = 1.0
 # SQS receives at most 10 messages a call
@@ -158,16 +158,19 @@ def run_with_sources(
     work: Sequence[Callable[[], object]],
     *,
     step: bool = False,
+    in_flight: list[ProcessResult[object]] | None = None,
 ) -> None:
     """Run `work` (a tick, event deliveries) as concurrent processes beside the event sources'
     pollers.
 
-    As one step of the world (`step`): the pollers take what is visible every `POLL_SECONDS`
-    while a piece of work still runs (Lambda's long polling takes a message as soon as it is sent,
-    whatever else runs: a tick's shards start while the tick goes on), and the batches they start
-    run on past the step, parked, resumed by the next steps (an advance invocation outlives the
-    tick that sent its shard, as in Lambda). Otherwise, until every piece of work and every batch
-    started has ended, polling every `POLL_SECONDS`.
+    As one step of the world (`step`): every piece of work and every batch the pollers start
+    runs on past the step, parked, resumed by the next steps: an invocation outlives the step
+    that started it (a tick, an EventBridge delivery, an advance invocation), as in Lambda, so a
+    long one never holds back the next tick, the next events or the fleet. The pollers take what
+    is visible at each step (every `POLL_SECONDS`: Lambda's long polling takes a message as soon
+    as it is sent, whatever else runs). `in_flight` keeps the pieces still running across steps;
+    a piece's error is raised by the step in which it ends. Otherwise, until every piece of work
+    and every batch started has ended, polling every `POLL_SECONDS`.
     """
     state = {"left": len(work)}
 
@@ -184,13 +187,6 @@ def run_with_sources(
         for source in sources:
             source.poll()
 
-    def pollers_beside_work() -> None:
-        while True:
-            poll_once()
-            if not state["left"]:
-                return
-            time.spend(POLL_SECONDS)
-
     def pollers() -> None:
         while True:
             poll_once()
@@ -200,12 +196,28 @@ def run_with_sources(
                 return
             time.spend(POLL_SECONDS)
 
-    targets = [counted(piece) for piece in work]
-    if sources:
-        targets.append(pollers_beside_work if step else pollers)
-    for result in time.run(targets, park=step):
-        if result.error is not None:
-            raise result.error
+    if step:
+        running = in_flight if in_flight is not None else []
+
+        def launch() -> None:
+            running.extend(time.spawn(piece) for piece in work)
+
+        targets: list[Callable[[], object]] = [launch, poll_once] if sources else [launch]
+        for result in time.run(targets, park=True):
+            if result.error is not None:
+                raise result.error
+        ended = [r for r in running if r.ended]
+        running[:] = [r for r in running if not r.ended]
+        for result in ended:
+            if result.error is not None:
+                raise result.error
+    else:
+        targets = [counted(piece) for piece in work]
+        if sources:
+            targets.append(pollers)
+        for result in time.run(targets):
+            if result.error is not None:
+                raise result.error
     for source in sources:
         source.raise_errors()
         source.settle()

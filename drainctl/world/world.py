@@ -48,7 +48,7 @@ from drainctl.world.hostile import (
 from drainctl.world.lambda_runtime import LocalLambda, current_invocation
 from drainctl.world.lifecycle_actions import TERMINATED
 from drainctl.world.livekit_server import LocalLiveKit
-from drainctl.world.scheduler import VirtualTime
+from drainctl.world.scheduler import ProcessResult, VirtualTime
 from drainctl.world.spot import SpotInterruptions
 from drainctl.world.sqs_source import SqsEventSource, run_with_sources
 from drainctl.world.stacks import OtherStack, add_stack
@@ -121,6 +121,8 @@ class World:
         # Concurrency, latency tails, hangs and rate limits on the virtual clock (drainctl/world/
         # hostile.py): off until a test or `drainctl simulate` turns them on.
         self.time = VirtualTime(self.clock)
+        # The world's invocations still running past the step that started them (sqs_source.py).
+        self._in_flight: list[ProcessResult[object]] = []
         self.hostility = Hostility(seed=self.config.seed)
         self.server_side = ServerSide(
             self.clock,
@@ -754,7 +756,7 @@ class World:
             work.append(self._tick)
         before = len(self.deliveries)
         if work or self.time.parked or any(source.busy for source in self.event_sources):
-            run_with_sources(self.time, self.event_sources, work, step=True)
+            run_with_sources(self.time, self.event_sources, work, step=True, in_flight=self._in_flight)
         out = self.deliveries[before:]
         for stack in self.stacks:
             out += stack.ticks_due(self, now)
