@@ -9,7 +9,7 @@ with a launch hook (a warm pool with ReuseOnScaleIn), "EC2 Instance-launch Lifec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -25,7 +25,10 @@ from drain_coordinator.domain.events import (
 )
 from drain_coordinator.handlers._answers import rejected, skipped
 from drain_coordinator.observability import logger, metrics, tracer
-from drain_coordinator.services.drains import DrainStep
+
+if TYPE_CHECKING:
+    # The coordinator (and its services) is built, and imported, at the first event to act on.
+    from drain_coordinator.services.drains import DrainStep
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)

@@ -15,16 +15,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drain_coordinator import wiring
 from drain_coordinator.domain.webhooks import BadRequestError, parse_url_request
-from drain_coordinator.integrations.secrets import CredentialsError
-from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
-from drain_coordinator.services.webhooks import WebhookRefusedError
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # With the service they come from, built at the first request: not at cold start.
+    from drain_coordinator.integrations.secrets import CredentialsError
+    from drain_coordinator.integrations.store import StoreError
+    from drain_coordinator.services.webhooks import WebhookRefusedError
+
     try:
         request = parse_url_request(event)
     except BadRequestError as exc:
