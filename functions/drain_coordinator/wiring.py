@@ -10,20 +10,16 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from drain_coordinator.integrations import aws_clients
-from drain_coordinator.integrations.autoscaling import LifecycleActions
-from drain_coordinator.integrations.ecs import EcsCluster
-from drain_coordinator.integrations.livekit import LiveKitRescues, LiveKitSessions
-from drain_coordinator.integrations.rescues import RescueStore
-from drain_coordinator.integrations.room_index import RoomIndex, WebhookLedger
-from drain_coordinator.integrations.secrets import livekit_credentials
-from drain_coordinator.integrations.store import DrainStore, TaskStopStore
-from drain_coordinator.services.drains import Coordinator
-from drain_coordinator.services.rescue import Rescuer
 
 if TYPE_CHECKING:
-    # Imported where they are built, not with every handler: the lifecycle function never builds
-    # a webhook service, the webhook function no scheduler... Settings are pydantic: imported at
-    # the first invocation, when they are read.
+    # Imported where they are built, not with every handler: a handler's module is imported at
+    # cold start, before its first event says what it needs (a skipped event builds nothing);
+    # the lifecycle function never builds a webhook service, the webhook function no scheduler...
+    # Settings are pydantic: imported at the first invocation, when they are read.
+    from drain_coordinator.integrations.ecs import EcsCluster
+    from drain_coordinator.integrations.livekit import LiveKitSessions
+    from drain_coordinator.services.drains import Coordinator
+    from drain_coordinator.services.rescue import Rescuer
     from drain_coordinator.services.schedule import Scheduler
     from drain_coordinator.services.task_stops import TaskStopTracker
     from drain_coordinator.services.webhooks import WebhookService
@@ -97,6 +93,8 @@ def webhook_service() -> WebhookService:
 def build_webhook_service(
     config: Settings, drains: Coordinator, clock: Callable[[], float] | None = None
 ) -> WebhookService:
+    from drain_coordinator.integrations.room_index import RoomIndex, WebhookLedger
+    from drain_coordinator.integrations.secrets import livekit_credentials
     from drain_coordinator.services.webhooks import WebhookService
 
     table = aws_clients.resource("dynamodb").Table(config.table_name)
@@ -113,6 +111,8 @@ def build_webhook_service(
 def build_task_tracker(
     config: Settings, drains: Coordinator, clock: Callable[[], float] | None = None
 ) -> TaskStopTracker:
+    from drain_coordinator.integrations.room_index import RoomIndex
+    from drain_coordinator.integrations.store import TaskStopStore
     from drain_coordinator.services.task_stops import TaskStopTracker
 
     table = aws_clients.resource("dynamodb").Table(config.table_name)
@@ -134,6 +134,8 @@ def build_task_tracker(
 
 
 def _ecs(config: Settings) -> EcsCluster:
+    from drain_coordinator.integrations.ecs import EcsCluster
+
     return EcsCluster(
         aws_clients.client("ecs"),
         config.cluster,
@@ -144,6 +146,9 @@ def _ecs(config: Settings) -> EcsCluster:
 
 
 def _sessions(config: Settings) -> LiveKitSessions:
+    from drain_coordinator.integrations.livekit import LiveKitSessions
+    from drain_coordinator.integrations.secrets import livekit_credentials
+
     return LiveKitSessions(
         config.livekit_url,
         partial(livekit_credentials, config.livekit_secret_arn),
@@ -154,6 +159,11 @@ def _sessions(config: Settings) -> LiveKitSessions:
 def _rescuer(config: Settings, clock: Callable[[], float]) -> Rescuer | None:
     if not config.call_rescue:
         return None
+    from drain_coordinator.integrations.livekit import LiveKitRescues
+    from drain_coordinator.integrations.rescues import RescueStore
+    from drain_coordinator.integrations.secrets import livekit_credentials
+    from drain_coordinator.services.rescue import Rescuer
+
     return Rescuer(
         store=RescueStore(aws_clients.resource("dynamodb").Table(config.table_name)),
         livekit=LiveKitRescues(
@@ -168,6 +178,11 @@ def _rescuer(config: Settings, clock: Callable[[], float]) -> Rescuer | None:
 
 
 def build(config: Settings, clock: Callable[[], float] | None = None) -> Coordinator:
+    from drain_coordinator.integrations.autoscaling import LifecycleActions
+    from drain_coordinator.integrations.room_index import RoomIndex
+    from drain_coordinator.integrations.store import DrainStore, TaskStopStore
+    from drain_coordinator.services.drains import Coordinator
+
     now = clock or _clock
     return Coordinator(
         policy=config.policy,

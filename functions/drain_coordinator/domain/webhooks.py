@@ -16,9 +16,11 @@ import base64
 import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drain_coordinator.domain.records import DrainRecord
+if TYPE_CHECKING:
+    # The webhook function's cold start parses requests: the drain records come with the service.
+    from drain_coordinator.domain.records import DrainRecord
 
 PARTICIPANT_JOINED = "participant_joined"
 PARTICIPANT_LEFT = "participant_left"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drain_coordinator.domain.events import EventRejectedError, Skip
 from drain_coordinator.observability import MetricName, logger, put_metric
+
+if TYPE_CHECKING:
+    from drain_coordinator.domain.events import EventRejectedError, Skip
 
 
 def rejected(event: Any, exc: EventRejectedError) -> dict[str, Any]:

@@ -9,29 +9,36 @@ with a launch hook (a warm pool with ReuseOnScaleIn), "EC2 Instance-launch Lifec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drain_coordinator import wiring
-from drain_coordinator.domain.events import (
-    EventRejectedError,
-    LaunchRequested,
-    RebalanceRecommended,
-    Skip,
-    SpotInterruption,
-    parse_lifecycle_function_event,
-)
 from drain_coordinator.handlers._answers import rejected, skipped
 from drain_coordinator.observability import logger, metrics, tracer
-from drain_coordinator.services.drains import DrainStep
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    # The coordinator (and its services) is built, and imported, at the first event to act on.
+    from drain_coordinator.services.drains import DrainStep
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    # The event types (frozen dataclasses) and what the coordinator needs come with the first
+    # event, not with the module: the cold start's import is Powertools and boto3.
+    from drain_coordinator.domain.events import (
+        EventRejectedError,
+        LaunchRequested,
+        RebalanceRecommended,
+        Skip,
+        SpotInterruption,
+        parse_lifecycle_function_event,
+    )
+
     settings = wiring.settings()
     try:
         trigger = parse_lifecycle_function_event(

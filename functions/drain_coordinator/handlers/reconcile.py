@@ -5,12 +5,13 @@ urgent shard here and send the rest to the work queue (services/schedule.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from drain_coordinator import wiring
 from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # What EventBridge Scheduler (or a classic EventBridge schedule) sends; an empty payload is a
 # manual `aws lambda invoke`. Reconcile reads nothing else from its event.

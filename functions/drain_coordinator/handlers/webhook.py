@@ -8,23 +8,27 @@ other than POST; 400 for a request that is no Function URL request at all.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from drain_coordinator import wiring
-from drain_coordinator.domain.webhooks import BadRequestError, parse_url_request
-from drain_coordinator.integrations.secrets import CredentialsError
-from drain_coordinator.integrations.store import StoreError
 from drain_coordinator.observability import MetricName, logger, metrics, put_metric, tracer
-from drain_coordinator.services.webhooks import WebhookRefusedError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # With the first request, not the module's import (the cold start's is Powertools and boto3).
+    from drain_coordinator.domain.webhooks import BadRequestError, parse_url_request
+    from drain_coordinator.integrations.secrets import CredentialsError
+    from drain_coordinator.integrations.store import StoreError
+    from drain_coordinator.services.webhooks import WebhookRefusedError
+
     try:
         request = parse_url_request(event)
     except BadRequestError as exc:
