@@ -73,6 +73,7 @@ class VirtualTime:
         self._shared_lock = threading.Lock()
         self._in_flight = 0
         self._park = False
+        self._horizon: float | None = None
         self._targets_left = 0
 
     # -- spending ---------------------------------------------------------------------------------
@@ -122,18 +123,21 @@ class VirtualTime:
             raise SchedulerError("processes are spawned inside a concurrent run")
         return self._add(target)
 
-    def run(self, targets: Sequence[Callable[[], T]], *, park: bool = False) -> list[ProcessResult[T]]:
+    def run(
+        self, targets: Sequence[Callable[[], T]], *, park: bool = False, until: float | None = None
+    ) -> list[ProcessResult[T]]:
         """Run `targets` as concurrent processes from now. Called from outside any process.
 
         Without `park`, until every process (those parked by an earlier run included, and every
         one they spawned) has ended. With `park`, until the targets have ended and no process is
-        due at the clock's time: processes still waiting for a later time stay parked, and resume
-        in a later run once the clock (moved on meanwhile by its caller) has reached them.
+        due by `until` (default: the clock's time), each run at its own wake time: processes
+        waiting for a later time stay parked, and resume in a later run.
         """
         if self.current() is not None or self._running_run:
             raise SchedulerError("concurrent runs do not nest")
         self._running_run = True
         self._park = park
+        self._horizon = until
         self._idle.clear()
         try:
             with self._lock:
@@ -159,7 +163,8 @@ class VirtualTime:
 
     def _stop_locked(self) -> bool:
         if self._park and self._targets_left == 0:
-            return not self._heap or self._heap[0][0] > self.clock.now()
+            horizon = self.clock.now() if self._horizon is None else max(self._horizon, self.clock.now())
+            return not self._heap or self._heap[0][0] > horizon
         return not self._heap and self._live == 0
 
     def _add(self, target: Callable[[], T]) -> ProcessResult[T]:

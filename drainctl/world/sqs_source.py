@@ -159,6 +159,7 @@ def run_with_sources(
     *,
     step: bool = False,
     in_flight: list[ProcessResult[object]] | None = None,
+    until: float | None = None,
 ) -> None:
     """Run `work` (a tick, event deliveries) as concurrent processes beside the event sources'
     pollers.
@@ -169,7 +170,8 @@ def run_with_sources(
     long one never holds back the next tick, the next events or the fleet. The pollers take what
     is visible at each step (every `POLL_SECONDS`: Lambda's long polling takes a message as soon
     as it is sent, whatever else runs). `in_flight` keeps the pieces still running across steps;
-    a piece's error is raised by the step in which it ends. Otherwise, until every piece of work
+    a piece's error is raised by the step in which it ends; `until`: the processes due by then run
+    at their own times (the step's end). Otherwise, until every piece of work
     and every batch started has ended, polling every `POLL_SECONDS`.
     """
     state = {"left": len(work)}
@@ -203,7 +205,7 @@ def run_with_sources(
             running.extend(time.spawn(piece) for piece in work)
 
         targets: list[Callable[[], object]] = [launch, poll_once] if sources else [launch]
-        for result in time.run(targets, park=True):
+        for result in time.run(targets, park=True, until=until):
             if result.error is not None:
                 raise result.error
         ended = [r for r in running if r.ended]

@@ -735,7 +735,12 @@ class World:
 
     def step(self, seconds: float = 1.0) -> list[Delivery]:
         """Advance the clock; move the fleet; apply hook timeouts; deliver events; run the schedule."""
-        now = self.clock.advance(seconds)
+        # Invocations still running from earlier steps go on at their own times up to the step's
+        # (a request's latency is not rounded up to the world's one-second step).
+        target = self.clock.now() + seconds
+        if self.time.parked:
+            run_with_sources(self.time, [], [], step=True, in_flight=self._in_flight, until=target)
+        now = self.clock.advance(max(0.0, target - self.clock.now()))
         self.aws.expire_due_actions()
         self.spot.reclaim_due(now)
         self._rebalance_due(now)

@@ -66,6 +66,7 @@ def scheduler() -> Scheduler:
 def build_scheduler(
     config: Settings, drains: Coordinator, stops: TaskStopTracker, clock: Callable[[], float] | None = None
 ) -> Scheduler:
+    from drain_coordinator.domain.schedule import renewal_budget
     from drain_coordinator.integrations.work_queue import WorkQueue
     from drain_coordinator.services.schedule import Scheduler
 
@@ -79,7 +80,9 @@ def build_scheduler(
         queue=queue,
         shard_size=config.shard_size,
         concurrency=config.advance_concurrency if queue is not None else None,
-        heartbeat_budget=int(config.heartbeat_rate * config.reconcile_period),
+        heartbeat_budget=renewal_budget(
+            config.heartbeat_rate, config.reconcile_period, config.advance_concurrency if queue else None
+        ),
     )
 
 

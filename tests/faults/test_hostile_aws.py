@@ -101,7 +101,8 @@ def test_metrics_of_drains_completed_in_a_tick_that_times_out_are_not_lost(world
 def test_hooks_started_together_beyond_what_the_work_queue_runs_at_once_all_stay_alive() -> None:
     # GIVEN 400 instances scaled in this moment (400 hooks started together, 300 s each), a work
     # queue that runs 3 shards at once, AWS's rate limits on, AWS answering in 0.2 s (P99 2 s)
-    # and LiveKit in 1 s (P99 4 s): a tick's looks alone fill every invocation it may start
+    # and LiveKit in 1 s (P99 4 s): the looks alone would fill every invocation a tick may start,
+    # and every hook falls due in the same two periods
     with World(WorldConfig(params={"AdvanceConcurrency": "3"})) as world:
         instances = open_drains(world, 400, heartbeat_left=world.hook_heartbeat_timeout)
         world.throttle = True
@@ -112,8 +113,9 @@ def test_hooks_started_together_beyond_what_the_work_queue_runs_at_once_all_stay
         # its first renewal within the first 300 s, and a second before 600 s)
         run_periods(world, world.hook_heartbeat_timeout // world.period + 3)
 
-        # THEN no hook expired: the due (and early) renewals went out in heartbeat-only shards
-        # ahead of any look, within what the queue runs at once; the looks waited their turn
+        # THEN no hook expired: the renewals went out in heartbeat-only shards ahead of any look,
+        # spread over the ticks before they fell due, no more a tick than one wave of the queue's
+        # three invocations sends; the looks waited their turn
         assert expired_by_timer(world) == []
         actions = [world.aws.lifecycle.action_for(i) for i in instances]
         assert all(a is not None and a.heartbeats >= 1 and a.is_open for a in actions)

@@ -40,8 +40,10 @@ def test_a_hung_dependency_holds_every_drain_with_heartbeats_and_no_invocation_o
     # AND then the dependency answering none of the coordinator's requests for the rest of the event
     world.hostility.hang(dependency)
 
-    # WHEN the drains run to their end
+    # WHEN the drains run to their end, and the invocations still running then (the stopped
+    # tasks' events among them) end too
     actions = [run_until_released(world, instance_id) for instance_id in instances]
+    world.run(lambda: not world.time.parked, limit_seconds=world.period)
 
     # THEN no hook expired: every one was heartbeated until the deadline released it
     deadline = float(world.params["DrainDeadline"])

@@ -24,6 +24,7 @@ from drain_coordinator.domain.schedule import (
     look_budget,
     overdue,
     plan_tick,
+    renewal_budget,
     shards,
     work_items,
 )
@@ -214,6 +215,20 @@ def test_a_tick_plan_makes_every_renewal_the_budget_asks_for_from_drains_it_does
     unlooked = len(records) - len(looked)
     assert len(beaten) + len(renewed_in_looks) >= min(len(wanted), len(renewed_in_looks) + unlooked)
     assert {r.instance_id for r in wanted if heartbeat_due(r, now, POLICY)} <= set(beaten) | renewed_in_looks
+
+
+def test_the_renewal_budget_is_auto_scalings_share_or_one_wave_of_heartbeat_shards_whichever_is_less() -> (
+    None
+):
+    # 8 a second is 480 a period; ten shards at once renew 500, three only 150
+    assert renewal_budget(8.0, 60, None) == 480
+    assert renewal_budget(8.0, 60, 10) == 480
+    assert renewal_budget(8.0, 60, 3) == 3 * HEARTBEATS_PER_SHARD
+    # and with that budget, 400 hooks started together are spread over ticks none of which
+    # sends more than the queue runs at once
+    sent, least = renewals_per_tick(400, 300, renewal_budget(8.0, 60, 3))
+    assert max(sent) <= 3 * HEARTBEATS_PER_SHARD
+    assert least >= POLICY.reconcile_period_seconds
 
 
 def test_a_heartbeat_only_shard_survives_its_message() -> None:

@@ -126,6 +126,14 @@ def work_items(
 HEARTBEATS_PER_SHARD: Final = 50
 
 
+def renewal_budget(heartbeat_rate: float, period_seconds: int, concurrency: int | None) -> int:
+    """Renewals a period the tick spreads the hooks' heartbeats under: its share of Auto Scaling's
+    rate, and no more than one wave of heartbeat-only shards sends (the queue runs `concurrency`
+    at once, each of HEARTBEATS_PER_SHARD), so a tick's renewals never wait for a free invocation."""
+    by_rate = int(heartbeat_rate * period_seconds)
+    return by_rate if concurrency is None else min(by_rate, concurrency * HEARTBEATS_PER_SHARD)
+
+
 def heartbeats_to_send(
     records: Iterable[DrainRecord], now: float, policy: DrainPolicy, per_period: int | None
 ) -> list[DrainRecord]:
