@@ -215,6 +215,12 @@ def test_a_tick_plan_makes_every_renewal_the_budget_asks_for_from_drains_it_does
     unlooked = len(records) - len(looked)
     assert len(beaten) + len(renewed_in_looks) >= min(len(wanted), len(renewed_in_looks) + unlooked)
     assert {r.instance_id for r in wanted if heartbeat_due(r, now, POLICY)} <= set(beaten) | renewed_in_looks
+    # AND the drains looked at that the budget asks to renew are marked so, for their look to renew
+    marked = {i.key for i in plan.own if i.renew} | {
+        i.key for part in plan.look_shards for i in part if i.renew
+    }
+    assert marked == {r.instance_id for r in wanted} & looked
+    assert len(beaten) + len(marked) >= min(len(wanted), len(marked) + unlooked)
 
 
 def test_the_renewal_budget_is_auto_scalings_share_or_one_wave_of_heartbeat_shards_whichever_is_less() -> (
@@ -232,6 +238,8 @@ def test_the_renewal_budget_is_auto_scalings_share_or_one_wave_of_heartbeat_shar
 
 
 def test_a_heartbeat_only_shard_survives_its_message() -> None:
+    marked = [replace(i, renew=True) for i in work_items([], [drain(2)], [], POLICY)]
+    assert Shard.from_body(Shard(T0, tuple(marked)).to_body()).items[0].renew
     shard = Shard(T0, tuple(work_items([], [drain(1)], [], POLICY)), looks=False)
     again = Shard.from_body(shard.to_body())
     assert again == shard
@@ -529,3 +537,21 @@ def test_a_heartbeat_only_shard_renews_every_hook_it_holds_even_before_it_is_due
     )
     assert {s["reason"] for s in done.steps} == {"spread"}
     assert tick.sessions.still_held_calls == 0
+
+
+def test_a_look_shard_renews_the_hooks_the_tick_marked_before_it_looks() -> None:
+    # GIVEN a look shard of 5 drains whose timers still have 250 s left, 2 of them marked to renew
+    tick, _ = a_tick(5, look_seconds=0.5)
+    for record in tick.store.open_drains():
+        tick.store.save(replace(record, last_heartbeat_at=tick.clock.t - 50))
+    items = work_items([], tick.store.open_drains(), [], POLICY)
+    items = [replace(i, renew=True) if n < 2 else i for n, i in enumerate(items)]
+
+    # WHEN the advance function runs it
+    done = tick.scheduler.run_shard(Shard(tick.clock.t, tuple(items)), lambda: 55.0)
+
+    # THEN the two marked hooks were renewed first, early, and every drain was looked at
+    renewed = [i for c, i in tick.lifecycle.calls if c == "heartbeat"]
+    assert sorted(renewed) == sorted(i.key for i in items[:2])
+    assert [s["reason"] for s in done.steps[:2]] == ["spread", "spread"]
+    assert tick.sessions.still_held_calls > 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Final
 
@@ -44,13 +44,22 @@ class WorkItem:
     kind: WorkKind
     key: str  # instance id (orphan, drain) or task ARN (task stop)
     due_at: float
+    renew: bool = False  # the tick chose to renew this hook now, due or early (rule 6)
 
-    def as_dict(self) -> dict[str, str | float]:
-        return {"kind": self.kind.value, "key": self.key, "due_at": self.due_at}
+    def as_dict(self) -> dict[str, str | float | bool]:
+        raw: dict[str, str | float | bool] = {"kind": self.kind.value, "key": self.key, "due_at": self.due_at}
+        if self.renew:
+            raw["renew"] = True
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, object]) -> WorkItem:
-        return cls(WorkKind(str(raw["kind"])), str(raw["key"]), float(str(raw.get("due_at", 0))))
+        return cls(
+            WorkKind(str(raw["kind"])),
+            str(raw["key"]),
+            float(str(raw.get("due_at", 0))),
+            renew=raw.get("renew") is True,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,15 +202,17 @@ def plan_tick(
         key=lambda i: (drains[i.key].heartbeat_expires_at, i.key),
     )
 
+    chosen = {r.instance_id for r in renew}
+
     def split(slots: int) -> tuple[list[WorkItem], list[WorkItem]]:
         """The look shards' items and the heartbeat shards' for `slots` look shards. A look renews
-        only a due hook, there; the other renewals come from the drains not looked at (the due
-        ones, then early ones up to the count)."""
+        the chosen hooks it holds (marked `renew`); the other renewals come from the drains not
+        looked at (the due ones, then early ones up to the count)."""
         looked = rest[: slots * shard_size]
         looked_keys = {i.key for i in [*own, *looked]}
         candidates = [i for i in by_expiry if i.key not in looked_keys]
         due_left = sum(1 for i in candidates if i.key in due)
-        renewed_in_looks = sum(1 for key in due if key in looked_keys)
+        renewed_in_looks = len(chosen & looked_keys)
         return looked, candidates[: max(due_left, len(renew) - renewed_in_looks)]
 
     def fits(slots: int, beats: list[WorkItem]) -> bool:
@@ -210,17 +221,20 @@ def plan_tick(
     # As many look shards as leave room for the heartbeat shards they need: start from every
     # renewal in a heartbeat shard (always fits, unless the renewals alone need more), and add
     # look shards while they still fit (each takes renewals of its own drains out of them).
-    own_keys = {i.key for i in own}
-    outside = len(renew) - sum(1 for key in due if key in own_keys)
+    outside = len(renew) - len(chosen & {i.key for i in own})
     slots = max(0, concurrency - math.ceil(outside / HEARTBEATS_PER_SHARD))
     looked, beats = split(slots)
     while slots * shard_size < len(rest) and fits(slots + 1, (more := split(slots + 1))[1]):
         slots += 1
         looked, beats = more
+
+    def marked(items: list[WorkItem]) -> list[WorkItem]:
+        return [replace(i, renew=True) if i.key in chosen and i.kind is WorkKind.DRAIN else i for i in items]
+
     return TickPlan(
-        own=own,
+        own=marked(own),
         heartbeat_shards=shards(beats, HEARTBEATS_PER_SHARD) if beats else [],
-        look_shards=shards(looked, shard_size) if looked else [],
+        look_shards=shards(marked(looked), shard_size) if looked else [],
         deferred=rest[len(looked) :],
     )
 

@@ -186,18 +186,21 @@ class Scheduler:
         looks: bool = True,
         renew_all: bool = False,
     ) -> None:
-        """`renew_all`: a heartbeat-only shard, whose every hook the tick chose to renew now."""
+        """`renew_all`: a heartbeat-only shard, whose every hook the tick chose to renew now; in
+        other runs, the due hooks and those the tick marked `renew` (early, to spread them)."""
         self.drains.breaker = Breaker()
         mine = [drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains]
-        if renew_all:
-            beats = sorted(mine, key=lambda r: (r.heartbeat_expires_at, r.instance_id))
-        else:
-            beats = heartbeats_due(mine, self.clock(), self.policy)
+        early = {i.key for i in items if i.renew} if not renew_all else {r.instance_id for r in mine}
+        due = {r.instance_id for r in heartbeats_due(mine, self.clock(), self.policy)}
+        beats = sorted(
+            (r for r in mine if r.instance_id in due or r.instance_id in early),
+            key=lambda r: (r.heartbeat_expires_at, r.instance_id),
+        )
         for record in beats:
             if remaining_seconds() < self.limits.reserve_seconds:
                 break
             beaten = self._unit(
-                partial(self.drains.heartbeat_if_due, record, early=renew_all),
+                partial(self.drains.heartbeat_if_due, record, early=record.instance_id in early),
                 ("instance_id", record.instance_id),
                 result,
             )
