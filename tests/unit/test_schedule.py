@@ -555,3 +555,40 @@ def test_a_look_shard_renews_the_hooks_the_tick_marked_before_it_looks() -> None
     assert sorted(renewed) == sorted(i.key for i in items[:2])
     assert [s["reason"] for s in done.steps[:2]] == ["spread", "spread"]
     assert tick.sessions.still_held_calls > 0
+
+
+def test_a_queue_sized_to_the_fleet_still_renews_from_no_more_invocations_than_one_wave_of_heartbeat_shards() -> (
+    None
+):
+    # GIVEN 1,000 hooks started together two periods ago (a fleet-wide scale-in), a queue that runs
+    # 49 shards at once (every shard of the tick) and a budget of 480 renewals a period
+    now = T0 + 5000
+    records = [
+        drain(n, last_heartbeat_at=now - 120, heartbeat_timeout=300, deadline_at=now + 5000)
+        for n in range(1000)
+    ]
+    by_key = {r.instance_id: r for r in records}
+    budget = renewal_budget(8.0, 60, 49)
+
+    # WHEN a tick plans its work
+    plan = plan_tick(work_items([], records, [], POLICY), by_key, now, POLICY, 20, 49, budget)
+
+    # THEN every renewal the budget asks for is made (in heartbeat shards or marked in looks) ...
+    wanted = {r.instance_id for r in heartbeats_to_send(records, now, POLICY, budget)}
+    beaten = {i.key for part in plan.heartbeat_shards for i in part}
+    marked = {i.key for part in [plan.own, *plan.look_shards] for i in part if i.renew}
+    assert len(wanted) >= budget  # the next tick's due ones beyond the budget come forward
+    assert beaten | marked >= wanted
+    # ... by no more queued invocations at once than one wave of heartbeat-only shards (Auto
+    # Scaling's rate is shared: 49 invocations renewing at once throttle each other past botocore's
+    # retries, and the hooks they lose expire) ...
+    renewing = [part for part in plan.look_shards if any(i.renew for i in part)]
+    assert len(plan.heartbeat_shards) + len(renewing) <= -(-len(wanted) // HEARTBEATS_PER_SHARD)
+    # ... while the queue's other slots look at the drains not renewed, renewing none of them:
+    # every drain is renewed or looked at this tick
+    quiet = [part for part in plan.look_shards if not any(i.renew for i in part)]
+    assert len(plan.heartbeat_shards) + len(plan.look_shards) <= 49
+    looked = {i.key for part in [plan.own, *plan.look_shards] for i in part}
+    assert looked | beaten == set(by_key)
+    assert quiet
+    assert not {i.key for part in quiet for i in part} & (wanted | beaten)

@@ -16,6 +16,10 @@ Pure: functions of records, `now` and the policy. The rules (tests/unit/test_sch
    not all fall due in one window the rate cannot serve.
 7. Every open drain has a heartbeat decision every tick: a heartbeat (in a shard), a look, or the
    tick's own "not due before the next tick" for a drain whose look is deferred.
+8. No more invocations renew hooks at once than one wave of heartbeat-only shards under the budget
+   (`senders`), however many the queue runs: Auto Scaling's rate is shared by all of them, and
+   fifty invocations each renewing their own drains at once throttle each other past botocore's
+   retries. The slots left go to looks that renew nothing (drains the tick did not choose).
 """
 
 from __future__ import annotations
@@ -203,6 +207,13 @@ def plan_tick(
     )
 
     chosen = {r.instance_id for r in renew}
+    # Invocations that renew hooks at once: no more than one wave of heartbeat-only shards under
+    # the budget (rule 8), however many the queue runs; the due ones alone may need more.
+    outside = len(renew) - len(chosen & {i.key for i in own})
+    least = math.ceil(outside / HEARTBEATS_PER_SHARD)
+    senders = concurrency
+    if heartbeat_budget is not None:
+        senders = min(concurrency, max(1, math.ceil(heartbeat_budget / HEARTBEATS_PER_SHARD)))
 
     def split(slots: int) -> tuple[list[WorkItem], list[WorkItem]]:
         """The look shards' items and the heartbeat shards' for `slots` look shards. A look renews
@@ -215,18 +226,27 @@ def plan_tick(
         renewed_in_looks = len(chosen & looked_keys)
         return looked, candidates[: max(due_left, len(renew) - renewed_in_looks)]
 
-    def fits(slots: int, beats: list[WorkItem]) -> bool:
-        return slots + math.ceil(len(beats) / HEARTBEATS_PER_SHARD) <= concurrency
+    def fits(slots: int, looked: list[WorkItem], beats: list[WorkItem]) -> bool:
+        wave = math.ceil(len(beats) / HEARTBEATS_PER_SHARD)
+        renewing = sum(1 for part in shards(looked, shard_size) if any(i.key in chosen for i in part))
+        return slots + wave <= concurrency and renewing + wave <= max(senders, least)
 
-    # As many look shards as leave room for the heartbeat shards they need: start from every
-    # renewal in a heartbeat shard (always fits, unless the renewals alone need more), and add
-    # look shards while they still fit (each takes renewals of its own drains out of them).
-    outside = len(renew) - len(chosen & {i.key for i in own})
-    slots = max(0, concurrency - math.ceil(outside / HEARTBEATS_PER_SHARD))
+    # As many look shards as leave room for the heartbeat shards they need, and keep the
+    # invocations that renew within `senders`: each look shard takes renewals of its own drains
+    # out of the heartbeat shards (slots and wave together never shrink as looks are added).
+    slots = 0
     looked, beats = split(slots)
-    while slots * shard_size < len(rest) and fits(slots + 1, (more := split(slots + 1))[1]):
+    while slots * shard_size < len(rest) and fits(slots + 1, *(more := split(slots + 1))):
         slots += 1
         looked, beats = more
+
+    # Then, in the slots left, looks that renew nothing: drains neither chosen nor beaten (rule 8).
+    wave = math.ceil(len(beats) / HEARTBEATS_PER_SHARD)
+    spare = concurrency - slots - wave if heartbeat_budget is not None else 0
+    skip = chosen | {i.key for i in beats}
+    quiet = [i for i in rest[len(looked) :] if i.kind is not WorkKind.DRAIN or i.key not in skip]
+    quiet = quiet[: max(0, spare) * shard_size]
+    quiet_keys = {(i.kind, i.key) for i in quiet}
 
     def marked(items: list[WorkItem]) -> list[WorkItem]:
         return [replace(i, renew=True) if i.key in chosen and i.kind is WorkKind.DRAIN else i for i in items]
@@ -234,8 +254,8 @@ def plan_tick(
     return TickPlan(
         own=marked(own),
         heartbeat_shards=shards(beats, HEARTBEATS_PER_SHARD) if beats else [],
-        look_shards=shards(marked(looked), shard_size) if looked else [],
-        deferred=rest[len(looked) :],
+        look_shards=shards(marked(looked), shard_size) + shards(quiet, shard_size),
+        deferred=[i for i in rest[len(looked) :] if (i.kind, i.key) not in quiet_keys],
     )
 
 
