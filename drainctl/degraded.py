@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from drainctl.check import AUTOSCALING_ACTION_RATE, HEARTBEAT_RATE_SHARE
+from drainctl.check import heartbeat_timeout_for
 from drainctl.template import load_template
 from drainctl.world.decisions import decisions
 from drainctl.world.hostile import AWS_DEPENDENCIES, LatencyTail
@@ -28,7 +28,8 @@ from drainctl.world.world import World, WorldConfig, default_template_path
 
 OPEN_DRAINS: Final = (10, 100, 1_000, 2_000)
 QUICK_OPEN_DRAINS: Final = (10, 100)
-# Long enough for a hook left unheartbeaten to run out: HeartbeatTimeout (300 s) and two periods.
+# Long enough for a hook left unheartbeaten to run out: the stack's HeartbeatTimeout and two
+# periods (7 at the template's 300 s); a longer HeartbeatTimeout runs more.
 PERIODS: Final = 7
 AWS_LATENCY: Final = LatencyTail(0.2, 2.0)
 LIVEKIT_LATENCY: Final = LatencyTail(1.0, 4.0)
@@ -63,7 +64,7 @@ class DegradedFigures:
 def degraded(
     drains: int,
     *,
-    periods: int = PERIODS,
+    periods: int | None = None,
     seed: int = 7,
     params: dict[str, str] | None = None,
 ) -> DegradedFigures:
@@ -77,6 +78,8 @@ def degraded(
         world.hostility.set_latency(["livekit"], LIVEKIT_LATENCY)
         world.throttle = True
         since = world.clock.now()
+        if periods is None:
+            periods = max(PERIODS, math.ceil(world.hook_heartbeat_timeout / world.period) + 2)
         world.run(lambda: False, limit_seconds=periods * world.period)
         world.throttle = False
         decided: set[tuple[int, str]] = set()
@@ -131,8 +134,7 @@ def sized_params(drains: int) -> dict[str, str]:
     HookHeartbeatTimeout that keeps D heartbeats under Auto Scaling's rate (rule heartbeat-rate)."""
     params = load_template(default_template_path()).parameters()
     period = 60  # the template's rate(1 minute)
-    share = HEARTBEAT_RATE_SHARE * AUTOSCALING_ACTION_RATE
-    heartbeat = max(int(params["HookHeartbeatTimeout"]), math.ceil(drains / share) + 2 * period)
+    heartbeat = max(int(params["HookHeartbeatTimeout"]), heartbeat_timeout_for(drains, period))
     return {"AdvanceConcurrency": str(sized_concurrency(drains)), "HookHeartbeatTimeout": str(heartbeat)}
 
 

@@ -57,7 +57,7 @@ from drainctl.check.rules import (
     rule_warm_pool_agent_check,
     rule_warm_pool_reuse,
 )
-from drainctl.check.rules.fleet import AUTOSCALING_ACTION_RATE, HEARTBEAT_RATE_SHARE
+from drainctl.check.rules.fleet import AUTOSCALING_ACTION_RATE, HEARTBEAT_RATE_SHARE, heartbeat_timeout_for
 
 __all__ = [
     "AUTOSCALING_ACTION_RATE",
@@ -76,6 +76,7 @@ __all__ = [
     "add_parser",
     "ecs_duration_seconds",
     "evaluate",
+    "heartbeat_timeout_for",
     "host_stop_timeout_setting",
     "load_budget",
     "main",

@@ -3,14 +3,14 @@ fakes whose LiveKit spends the clock: heartbeats never wait for a look, no drain
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
 from drain_coordinator.domain.probe import WorkerTask
-from drain_coordinator.domain.records import DrainRecord
+from drain_coordinator.domain.records import DrainRecord, LifecycleRef
 from drain_coordinator.domain.schedule import (
     HEARTBEATS_PER_SHARD,
     Breaker,
@@ -28,6 +28,7 @@ from drain_coordinator.domain.schedule import (
     shards,
     work_items,
 )
+from drain_coordinator.integrations.autoscaling import AutoScalingError
 from drain_coordinator.services.drains import Coordinator
 from drain_coordinator.services.schedule import Scheduler
 from drain_coordinator.services.task_stops import TaskStopTracker
@@ -592,3 +593,33 @@ def test_a_queue_sized_to_the_fleet_still_renews_from_no_more_invocations_than_o
     assert looked | beaten == set(by_key)
     assert quiet
     assert not {i.key for part in quiet for i in part} & (wanted | beaten)
+
+
+@dataclass
+class RefusesFirstTry(FakeLifecycle):
+    """Auto Scaling throttling each hook's first heartbeat (its rate shared with other invocations)."""
+
+    refused: set[str] = field(default_factory=set)
+
+    def record_heartbeat(self, ref: LifecycleRef) -> None:
+        if ref.instance_id not in self.refused:
+            self.refused.add(ref.instance_id)
+            raise AutoScalingError("record_lifecycle_action_heartbeat failed: Throttling: Rate exceeded")
+        super().record_heartbeat(ref)
+
+
+def test_a_renewal_auto_scaling_throttled_is_tried_again_after_the_others_in_the_same_run() -> None:
+    # GIVEN a heartbeat-only shard of 5 drains whose hooks are due, and Auto Scaling refusing each
+    # hook's first heartbeat
+    tick, _ = a_tick(5, look_seconds=0.5)
+    lifecycle = RefusesFirstTry()
+    tick.scheduler.drains.lifecycle = lifecycle
+    shard = Shard(tick.clock.t, tuple(work_items([], tick.store.open_drains(), [], POLICY)), looks=False)
+
+    # WHEN the advance function runs it
+    done = tick.scheduler.run_shard(shard, lambda: 55.0)
+
+    # THEN every hook was renewed, on its second try, in the order of the first
+    assert [i for c, i in lifecycle.calls if c == "heartbeat"] == [i.key for i in shard.items]
+    assert [s["action"] for s in done.steps].count("heartbeat") == 5
+    assert [s["action"] for s in done.steps].count("error") == 5

@@ -2,7 +2,8 @@
 invocation cannot cover to the work queue as shards, and do the rest here within the time left.
 
 A run of work (the tick's own share, or one shard in the advance function) goes in two passes:
-1. every heartbeat that is due, closest to expiry first: nothing a probe does can delay one;
+1. every heartbeat that is due, closest to expiry first: nothing a probe does can delay one (one
+   that fails, throttled most often, is tried once more after the others);
 2. the looks, most urgent first, each within its share of the invocation's time; what does not
    fit is deferred (counted) and is among the first of the next tick.
 Metrics are printed after each unit, so an invocation that times out loses none already earned.
@@ -40,6 +41,7 @@ T = TypeVar("T")
 _DRAIN_LOG_KEYS = ["asgName", "lifecycleHookName", "lifecycleActionToken", "instanceID"]
 _TASK_LOG_KEYS = ["taskArn", "containerInstanceArn"]
 _NO_DECISION = frozenset({"error", "skip", "reject"})
+HEARTBEAT_ROUNDS = 2  # a renewal that failed gets one more try in the same run, after the others
 
 
 class WorkQueuePort(Protocol):
@@ -196,21 +198,32 @@ class Scheduler:
             (r for r in mine if r.instance_id in due or r.instance_id in early),
             key=lambda r: (r.heartbeat_expires_at, r.instance_id),
         )
+        # A renewal that failed (Auto Scaling throttled it past botocore's retries, most often:
+        # its rate is shared with every other invocation) is tried once more after the others,
+        # when the bucket has refilled, while the invocation has time.
+        for _round in range(HEARTBEAT_ROUNDS):
+            failed: list[DrainRecord] = []
+            for record in beats:
+                if remaining_seconds() < self.limits.reserve_seconds:
+                    break
+                beaten = self._unit(
+                    partial(self.drains.heartbeat_if_due, record, early=record.instance_id in early),
+                    ("instance_id", record.instance_id),
+                    result,
+                )
+                if beaten is None:
+                    failed.append(record)
+                    continue
+                saved, step = beaten
+                if step is not None:
+                    result.steps.append(step.as_dict())
+                if saved is None:
+                    drains.pop(record.instance_id, None)  # closed (gone) or saved elsewhere: no look
+                else:
+                    drains[record.instance_id] = saved
+            beats = failed
         for record in beats:
-            if remaining_seconds() < self.limits.reserve_seconds:
-                break
-            beaten = self._unit(
-                partial(self.drains.heartbeat_if_due, record, early=record.instance_id in early),
-                ("instance_id", record.instance_id),
-                result,
-            )
-            saved, step = beaten if beaten is not None else (None, None)
-            if step is not None:
-                result.steps.append(step.as_dict())
-            if saved is None:
-                drains.pop(record.instance_id, None)  # closed (gone) or saved elsewhere: no look
-            else:
-                drains[record.instance_id] = saved
+            drains.pop(record.instance_id, None)  # not renewed: no look either, first next tick
         if not looks:
             return
         # The tasks of every drain and stop of this run, described in batches before the looks.
