@@ -124,9 +124,10 @@ def test_hooks_started_together_beyond_what_the_work_queue_runs_at_once_all_stay
 
 def test_a_work_queue_sized_to_the_fleet_renews_from_few_invocations_and_lets_no_hook_expire() -> None:
     # GIVEN 400 instances scaled in this moment (400 hooks started together, 300 s each), a work
-    # queue that runs every shard of a tick at once (19, as `drainctl check` sizes it), AWS's rate
-    # limits on, AWS answering in 0.2 s (P99 2 s) and LiveKit in 1 s (P99 4 s)
-    with World(WorldConfig(params={"AdvanceConcurrency": "19"})) as world:
+    # queue that runs every shard of a tick at once (49 shards of 8, as `drainctl check` sizes it
+    # for that ShardSize), AWS's rate limits on, AWS answering in 0.2 s (P99 2 s) and LiveKit in
+    # 1 s (P99 4 s)
+    with World(WorldConfig(params={"AdvanceConcurrency": "49", "ShardSize": "8"})) as world:
         instances = open_drains(world, 400, heartbeat_left=world.hook_heartbeat_timeout)
         world.throttle = True
         world.hostility.set_latency(list(AWS_DEPENDENCIES), LatencyTail(0.2, 2.0))
@@ -136,7 +137,7 @@ def test_a_work_queue_sized_to_the_fleet_renews_from_few_invocations_and_lets_no
         run_periods(world, world.hook_heartbeat_timeout // world.period + 3)
 
         # THEN no hook expired: the renewals went out from no more invocations at once than one
-        # wave of heartbeat-only shards, not from all 19 (which throttle each other's heartbeats
+        # wave of heartbeat-only shards, not from all 49 (which throttle each other's heartbeats
         # at Auto Scaling past botocore's retries)
         assert expired_by_timer(world) == []
         actions = [world.aws.lifecycle.action_for(i) for i in instances]
