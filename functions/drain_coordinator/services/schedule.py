@@ -63,6 +63,8 @@ class RunResult:
     shards_sent: int = 0
     # An unexpected error, raised again once every other unit had its turn.
     failure: Exception | None = None
+    # The last unit's error, if it failed (which renewals are worth a second try).
+    last_error: Exception | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "deferred": self.deferred, "shards_sent": self.shards_sent}
@@ -212,7 +214,12 @@ class Scheduler:
                     result,
                 )
                 if beaten is None:
-                    failed.append(record)
+                    # Refused by Auto Scaling: tried again. Any other failure (the save, a bug)
+                    # may have sent the heartbeat already: the next tick decides afresh.
+                    if isinstance(result.last_error, AutoScalingError):
+                        failed.append(record)
+                    else:
+                        drains.pop(record.instance_id, None)
                     continue
                 saved, step = beaten
                 if step is not None:
@@ -271,12 +278,15 @@ class Scheduler:
     def _unit(self, work: Callable[[], T], key: tuple[str, str], result: RunResult) -> T | None:
         """One unit of work: its failure isolated (looked at again next tick), its metrics and
         log keys flushed when it ends."""
+        result.last_error = None
         try:
             return work()
         except (AutoScalingError, StoreError) as exc:
+            result.last_error = exc
             logger.exception("not advanced this tick", extra={key[0]: key[1]})
             result.steps.append({"action": "error", key[0]: key[1], "error": str(exc)})
         except Exception as exc:  # isolated here, raised again once every unit had its turn
+            result.last_error = exc
             logger.exception("failed unexpectedly", extra={key[0]: key[1]})
             result.steps.append({"action": "error", key[0]: key[1], "error": repr(exc)})
             result.failure = result.failure or exc
