@@ -55,6 +55,8 @@ from typing import Any, Final, TextIO
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from drain_coordinator.observability import MetricName
+from drainctl.world.alarms import datapoints
 from drainctl.world.decisions import decisions, longest_wait
 from drainctl.world.fleet import DEFAULT_SERVICE, Worker, WorkerState
 from drainctl.world.hostile import AWS_DEPENDENCIES, HANGABLE, HostileInputError, LatencyTail
@@ -362,6 +364,9 @@ class Outcome:
     max_seconds_without_heartbeat_decision: float = 0.0
     # The template's alarms the event's metrics set off (drainctl/world/alarms.py), by name.
     alarms_fired: list[str] = field(default_factory=list)
+    # The calls the coordinator counted lost (`DroppedSessions`, stack-wide), the stops of the
+    # tasks that went with the instances included: against `calls_dropped`, the world's truth.
+    calls_counted_dropped: int = 0
     rescued: int = 0  # calls in flight carried on to another worker
     rescue_failed: int = 0  # calls in flight the rescue strategy could not save
     rescue_gaps: list[float] = field(default_factory=list)  # what each rescued caller waited
@@ -387,6 +392,7 @@ class Outcome:
             "metrics_lost": self.metrics_lost,
             "max_seconds_without_heartbeat_decision": self.max_seconds_without_heartbeat_decision,
             "alarms_fired": self.alarms_fired,
+            "calls_counted_dropped": self.calls_counted_dropped,
             "dropped_in_flight": self.dropped_in_flight,
             "dropped_pct": round(self.dropped_pct, 1),
             "finish_seconds": self.finish_seconds,
@@ -772,6 +778,9 @@ def _run_event(
         _make_hostile(world, scenario)
         began_at = world.clock.now()
         outcome = driver.run_event(kind, count, at + event_window(world))
+        # What the event's end set off is handled before its metrics are read: the STOPPED events
+        # of the tasks that went with their instances, whose verdicts count the calls cut then.
+        world.run(world.settled, limit_seconds=world.period)
         outcome = _with_hostile_figures(world, outcome, began_at)
         driver.totals.calls_dropped = len(world.fleet.dropped_calls)
         driver.totals.wall_seconds = time.perf_counter() - began
@@ -812,6 +821,13 @@ def _with_hostile_figures(world: World, outcome: Outcome, since: float) -> Outco
         metrics_lost=sum(i.metrics_lost for i in invocations),
         max_seconds_without_heartbeat_decision=longest_wait(actions, decided_at, world.clock.now()),
         alarms_fired=sorted({f.alarm.logical_id for f in world.alarms_firing(since)}),
+        calls_counted_dropped=round(
+            sum(
+                p.value
+                for p in datapoints(invocations)
+                if p.metric == MetricName.DROPPED_SESSIONS and "ServiceName" not in p.dimensions
+            )
+        ),
     )
 
 
@@ -874,6 +890,10 @@ def render_table(result: SimulationResult) -> str:
         rows: list[tuple[str, list[str]]] = [
             ("calls in flight at the start", [str(event.outcomes[n].calls_in_flight) for n in names]),
             ("calls dropped, all", [str(event.outcomes[n].calls_dropped) for n in names]),
+            (
+                "  counted (DroppedSessions)",
+                [str(event.outcomes[n].calls_counted_dropped) if n in COORDINATED else "-" for n in names],
+            ),
             (
                 "  of those in flight",
                 [

@@ -212,13 +212,16 @@ class FakeRoomIndex:
     # entries whose leave webhook was lost: the index still names them, LiveKit has no such room
     stale: dict[str, str] = field(default_factory=dict)
     recorded: dict[str, str] = field(default_factory=dict)  # what the audit wrote back
+    # entries whose agent's leave webhook came lately: kept, marked left (room -> task)
+    left: dict[str, str] = field(default_factory=dict)
     failing: bool = False
     queries: int = 0
 
-    def rooms_held_by(self, task_arns: Collection[str]) -> dict[str, str]:
+    def rooms_held_by(self, task_arns: Collection[str], *, with_left: bool = False) -> dict[str, str]:
         self._maybe_fail()
         self.queries += 1
-        return {r: a for r, a in self._entries().items() if a in set(task_arns)}
+        entries = {**self.left, **self._entries()} if with_left else self._entries()
+        return {r: a for r, a in entries.items() if a in set(task_arns)}
 
     def indexed(self, rooms: Collection[str]) -> set[str]:
         self._maybe_fail()

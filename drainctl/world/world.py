@@ -721,6 +721,10 @@ class World:
             self.deliveries.append(Delivery(self.clock.now(), route.logical_id, event, error))
             raise
 
+    def settled(self) -> bool:
+        """No event waits for its delivery and no invocation is still running."""
+        return not self._pending and not self.time.parked
+
     def alarms_firing(self, since: float | None = None) -> list[Firing]:
         """The template's alarms that the handlers' metrics (since `since`) would set off."""
         invocations = [i for i in self.lambdas.invocations if since is None or i.t >= since]

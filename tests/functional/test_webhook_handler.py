@@ -50,15 +50,25 @@ AGENT = "agent-00001"
 @dataclass
 class FakeRoomIndex:
     rooms: dict[str, tuple[str, str]] = field(default_factory=dict)  # room -> (task, identity)
+    left_at: dict[str, float] = field(default_factory=dict)  # rooms whose agent left: when
 
     def record_agent(self, room: str, task_arn: str, identity: str, at: float) -> None:
         self.rooms[room] = (task_arn, identity)
+        self.left_at.pop(room, None)
+
+    def left(self, room: str, identity: str, at: float) -> bool:
+        held = self.rooms.get(room)
+        if held is None or held[1] != identity:
+            return False
+        self.left_at[room] = at
+        return True
 
     def forget(self, room: str, identity: str = "") -> bool:
         held = self.rooms.get(room)
         if held is None or (identity and held[1] != identity):
             return False
         del self.rooms[room]
+        self.left_at.pop(room, None)
         return True
 
     def task_of(self, room: str) -> str | None:
@@ -270,7 +280,7 @@ def test_participant_joined_of_a_tagged_agent_indexes_its_room(webhooks: Webhook
     assert webhooks.harness.store.items == {}
 
 
-def test_agent_leaving_drops_its_room_from_the_index(webhooks: Webhooks) -> None:
+def test_agent_leaving_marks_its_room_left_in_the_index(webhooks: Webhooks) -> None:
     # GIVEN the recorded agent's room in the index
     webhooks.index.rooms[ROOM] = (TASK, AGENT)
     event = signed(LEFT)
@@ -279,9 +289,10 @@ def test_agent_leaving_drops_its_room_from_the_index(webhooks: Webhooks) -> None
     # WHEN it leaves
     status, _ = deliver(event)
 
-    # THEN the index no longer holds the room
+    # THEN the index marks the room left as of the event (kept a while for the task's stop to
+    # count a caller the agent left behind), not held any more
     assert status == 200
-    assert webhooks.index.rooms == {}
+    assert webhooks.index.left_at == {ROOM: created_at(event)}
 
 
 def test_base64_encoded_body_is_verified_and_taken(webhooks: Webhooks) -> None:

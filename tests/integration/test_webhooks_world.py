@@ -89,6 +89,28 @@ def test_room_index_forgets_only_the_entry_its_agent_made(world: World) -> None:
     assert index.forget("call-1") is False
 
 
+def test_room_index_keeps_a_room_its_agent_left_for_the_tasks_stop_a_few_minutes(world: World) -> None:
+    # GIVEN two rooms of one task, the second taken over since by another task's agent
+    index = RoomIndex(table_of(world), clock=world.clock.now)
+    index.record_agent("call-1", TASK_A, "agent-1", world.clock.now())
+    index.record_agent("call-2", TASK_A, "agent-2", world.clock.now())
+    index.record_agent("call-2", TASK_B, "agent-3", world.clock.now())
+
+    # WHEN the first agents' leave webhooks arrive
+    assert index.left("call-1", "agent-1", world.clock.now(), keep_seconds=300) is True
+    assert index.left("call-2", "agent-2", world.clock.now(), keep_seconds=300) is False
+
+    # THEN the left room is held by the task no more, but its stop still finds it, for five
+    # minutes; the room the other agent took is untouched
+    assert index.rooms_held_by([TASK_A]) == {}
+    assert index.rooms_held_by([TASK_A], with_left=True) == {"call-1": TASK_A}
+    assert index.rooms_held_by([TASK_B]) == {"call-2": TASK_B}
+    assert index.indexed(["call-1", "call-2", "call-3"]) == {"call-1", "call-2"}
+    world.clock.advance(301)
+    assert index.rooms_held_by([TASK_A], with_left=True) == {}
+    assert index.task_of("call-1") is None
+
+
 def test_room_index_entry_past_its_time_counts_as_gone(world: World) -> None:
     # GIVEN a room indexed with a one-hour TTL whose leave webhook was lost
     index = RoomIndex(table_of(world), ttl_seconds=3600, clock=world.clock.now)

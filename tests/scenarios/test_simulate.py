@@ -41,6 +41,7 @@ OUTCOME_KEYS = {
     "metrics_lost",
     "max_seconds_without_heartbeat_decision",
     "alarms_fired",
+    "calls_counted_dropped",
     "rescued",
     "rescue_failed",
     "rescue_gap_seconds",

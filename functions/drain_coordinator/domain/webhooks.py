@@ -6,7 +6,9 @@ that is never lost. What a verified webhook asks for:
 - `participant_joined` of an agent tagged `ecs.task_arn` -> `IndexAgent`: remember room -> task.
 - `participant_left` of such an agent, or `room_finished` -> `LookAgain`: the drain of the agent's
   task (found by key: the event's tag, or the room index for `room_finished`) is advanced now if
-  it watches the room (and the room leaves the index).
+  it watches the room. The agent's room is marked left in the index (kept a few minutes, for the
+  stop of a task that died with its agent to count the caller left behind); a finished room
+  leaves it.
 - anything else (callers, untagged agents, room_started, tracks, egress...) -> `Ignore`.
 """
 

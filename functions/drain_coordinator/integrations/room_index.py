@@ -3,7 +3,11 @@
 Room index items:
   pk          "room#<room name>"
   task_arn    the worker task whose agent joined the room (the agent's `ecs.task_arn`)
-  identity    that agent's participant identity (a leave only removes the entry it made)
+  identity    that agent's participant identity (a leave only marks the entry it made)
+  left_at     set when that agent's leave webhook came: the entry is kept LEFT_ROOM_KEEP_SECONDS
+              more, so the stop of a task whose agent died with it (a crash, its host terminated)
+              still finds the rooms whose callers it left on the line, whichever of the leave
+              webhook and the ECS "STOPPED" event is handled first
   open_kind   "rooms#<task arn>": the sparse `open-items` index then answers "which rooms does
               this task hold?" with one query per task, beside open drains and task stops
   deadline_at the entry's expiry (the index's range key)
@@ -34,6 +38,9 @@ WEBHOOK_KIND = "webhook"
 ROOMS_OF_TASK_PREFIX = "rooms#"
 DEFAULT_ROOM_TTL_SECONDS = 24 * 3600  # calls last minutes: a day outlives any of them
 DEFAULT_LEDGER_TTL_SECONDS = 3600  # tokens live 5 minutes (+1 of leeway); an hour is ample
+# A room its agent left is kept this long: a caller left in silence has hung up by then, so past
+# it there is no call left for a task stop to count.
+LEFT_ROOM_KEEP_SECONDS = 300
 _ROOM_PK_PREFIX = "room#"
 
 
@@ -71,6 +78,26 @@ class RoomIndex:
             "expires_at": expires_at,
         }
 
+    def left(self, room: str, identity: str, at: float, keep_seconds: float = LEFT_ROOM_KEEP_SECONDS) -> bool:
+        """The agent `identity` left `room`: its entry is marked left and kept `keep_seconds`
+        (if that agent made it; False otherwise). A left room is no longer held by the task
+        (`rooms_held_by`), but its task's stop still counts a caller still in it."""
+        expires_at = int(at + keep_seconds)
+        try:
+            self._table.update_item(
+                Key={"pk": _room_pk(room)},
+                UpdateExpression="SET left_at = :at, expires_at = :exp, deadline_at = :exp",
+                ConditionExpression=Attr("pk").exists() & Attr("identity").eq(identity),
+                ExpressionAttributeValues={":at": _num(at), ":exp": expires_at},
+            )
+        except BotoCoreError as exc:
+            raise StoreError(describe_error(exc, "mark a room left in the index")) from exc
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise StoreError(describe_error(exc, "mark a room left in the index")) from exc
+        return True
+
     def forget(self, room: str, identity: str = "") -> bool:
         """Drop the room's entry; with `identity`, only if that agent made it. False if none went."""
         condition: ConditionBase = Attr("pk").exists()
@@ -93,8 +120,9 @@ class RoomIndex:
             return None
         return str(item["task_arn"])
 
-    def rooms_held_by(self, task_arns: Collection[str]) -> dict[str, str]:
-        """room -> task ARN for every indexed room of these tasks (one index query per task).
+    def rooms_held_by(self, task_arns: Collection[str], *, with_left: bool = False) -> dict[str, str]:
+        """room -> task ARN for every indexed room of these tasks (one index query per task);
+        `with_left`: also the rooms their agents left in the last LEFT_ROOM_KEEP_SECONDS.
 
         The index only knows what webhooks told it: a room whose join webhook was lost is
         missing, so a caller that must not miss a room still scans LiveKit to be sure.
@@ -109,7 +137,7 @@ class RoomIndex:
                 while True:
                     page = self._table.query(**kwargs)
                     for item in page.get("Items", []):
-                        if not self._expired(item):
+                        if not self._expired(item) and (with_left or "left_at" not in item):
                             held[str(item["room"])] = task_arn
                     if "LastEvaluatedKey" not in page:
                         break
@@ -119,8 +147,9 @@ class RoomIndex:
         return held
 
     def indexed(self, rooms: Collection[str]) -> set[str]:
-        """The names among `rooms` that the index has an entry for (whichever task's), read by
-        key, 100 to a BatchGetItem request: an audit of R rooms costs ceil(R / 100) reads.
+        """The names among `rooms` that the index has an entry for (whichever task's, its agent
+        still in the room or lately left), read by key, 100 to a BatchGetItem request: an audit
+        of R rooms costs ceil(R / 100) reads.
 
         BatchGetItem answers at most 100 keys (and 16 MB) a request and may hand back some as
         UnprocessedKeys (throttled, or over the size limit), to be asked again.

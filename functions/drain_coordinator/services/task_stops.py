@@ -76,7 +76,7 @@ class TaskSessionsPort(Protocol):
 
 
 class RoomIndexPort(Protocol):
-    def rooms_held_by(self, task_arns: Any) -> dict[str, str]: ...
+    def rooms_held_by(self, task_arns: Any, *, with_left: bool = False) -> dict[str, str]: ...
     def indexed(self, rooms: Any) -> set[str]: ...
     def record_agent(self, room: str, task_arn: str, identity: str, at: float) -> None: ...
 
@@ -238,26 +238,29 @@ class TaskStopTracker:
         )
 
     def _judge(self, record: TaskStopRecord | None, change: TaskStateChange) -> TaskStep:
+        """The calls first, ECS after: the callers a dead worker left on the line hang up within
+        seconds, so a slow or hung ECS (the stop timeout, the instance) must not come before
+        them. Only LiveKit and the room index are asked before the count."""
         now = self.clock()
         created = record is None
         if record is None:
-            # STOPPED with no stopping record (that event was lost or comes later): judge from
-            # what is still visible; the agent of a killed worker may already have left its rooms.
-            record = self._new_record(change, now)
-            try:
-                record = replace(record, watched_rooms=self._rooms_of(change.task_arn))
-            except _PROBE_ERRORS as exc:
-                put_metric(MetricName.PROBE_ERRORS)
-                logger.warning("could not see the stopped task's calls", extra={"error": str(exc)})
-        record = replace(
-            record, watched_rooms={**self._indexed_rooms(change.task_arn), **record.watched_rooms}
-        )
+            # STOPPED with no stopping record (that event was lost or comes later, or the task
+            # died with its host, never told to stop): judge from what is still visible, and the
+            # rooms the webhooks saw its agent in: a killed worker's agent has left them already.
+            watched = self._rooms_seen_at_stop(change.task_arn)
+            remaining = 0
+        else:
+            watched, remaining = record.watched_rooms, record.sessions_remaining or 0
+        watched = {**self._indexed_rooms(change.task_arn), **watched}
         try:
-            calls_up = len(self.sessions.callers_still_in(record.watched_rooms))
+            calls_up = len(self.sessions.callers_still_in(watched))
         except _PROBE_ERRORS as exc:
             put_metric(MetricName.PROBE_ERRORS)
-            calls_up = record.sessions_remaining or 0  # the last count seen is the best we know
+            calls_up = remaining  # the last count seen is the best we know
             logger.warning("could not check the stopped task's calls", extra={"error": str(exc)})
+        if record is None:
+            record = self._new_record(change, now)
+        record = replace(record, watched_rooms=watched)
         judgement = judge(change, record.stop_timeout, calls_up, self.worker_container)
         closed = close_with(record, judgement, change)
         try:
@@ -334,13 +337,23 @@ class TaskStopTracker:
         except StoreError as exc:
             raise RoomIndexUnreadableError(str(exc)) from exc
 
+    def _rooms_seen_at_stop(self, task_arn: str) -> dict[str, str]:
+        try:
+            return self._rooms_of(task_arn)
+        except _PROBE_ERRORS as exc:
+            put_metric(MetricName.PROBE_ERRORS)
+            logger.warning("could not see the stopped task's calls", extra={"error": str(exc)})
+            return {}
+
     def _indexed_rooms(self, task_arn: str) -> dict[str, str]:
-        """Rooms the webhooks saw this task's agent join: a worker that crashed or ran out of
-        memory has left LiveKit by the time ECS reports it, but its callers are still there."""
+        """Rooms the webhooks saw this task's agent join, those it left lately included: a
+        worker that crashed, ran out of memory or went with its host has left LiveKit by the
+        time ECS reports it (its leave webhook may be handled first), but its callers are still
+        there. No ECS request: this counts the calls of a task whose drain never learned it."""
         if self.room_index is None:
             return {}
         try:
-            return self.room_index.rooms_held_by([task_arn])
+            return self.room_index.rooms_held_by([task_arn], with_left=True)
         except StoreError as exc:
             logger.warning("could not read the room index", extra={"error": str(exc)})
             return {}

@@ -57,6 +57,7 @@ class DrainsPort(Protocol):
 
 class RoomIndexPort(Protocol):
     def record_agent(self, room: str, task_arn: str, identity: str, at: float) -> None: ...
+    def left(self, room: str, identity: str, at: float) -> bool: ...
     def forget(self, room: str, identity: str = "") -> bool: ...
     def task_of(self, room: str) -> str | None: ...
 
@@ -184,7 +185,12 @@ class WebhookService:
             finally:
                 logger.remove_keys(["asgName", "lifecycleHookName", "lifecycleActionToken", "instanceID"])
         try:
-            self.index.forget(intent.room, intent.identity)
+            if intent.identity:
+                # Kept a while, marked left: if the agent died with its task (a crash, its host
+                # terminated), that task's stop still finds the room and counts its caller.
+                self.index.left(intent.room, intent.identity, hook.created_at)
+            else:
+                self.index.forget(intent.room)
         except StoreError as exc:
             # The index is a shortcut, never the truth: its entry's TTL removes it anyway.
             logger.warning("room not dropped from the index", extra={"error": str(exc)})
