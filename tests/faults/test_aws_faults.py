@@ -5,6 +5,7 @@ the next tick looks at again. No drain is lost, no hook runs out."""
 from __future__ import annotations
 
 from drain_coordinator.integrations.aws_clients import PROBE_CONFIG, RETRY_CONFIG, total_attempts
+from drain_coordinator.services.schedule import HEARTBEAT_ROUNDS
 from drainctl.world.world import World
 from tests.faults.conftest import HandlerFaults
 from tests.integration.test_world_end_to_end import (
@@ -86,11 +87,15 @@ def test_a_heartbeat_throttled_past_its_retries_fails_one_tick_and_the_next_one_
     handler_faults.clear()
     action = run_until_released(world, victim)
 
-    # THEN that tick gave up after botocore's retries, and only on this drain's look
+    # THEN that tick gave up after botocore's retries, tried once more after its other work (the
+    # bucket refills meanwhile), and gave up again: two errors, both this drain's, in one tick
     assert failed
-    assert throttled.attempts == total_attempts(RETRY_CONFIG)  # the first attempt and its retries
-    ((failed_at, error),) = actions_taken(world, victim, "error")
-    assert "Throttling" in error["error"]
+    assert throttled.attempts == HEARTBEAT_ROUNDS * total_attempts(RETRY_CONFIG)
+    errors = actions_taken(world, victim, "error")
+    assert len(errors) == HEARTBEAT_ROUNDS
+    assert len({t for t, _ in errors}) == 1
+    failed_at = errors[0][0]
+    assert all("Throttling" in error["error"] for _, error in errors)
     # THEN the next tick heartbeat in time: the hook never ran out, the drain was not lost
     assert any(t > failed_at for t, _ in actions_taken(world, victim, "heartbeat"))
     assert action.ended_by == "CONTINUE"
