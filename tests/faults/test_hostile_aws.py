@@ -5,6 +5,8 @@ backoff, per-account rate limits, latency with a tail, dependencies that stop an
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from drainctl.world.hostile import AWS_DEPENDENCIES, LatencyTail
 from drainctl.world.seeding import open_drains
 from drainctl.world.world import World, WorldConfig
@@ -98,47 +100,55 @@ def test_metrics_of_drains_completed_in_a_tick_that_times_out_are_not_lost(world
     assert tick.metrics_lost == 0
 
 
-def test_hooks_started_together_beyond_what_the_work_queue_runs_at_once_all_stay_alive() -> None:
-    # GIVEN 400 instances scaled in this moment (400 hooks started together, 300 s each), a work
-    # queue that runs 3 shards at once, AWS's rate limits on, AWS answering in 0.2 s (P99 2 s)
-    # and LiveKit in 1 s (P99 4 s): the looks alone would fill every invocation a tick may start,
-    # and every hook falls due in the same two periods
-    with World(WorldConfig(params={"AdvanceConcurrency": "3"})) as world:
-        instances = open_drains(world, 400, heartbeat_left=world.hook_heartbeat_timeout)
+@dataclass(frozen=True)
+class Outcome:
+    expired: list[str]  # hooks ended by their own timers
+    renewed_and_open: bool  # every hook renewed at least once and still held
+    timed_out: int  # invocations that reached their function's timeout
+
+
+def hooks_started_together(params: dict[str, str], count: int = 400) -> Outcome:
+    """`count` instances scaled in this moment (their hooks started together, 300 s each), AWS's
+    rate limits on, AWS answering in 0.2 s (P99 2 s) and LiveKit in 1 s (P99 4 s); the coordinator
+    run for a heartbeat timeout and three periods (every hook needs its first renewal within the
+    first 300 s, and a second before 600 s)."""
+    with World(WorldConfig(params=params)) as world:
+        open_drains(world, count, heartbeat_left=world.hook_heartbeat_timeout)
         world.throttle = True
         world.hostility.set_latency(list(AWS_DEPENDENCIES), LatencyTail(0.2, 2.0))
         world.hostility.set_latency(["livekit"], LatencyTail(1.0, 4.0))
-
-        # WHEN the coordinator runs for a heartbeat timeout and three periods (every hook needs
-        # its first renewal within the first 300 s, and a second before 600 s)
         run_periods(world, world.hook_heartbeat_timeout // world.period + 3)
+        actions = world.aws.lifecycle.actions()
+        return Outcome(
+            expired=expired_by_timer(world),
+            renewed_and_open=len(actions) == count and all(a.heartbeats >= 1 and a.is_open for a in actions),
+            timed_out=len(world.lambdas.timed_out()),
+        )
 
-        # THEN no hook expired: the renewals went out in heartbeat-only shards ahead of any look,
-        # spread over the ticks before they fell due, no more a tick than one wave of the queue's
-        # three invocations sends; the looks waited their turn
-        assert expired_by_timer(world) == []
-        actions = [world.aws.lifecycle.action_for(i) for i in instances]
-        assert all(a is not None and a.heartbeats >= 1 and a.is_open for a in actions)
-        assert not world.lambdas.timed_out()
+
+def test_hooks_started_together_beyond_what_the_work_queue_runs_at_once_all_stay_alive() -> None:
+    # GIVEN 400 hooks started together and a work queue that runs 3 shards at once: the looks
+    # alone would fill every invocation a tick may start, and every hook falls due in the same
+    # two periods
+    # WHEN the coordinator runs under a slow, throttled AWS and LiveKit for five periods and more
+    outcome = hooks_started_together({"AdvanceConcurrency": "3"})
+
+    # THEN no hook expired: the renewals went out in heartbeat-only shards ahead of any look,
+    # spread over the ticks before they fell due, no more a tick than one wave of the queue's
+    # three invocations sends; the looks waited their turn
+    assert outcome.expired == []
+    assert outcome.renewed_and_open
+    assert outcome.timed_out == 0
 
 
 def test_a_work_queue_sized_to_the_fleet_renews_from_few_invocations_and_lets_no_hook_expire() -> None:
-    # GIVEN 400 instances scaled in this moment (400 hooks started together, 300 s each), a work
-    # queue that runs every shard of a tick at once (49 shards of 8, as `drainctl check` sizes it
-    # for that ShardSize), AWS's rate limits on, AWS answering in 0.2 s (P99 2 s) and LiveKit in
-    # 1 s (P99 4 s)
-    with World(WorldConfig(params={"AdvanceConcurrency": "49", "ShardSize": "8"})) as world:
-        instances = open_drains(world, 400, heartbeat_left=world.hook_heartbeat_timeout)
-        world.throttle = True
-        world.hostility.set_latency(list(AWS_DEPENDENCIES), LatencyTail(0.2, 2.0))
-        world.hostility.set_latency(["livekit"], LatencyTail(1.0, 4.0))
+    # GIVEN 400 hooks started together and a work queue that runs every shard of a tick at once
+    # (49 shards of 8, as `drainctl check` sizes it for that ShardSize)
+    # WHEN the coordinator runs under a slow, throttled AWS and LiveKit for five periods and more
+    outcome = hooks_started_together({"AdvanceConcurrency": "49", "ShardSize": "8"})
 
-        # WHEN the coordinator runs for a heartbeat timeout and three periods
-        run_periods(world, world.hook_heartbeat_timeout // world.period + 3)
-
-        # THEN no hook expired: the renewals went out from no more invocations at once than one
-        # wave of heartbeat-only shards, not from all 49 (which throttle each other's heartbeats
-        # at Auto Scaling past botocore's retries)
-        assert expired_by_timer(world) == []
-        actions = [world.aws.lifecycle.action_for(i) for i in instances]
-        assert all(a is not None and a.heartbeats >= 1 and a.is_open for a in actions)
+    # THEN no hook expired: the renewals went out from no more invocations at once than one
+    # wave of heartbeat-only shards, not from all 49 (which throttle each other's heartbeats
+    # at Auto Scaling past botocore's retries)
+    assert outcome.expired == []
+    assert outcome.renewed_and_open
