@@ -30,8 +30,8 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from drain_coordinator.integrations.aws_clients import describe_error, error_code
-from drain_coordinator.integrations.store import OPEN_INDEX, StoreError, batch_get, get_item, put_if
+from drain_coordinator.integrations.aws_clients import describe_error
+from drain_coordinator.integrations.store import OPEN_INDEX, StoreError, batch_get, get_item, put_if, write_if
 
 ROOM_KIND = "room"
 WEBHOOK_KIND = "webhook"
@@ -83,35 +83,25 @@ class RoomIndex:
         (if that agent made it; False otherwise). A left room is no longer held by the task
         (`rooms_held_by`), but its task's stop still counts a caller still in it."""
         expires_at = int(at + keep_seconds)
-        try:
-            self._table.update_item(
+        return write_if(
+            lambda: self._table.update_item(
                 Key={"pk": _room_pk(room)},
                 UpdateExpression="SET left_at = :at, expires_at = :exp, deadline_at = :exp",
                 ConditionExpression=Attr("pk").exists() & Attr("identity").eq(identity),
                 ExpressionAttributeValues={":at": _num(at), ":exp": expires_at},
-            )
-        except BotoCoreError as exc:
-            raise StoreError(describe_error(exc, "mark a room left in the index")) from exc
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise StoreError(describe_error(exc, "mark a room left in the index")) from exc
-        return True
+            ),
+            "mark a room left in the index",
+        )
 
     def forget(self, room: str, identity: str = "") -> bool:
         """Drop the room's entry; with `identity`, only if that agent made it. False if none went."""
         condition: ConditionBase = Attr("pk").exists()
         if identity:
             condition = condition & Attr("identity").eq(identity)
-        try:
-            self._table.delete_item(Key={"pk": _room_pk(room)}, ConditionExpression=condition)
-        except BotoCoreError as exc:
-            raise StoreError(describe_error(exc, "drop a room from the index")) from exc
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise StoreError(describe_error(exc, "drop a room from the index")) from exc
-        return True
+        return write_if(
+            lambda: self._table.delete_item(Key={"pk": _room_pk(room)}, ConditionExpression=condition),
+            "drop a room from the index",
+        )
 
     def task_of(self, room: str) -> str | None:
         """The task whose agent holds `room`, as the webhooks last told it; None if unknown."""

@@ -11,7 +11,7 @@ Item layout (one table, `pk` only):
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -291,8 +291,14 @@ def put_if(table: Any, item: dict[str, Any], condition: Any, what: str) -> bool:
 
 
 def _put_if(table: Any, item: dict[str, Any], condition: Any, what: str) -> bool:
+    return write_if(lambda: table.put_item(Item=item, ConditionExpression=condition), what)
+
+
+def write_if(write: Callable[[], Any], what: str) -> bool:
+    """Run one conditional write (put, update or delete with a ConditionExpression): False when
+    its condition did not hold, StoreError when the table could not be written."""
     try:
-        table.put_item(Item=item, ConditionExpression=condition)
+        write()
     except BotoCoreError as exc:
         raise StoreError(describe_error(exc, what)) from exc
     except ClientError as exc:
