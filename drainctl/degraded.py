@@ -87,7 +87,7 @@ def degraded(
             if invocation.t < since:
                 continue
             tick = int((invocation.t - since) // world.period)
-            decided |= {(tick, i) for i in decisions(world, invocation)[0] if i in instances}
+            decided |= {(tick, i) for i, _at in decisions(world, invocation)[0] if i in instances}
         actions = [a for a in world.aws.lifecycle.actions() if a.instance_id in instances]
         lateness = [
             late

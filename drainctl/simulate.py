@@ -810,8 +810,8 @@ def _with_hostile_figures(world: World, outcome: Outcome, since: float) -> Outco
     for invocation in invocations:
         decided, later = decisions(world, invocation)
         deferred += later
-        for instance_id in decided:
-            decided_at.setdefault(instance_id, []).append(invocation.ended_at or invocation.t)
+        for instance_id, at in decided:
+            decided_at.setdefault(instance_id, []).append(at)
     actions = [a for a in world.aws.lifecycle.actions() if (a.ended_at or world.clock.now()) >= since]
     expired = sum(1 for a in actions if a.ended_by in ("heartbeat_timeout", "global_timeout"))
     return replace(

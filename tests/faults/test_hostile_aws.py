@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drainctl.world.decisions import decisions, longest_wait
 from drainctl.world.hostile import AWS_DEPENDENCIES, LatencyTail
 from drainctl.world.seeding import open_drains
 from drainctl.world.world import World, WorldConfig
@@ -105,6 +106,7 @@ class Outcome:
     expired: list[str]  # hooks ended by their own timers
     renewed_and_open: bool  # every hook renewed at least once and still held
     timed_out: int  # invocations that reached their function's timeout
+    longest_without_decision: float  # seconds, the most any hook waited for a heartbeat decision
 
 
 def hooks_started_together(params: dict[str, str], count: int = 400) -> Outcome:
@@ -119,10 +121,15 @@ def hooks_started_together(params: dict[str, str], count: int = 400) -> Outcome:
         world.hostility.set_latency(["livekit"], LatencyTail(1.0, 4.0))
         run_periods(world, world.hook_heartbeat_timeout // world.period + 3)
         actions = world.aws.lifecycle.actions()
+        decided_at: dict[str, list[float]] = {}
+        for invocation in world.lambdas.invocations:
+            for instance_id, at in decisions(world, invocation)[0]:
+                decided_at.setdefault(instance_id, []).append(at)
         return Outcome(
             expired=expired_by_timer(world),
             renewed_and_open=len(actions) == count and all(a.heartbeats >= 1 and a.is_open for a in actions),
             timed_out=len(world.lambdas.timed_out()),
+            longest_without_decision=longest_wait(actions, decided_at, world.clock.now()),
         )
 
 
@@ -139,6 +146,8 @@ def test_hooks_started_together_beyond_what_the_work_queue_runs_at_once_all_stay
     assert outcome.expired == []
     assert outcome.renewed_and_open
     assert outcome.timed_out == 0
+    # AND no hook went two periods without a heartbeat decision (renewed, or judged not due)
+    assert outcome.longest_without_decision <= 2 * 60
 
 
 def test_a_work_queue_sized_to_the_fleet_renews_from_few_invocations_and_lets_no_hook_expire() -> None:
@@ -152,3 +161,5 @@ def test_a_work_queue_sized_to_the_fleet_renews_from_few_invocations_and_lets_no
     # at Auto Scaling past botocore's retries)
     assert outcome.expired == []
     assert outcome.renewed_and_open
+    # AND no hook went two periods without a heartbeat decision
+    assert outcome.longest_without_decision <= 2 * 60

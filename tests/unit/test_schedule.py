@@ -299,14 +299,23 @@ class Tick:
     sessions: SlowSessions
 
 
-def a_tick(count: int, *, look_seconds: float, timeout: float = 55.0) -> tuple[Tick, list[float]]:
-    """`count` open drains, each with one call, opened together: their heartbeats are all due."""
+def a_tick(
+    count: int, *, look_seconds: float, timeout: float = 55.0, heartbeat_left: float = 100.0
+) -> tuple[Tick, list[float]]:
+    """`count` open drains, each with one call, opened together, their hook timers
+    `heartbeat_left` from running out (by default 100 s: every heartbeat is due)."""
     clock = FakeClock(T0 + 200)
     store, lifecycle, ecs = FakeStore(), FakeLifecycle(), FakeEcs()
     sessions = SlowSessions(clock=clock, seconds=look_seconds)
     for n in range(count):
         ci = f"ci-{n}"
-        record = drain(n, container_instance_arn=ci, watched_rooms={f"call-{n}": TASK_A}, rooms_final=True)
+        record = drain(
+            n,
+            container_instance_arn=ci,
+            watched_rooms={f"call-{n}": TASK_A},
+            rooms_final=True,
+            last_heartbeat_at=clock.t + heartbeat_left - 300,
+        )
         store.open_drain(record)
         ecs.tasks[ci] = [WorkerTask(TASK_A, "RUNNING", "STOPPED")]
         sessions.rooms[f"call-{n}"] = TASK_A
@@ -359,6 +368,53 @@ def test_every_due_heartbeat_goes_out_before_a_slow_lookup_can_use_the_tick() ->
     assert 0 < len(looked) < 200
     deferred = {s["instance_id"] for s in result.steps if s.get("reason") == "look_deferred"}
     assert deferred == {f"i-{n:017x}" for n in range(200)} - {s["instance_id"] for s in looked}
+
+
+def test_a_tick_says_when_it_decided_each_hook_not_only_that_it_did() -> None:
+    # GIVEN 20 drains, all due a heartbeat, and a LiveKit that takes 2 s a look
+    tick, (started,) = a_tick(20, look_seconds=2.0)
+    remaining = lambda: 55.0 - (tick.clock.t - started)  # noqa: E731
+
+    # WHEN one tick heartbeats them all, then looks at as many as fit
+    result = tick.scheduler.tick(remaining)
+
+    # THEN each drain's decisions carry the clock time they were made: the heartbeats at the
+    # start of the tick, the looks spread over it, none after the tick ended
+    ended = tick.clock.t
+    assert set(result.decided_at) == {f"i-{n:017x}" for n in range(20)}
+    firsts = sorted(times[0] for times in result.decided_at.values())
+    assert firsts[-1] == started  # every heartbeat before the first look spent the clock
+    lasts = sorted(times[-1] for times in result.decided_at.values())
+    assert lasts[0] < lasts[-1] <= ended
+    assert len({round(t) for t in lasts}) > 10  # one look each, two seconds apart
+    assert result.as_dict()["decided_at"] == result.decided_at
+
+
+def test_a_hook_that_falls_due_while_the_looks_run_is_renewed_before_the_run_gives_up() -> None:
+    # GIVEN 40 drains whose hook timers have 125 s left (not due: two periods and more), and a
+    # LiveKit that takes 2 s a look: the tick has time for about 20 looks
+    tick, (started,) = a_tick(40, look_seconds=2.0, heartbeat_left=125.0)
+    remaining = lambda: 55.0 - (tick.clock.t - started)  # noqa: E731
+
+    # WHEN the tick runs out of time with looks left
+    result = tick.scheduler.tick(remaining)
+
+    # THEN every drain had its heartbeat decision at the start (none due then) ...
+    assert all(times[0] == started for times in result.decided_at.values())
+    assert len(result.decided_at) == 40
+    assert result.deferred > 0
+    # ... and the hooks that fell due while the looks ran (under two periods left) were renewed
+    # before the run gave up, not left for the next tick
+    deferred = [s["instance_id"] for s in result.steps if s.get("reason") == "look_deferred"]
+    beats = {i for c, i in tick.lifecycle.calls if c == "heartbeat"}
+    looked = {
+        s["instance_id"] for s in result.steps if s.get("reason") not in ("before_look", "look_deferred")
+    }
+    unlooked = {f"i-{n:017x}" for n in range(40)} - looked
+    assert len(unlooked) == result.deferred
+    assert unlooked <= beats
+    assert deferred == []  # each of them was due by then: renewed, not merely deferred
+    assert remaining() > 0
 
 
 def test_drains_deferred_by_one_tick_are_looked_at_first_by_the_next() -> None:

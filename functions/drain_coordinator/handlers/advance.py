@@ -29,8 +29,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             logger.warning("shard rejected", extra={"reason": str(exc), "body": record.body[:1024]})
             return {"steps": [{"action": "reject", "reason": str(exc)}], "deferred": 0}
         result = wiring.scheduler().run_shard(shard, lambda: context.get_remaining_time_in_millis() / 1000)
-        # One line a shard: which drains had their decision (heartbeat, wait, complete) here.
-        logger.info("shard advanced", extra={"decided": result.decided(), "deferred": result.deferred})
+        # One line a shard: which drains had their decision (heartbeat, wait, complete) here, when.
+        logger.info(
+            "shard advanced",
+            extra={"decided": result.decided(), "decidedAt": result.decided_at, "deferred": result.deferred},
+        )
         if result.deferred:
             logger.warning(
                 "shard ran out of time: looks deferred to the next tick", extra={"deferred": result.deferred}

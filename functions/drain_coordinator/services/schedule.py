@@ -65,19 +65,31 @@ class RunResult:
     failure: Exception | None = None
     # The last unit's error, if it failed (which renewals are worth a second try).
     last_error: Exception | None = None
+    # When each drain's hook had a decision (heartbeat, wait or complete) in this run, on the
+    # coordinator's clock: an invocation's decisions are spread over its run, not made at its end.
+    decided_at: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, steps: Iterable[dict[str, Any]], at: float) -> None:
+        for step in steps:
+            self.steps.append(step)
+            if "instance_id" in step and step["action"] not in _NO_DECISION:
+                self.judged([str(step["instance_id"])], at)
+
+    def judged(self, instance_ids: Iterable[str], at: float) -> None:
+        for instance_id in instance_ids:
+            self.decided_at.setdefault(instance_id, []).append(round(at, 3))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "deferred": self.deferred, "shards_sent": self.shards_sent}
+        return {
+            "steps": self.steps,
+            "deferred": self.deferred,
+            "shards_sent": self.shards_sent,
+            "decided_at": self.decided_at,
+        }
 
     def decided(self) -> list[str]:
         """The drains whose hook had a decision in this run (heartbeat, wait or complete)."""
-        return sorted(
-            {
-                str(s["instance_id"])
-                for s in self.steps
-                if "instance_id" in s and s["action"] not in _NO_DECISION
-            }
-        )
+        return sorted(self.decided_at)
 
 
 @dataclass
@@ -135,11 +147,14 @@ class Scheduler:
                 # The tick's own heartbeat decision for each drain it leaves unlooked: not due
                 # before the next tick (rule 6 of domain/schedule.py); looked at first next tick.
                 beaten = {i.key for part in plan.heartbeat_shards for i in part}
-                result.steps += [
-                    {"action": "wait", "reason": "look_deferred", "instance_id": i.key}
-                    for i in plan.deferred
-                    if i.kind is WorkKind.DRAIN and i.key not in beaten
-                ]
+                result.add(
+                    (
+                        {"action": "wait", "reason": "look_deferred", "instance_id": i.key}
+                        for i in plan.deferred
+                        if i.kind is WorkKind.DRAIN and i.key not in beaten
+                    ),
+                    now,
+                )
                 if plan.deferred:
                     logger.warning(
                         "more looks than the work queue runs at once: deferred to the next tick",
@@ -156,7 +171,7 @@ class Scheduler:
             # A later tick has planned these looks again, but it may be waiting for a free
             # invocation too: the heartbeats that are due still go out, only the looks are dropped.
             logger.info("shard superseded by a later tick: heartbeats only", extra={"tickAt": shard.tick_at})
-            result.steps.append({"action": "skip", "reason": "stale_shard", "items": len(shard.items)})
+            result.add([{"action": "skip", "reason": "stale_shard", "items": len(shard.items)}], self.clock())
         # Read by key, 100 to a BatchGetItem, not one request per record.
         drain_keys = [i.key for i in shard.items if i.kind is WorkKind.DRAIN]
         stop_keys = [i.key for i in shard.items if i.kind is WorkKind.TASK_STOP]
@@ -195,14 +210,81 @@ class Scheduler:
         self.drains.breaker = Breaker()
         mine = [drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains]
         early = {i.key for i in items if i.renew} if not renew_all else {r.instance_id for r in mine}
-        due = {r.instance_id for r in heartbeats_due(mine, self.clock(), self.policy)}
+        now = self.clock()
+        due = {r.instance_id for r in heartbeats_due(mine, now, self.policy)}
+        # The heartbeat decision for every hook of the run: renewed below, or not due before the
+        # next tick (its look, if there is time for one, may decide more).
+        result.judged((r.instance_id for r in mine if r.instance_id not in due | early), now)
         beats = sorted(
             (r for r in mine if r.instance_id in due or r.instance_id in early),
             key=lambda r: (r.heartbeat_expires_at, r.instance_id),
         )
-        # A renewal that failed (Auto Scaling throttled it past botocore's retries, most often:
-        # its rate is shared with every other invocation) is tried once more after the others,
-        # when the bucket has refilled, while the invocation has time.
+        self._renew(beats, early, drains, result, remaining_seconds)
+        if not looks:
+            return
+        # The tasks of every drain and stop of this run, described in batches before the looks.
+        self.drains.prefetch(drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains)
+        self.task_stops.prefetch(
+            stops[i.key] for i in items if i.kind is WorkKind.TASK_STOP and i.key in stops
+        )
+        for position, item in enumerate(items):
+            if item.kind is WorkKind.DRAIN and item.key not in drains:
+                continue
+            within = look_budget(remaining_seconds(), len(items) - position, self.limits)
+            if within is None:
+                result.deferred += len(items) - position
+                logger.warning(
+                    "out of time: looks deferred to the next tick (their heartbeats were sent)",
+                    extra={"deferred": len(items) - position},
+                )
+                # A hook that fell due while the looks ran is renewed now, not a tick later; each
+                # other deferred drain's heartbeat decision is on the record this run holds: its
+                # hook needs nothing before the next tick.
+                now = self.clock()
+                fell_due = [
+                    drains[i.key]
+                    for i in items[position:]
+                    if i.kind is WorkKind.DRAIN
+                    and i.key in drains
+                    and heartbeat_due(drains[i.key], now, self.policy)
+                ]
+                self._renew(
+                    sorted(fell_due, key=lambda r: (r.heartbeat_expires_at, r.instance_id)),
+                    set(),
+                    drains,
+                    result,
+                    remaining_seconds,
+                )
+                result.add(
+                    (
+                        {"action": "wait", "reason": "look_deferred", "instance_id": i.key}
+                        for i in items[position:]
+                        if i.kind is WorkKind.DRAIN
+                        and i.key in drains
+                        and i.key not in {r.instance_id for r in fell_due}
+                        and not heartbeat_due(drains[i.key], now, self.policy)
+                    ),
+                    now,
+                )
+                break
+            key = ("task_arn" if item.kind is WorkKind.TASK_STOP else "instance_id", item.key)
+            steps = self._unit(partial(self._do, item, within, drains, stops), key, result)
+            result.add(steps or [], self.clock())
+
+    def _renew(
+        self,
+        beats: list[DrainRecord],
+        early: set[str],
+        drains: dict[str, DrainRecord],
+        result: RunResult,
+        remaining_seconds: Callable[[], float],
+    ) -> None:
+        """Send these hooks' heartbeats, closest to expiry first, while the invocation has time.
+
+        A renewal that failed (Auto Scaling throttled it past botocore's retries, most often:
+        its rate is shared with every other invocation) is tried once more after the others,
+        when the bucket has refilled. A drain not renewed is not looked at either (dropped from
+        `drains`): it is first next tick."""
         for _round in range(HEARTBEAT_ROUNDS):
             failed: list[DrainRecord] = []
             for record in beats:
@@ -223,45 +305,14 @@ class Scheduler:
                     continue
                 saved, step = beaten
                 if step is not None:
-                    result.steps.append(step.as_dict())
+                    result.add([step.as_dict()], self.clock())
                 if saved is None:
                     drains.pop(record.instance_id, None)  # closed (gone) or saved elsewhere: no look
                 else:
                     drains[record.instance_id] = saved
             beats = failed
         for record in beats:
-            drains.pop(record.instance_id, None)  # not renewed: no look either, first next tick
-        if not looks:
-            return
-        # The tasks of every drain and stop of this run, described in batches before the looks.
-        self.drains.prefetch(drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains)
-        self.task_stops.prefetch(
-            stops[i.key] for i in items if i.kind is WorkKind.TASK_STOP and i.key in stops
-        )
-        for position, item in enumerate(items):
-            if item.kind is WorkKind.DRAIN and item.key not in drains:
-                continue
-            within = look_budget(remaining_seconds(), len(items) - position, self.limits)
-            if within is None:
-                result.deferred += len(items) - position
-                logger.warning(
-                    "out of time: looks deferred to the next tick (their heartbeats were sent)",
-                    extra={"deferred": len(items) - position},
-                )
-                # Each deferred drain's heartbeat decision, on the record this run holds: its hook
-                # needs nothing before the next tick (a due one was renewed in the first pass).
-                now = self.clock()
-                result.steps += [
-                    {"action": "wait", "reason": "look_deferred", "instance_id": i.key}
-                    for i in items[position:]
-                    if i.kind is WorkKind.DRAIN
-                    and i.key in drains
-                    and not heartbeat_due(drains[i.key], now, self.policy)
-                ]
-                break
-            key = ("task_arn" if item.kind is WorkKind.TASK_STOP else "instance_id", item.key)
-            steps = self._unit(partial(self._do, item, within, drains, stops), key, result)
-            result.steps += steps or []
+            drains.pop(record.instance_id, None)
 
     def _do(
         self, item: WorkItem, within: float, drains: dict[str, DrainRecord], stops: dict[str, TaskStopRecord]
@@ -284,11 +335,11 @@ class Scheduler:
         except (AutoScalingError, StoreError) as exc:
             result.last_error = exc
             logger.exception("not advanced this tick", extra={key[0]: key[1]})
-            result.steps.append({"action": "error", key[0]: key[1], "error": str(exc)})
+            result.add([{"action": "error", key[0]: key[1], "error": str(exc)}], self.clock())
         except Exception as exc:  # isolated here, raised again once every unit had its turn
             result.last_error = exc
             logger.exception("failed unexpectedly", extra={key[0]: key[1]})
-            result.steps.append({"action": "error", key[0]: key[1], "error": repr(exc)})
+            result.add([{"action": "error", key[0]: key[1], "error": repr(exc)}], self.clock())
             result.failure = result.failure or exc
         finally:
             flush_metrics()
