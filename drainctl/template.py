@@ -38,7 +38,7 @@ import tomllib
 from collections.abc import Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypedDict, Unpack
@@ -157,8 +157,6 @@ def samconfig_parameter_overrides(path: Path, config_env: str = "default") -> di
 
 RouteKind = Literal["EventBridgeRule", "ScheduleV2", "SQS"]
 
-_SCHEDULER_CONTEXT: Final = ("schedule-arn", "scheduled-time", "execution-id", "attempt-number")
-
 
 @dataclass(frozen=True)
 class FunctionRoute:
@@ -183,34 +181,6 @@ class FunctionRoute:
     def matches(self, event: Mapping[str, Any]) -> bool:
         """True when this route's EventBridge rule would deliver `event`."""
         return self.kind == "EventBridgeRule" and self.pattern is not None and matches(self.pattern, event)
-
-    def scheduled_event(
-        self,
-        *,
-        scheduled_time: datetime,
-        execution_id: str,
-        attempt_number: int = 1,
-        schedule_arn: str | None = None,
-    ) -> dict[str, Any]:
-        """The payload EventBridge Scheduler hands the function: `input`, context filled in."""
-        where = f"{self.logical_id}.{self.event_name}"
-        if self.kind != "ScheduleV2" or self.input is None:
-            raise TemplateError(f"{where} is not a schedule with Input")
-        if scheduled_time.tzinfo is None:
-            raise TemplateError("scheduled_time must be timezone-aware")
-        if (arn := schedule_arn or self.source_arn) is None:
-            raise TemplateError(f"{where}: the schedule has no Name")
-        time = scheduled_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        text = self.input
-        for keyword, value in zip(_SCHEDULER_CONTEXT, (arn, time, execution_id, attempt_number), strict=True):
-            text = text.replace(f"<aws.scheduler.{keyword}>", str(value))
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TemplateError(f"{where}: Input is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise TemplateError(f"{where}: Input is not an object")
-        return payload
 
 
 # ---------------------------------------------------------------------------------------------
