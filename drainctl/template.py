@@ -38,7 +38,6 @@ import tomllib
 from collections.abc import Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
-from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypedDict, Unpack
@@ -91,34 +90,22 @@ _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 def load_template(path: Path) -> Template:
     """Parse a CloudFormation/SAM YAML template, short-form tags turned into their long form."""
     from cfnlint.decode.cfn_yaml import loads
+    from cfnlint.helpers import FUNCTION_RULES, FUNCTIONS
 
-    try:
-        body = _plain(loads(path.read_text(encoding="utf-8"), str(path)))
+    try:  # cfn-lint's nodes as plain data, dates as CloudFormation reads them (text)
+        text = json.dumps(loads(path.read_text(encoding="utf-8"), str(path)), default=lambda d: d.isoformat())
     except OSError as exc:
         raise TemplateError(f"cannot read template {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise TemplateError(f"template {path} is not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path} is not valid template YAML: {exc}") from exc
-    if not isinstance(body, dict) or not isinstance(body.get("Resources"), dict):
+    # every "Fn::" key (a quote inside a string is escaped) must be one of CloudFormation's functions
+    if unknown := sorted(set(re.findall(r'(?<!\\)"(Fn::[^"\\]*)":', text)) - FUNCTIONS - FUNCTION_RULES):
+        raise TemplateError(f"unknown CloudFormation tag !{unknown[0].removeprefix('Fn::')}")
+    if not isinstance(body := json.loads(text), dict) or not isinstance(body.get("Resources"), dict):
         raise TemplateError(f"{path} has no Resources section")
     return Template(path=path, body=body)
-
-
-def _plain(value: Any) -> Any:
-    """cfn-lint's nodes as plain data; dates as CloudFormation reads them (text); tags checked."""
-    from cfnlint.helpers import FUNCTION_RULES, FUNCTIONS
-
-    if isinstance(value, dict):
-        for key in value:
-            if str(key).startswith("Fn::") and key not in FUNCTIONS | FUNCTION_RULES:
-                raise TemplateError(f"unknown CloudFormation tag !{str(key).removeprefix('Fn::')}")
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value) if isinstance(value, str) else value
 
 
 def samconfig_parameter_overrides(path: Path, config_env: str = "default") -> dict[str, str]:
