@@ -401,7 +401,10 @@ class Template:
             f"{where}: event type {route.kind!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
         )
 
-    # -- intrinsic functions: a malformed call is a TemplateError (cfn-lint judges the shape) ---
+    # -- intrinsic functions, as CloudFormation documents them (intrinsic-function-reference.html,
+    # and rules-section-structure.html for Fn::Contains, under
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/); a malformed call is a
+    # TemplateError (cfn-lint judges the shape)
 
     def _resolved(self, value: Any, where: str) -> Any:
         return None if (resolved := self._value(value, where)) is _NO_VALUE else resolved
@@ -413,33 +416,6 @@ class Template:
             raise TemplateError(f"{where}: expected a condition, got {resolved!r}")
         return resolved
 
-    def _pseudo(self, name: str) -> str:
-        if name not in self.bound_pseudo:
-            raise TemplateError(f"pseudo parameter {name} has no value here")
-        return self.bound_pseudo[name]
-
-    def _value(self, value: Any, where: str) -> Any:
-        if isinstance(value, Mapping):
-            function = str(next(iter(value), ""))
-            if len(value) == 1 and (function == "Ref" or function.startswith("Fn::")):
-                return self._call(function, value[function], f"{where}.{function}")
-            items = ((str(k), self._value(v, f"{where}.{k}")) for k, v in value.items())
-            return {key: item for key, item in items if item is not _NO_VALUE}
-        if isinstance(value, list):
-            items = (self._value(item, f"{where}[{i}]") for i, item in enumerate(value))
-            return [item for item in items if item is not _NO_VALUE]
-        return value
-
-    def _call(self, function: str, argument: Any, where: str) -> Any:
-        if function in _UNRESOLVABLE_HERE:
-            raise TemplateError(f"{where}: {function} needs a real deployment to resolve")
-        if (handler := getattr(self, "_fn_" + function.removeprefix("Fn::").lower(), None)) is None:
-            raise TemplateError(f"{where}: unsupported intrinsic function {function}")
-        try:
-            return handler(argument, where)
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-            raise TemplateError(f"{where}: cannot evaluate {function} {argument!r} ({exc})") from None
-
     def _condition(self, name: str, where: str) -> bool:
         if name not in self.body.get("Conditions", {}):
             raise TemplateError(f"{where}: the template has no condition {name}")
@@ -450,8 +426,93 @@ class Template:
             raise TemplateError(f"{where}: condition {name} depends on itself")
         return value
 
-    def _fn_ref(self, argument: Any, where: str) -> Any:
-        name, declared = self._value(argument, where), self.body.get("Parameters", {})
+    def _pseudo(self, name: str) -> str:
+        if name not in self.bound_pseudo:
+            raise TemplateError(f"pseudo parameter {name} has no value here")
+        return self.bound_pseudo[name]
+
+    def _value(self, value: Any, where: str) -> Any:
+        if isinstance(value, list):
+            items = (self._value(item, f"{where}[{i}]") for i, item in enumerate(value))
+            return [item for item in items if item is not _NO_VALUE]
+        if not isinstance(value, Mapping):
+            return value
+        function = str(next(iter(value), ""))
+        if len(value) != 1 or not (function == "Ref" or function.startswith("Fn::")):
+            pairs = ((str(key), self._value(item, f"{where}.{key}")) for key, item in value.items())
+            return {key: item for key, item in pairs if item is not _NO_VALUE}
+        if function in _UNRESOLVABLE_HERE:
+            raise TemplateError(f"{where}.{function}: {function} needs a real deployment to resolve")
+        try:
+            return self._call(function, value[function], f"{where}.{function}")
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise TemplateError(f"{where}.{function}: cannot evaluate {value[function]!r} ({exc})") from None
+
+    def _call(self, function: str, argument: Any, where: str) -> Any:
+        def resolved(item: Any) -> Any:
+            return self._value(item, where)
+
+        def text(item: Any) -> str:
+            return _as_text(self._value(item, where), where)
+
+        match function:
+            case "Ref":
+                return self._ref(resolved(argument), where)
+            case "Fn::GetAtt":
+                logical_id, attribute = resolved(
+                    argument.split(".", 1) if isinstance(argument, str) else argument
+                )
+                if (key := f"{logical_id}.{attribute}") not in self.bound_attributes:
+                    raise TemplateError(f"{where}: Fn::GetAtt {key} needs a value: pass attributes")
+                return self.bound_attributes[key]
+            case "Fn::Sub":
+                template, variables = (argument, {}) if isinstance(argument, str) else argument
+
+                def substitute(match: re.Match[str]) -> str:
+                    if (name := match.group(1)).startswith("!"):  # ${!Literal} is written as ${Literal}
+                        return "${" + name[1:] + "}"
+                    if name in variables:
+                        return text(variables[name])
+                    return text({"Fn::GetAtt": name} if "." in name else {"Ref": name})
+
+                return re.sub(r"\$\{([^}]*)\}", substitute, template)
+            case "Fn::If":
+                name, when_true, when_false = argument
+                return resolved(when_true if self._condition(name, where) else when_false)
+            case "Fn::Equals":
+                left, right = map(resolved, argument)
+                if all(isinstance(side, str | int | float) for side in (left, right)):
+                    return _as_text(left, where) == _as_text(right, where)
+                return bool(left == right)
+            case "Fn::Not":
+                (operand,) = argument
+                return not self._truth(operand, where)
+            case "Fn::And" | "Fn::Or":
+                truths = (self._truth(operand, where) for operand in argument)
+                return all(truths) if function == "Fn::And" else any(truths)
+            case "Fn::Contains":  # Rules: is the value one of the list's?
+                members, member = map(resolved, argument)
+                return _as_text(member, where) in [_as_text(each, where) for each in members]
+            case "Fn::Join":
+                delimiter, items = map(resolved, argument)
+                return str(delimiter).join(_as_text(item, where) for item in items)
+            case "Fn::Select":
+                index, items = map(resolved, argument)
+                if not 0 <= int(index) < len(items):
+                    raise TemplateError(f"{where}: Fn::Select index {index} is out of range")
+                return items[int(index)]
+            case "Fn::Split":
+                delimiter, source = map(text, argument)
+                return source.split(delimiter)
+            case "Fn::FindInMap":
+                map_name, first, second = map(text, argument)
+                return resolved(self.body["Mappings"][map_name][first][second])
+            case "Fn::Base64":
+                return base64.b64encode(text(argument).encode()).decode("ascii")
+        raise TemplateError(f"{where}: unsupported intrinsic function {function}")
+
+    def _ref(self, name: str, where: str) -> Any:
+        declared = self.body.get("Parameters", {})
         if name == "AWS::NoValue":
             return _NO_VALUE
         if name.startswith("AWS::"):
@@ -473,71 +534,6 @@ class Template:
         if (prop := _NAME_PROPERTY.get(str(resource.get("Type")), "")) in properties:
             return _as_text(self._value(properties[prop], f"{name}.{prop}"), f"{name}.{prop}")
         raise TemplateError(f"{where}: Ref to {name} needs its physical name: pass resource_names")
-
-    def _fn_getatt(self, argument: Any, where: str) -> Any:
-        parts = argument.split(".", 1) if isinstance(argument, str) else argument
-        logical_id, attribute = self._value(parts, where)
-        if (key := f"{logical_id}.{attribute}") not in self.bound_attributes:
-            raise TemplateError(f"{where}: Fn::GetAtt {key} needs a value: pass attributes")
-        return self.bound_attributes[key]
-
-    def _fn_sub(self, argument: Any, where: str) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-
-        def substitute(match: re.Match[str]) -> str:
-            if (name := match.group(1)).startswith("!"):
-                return "${" + name[1:] + "}"
-            if name in variables:
-                return _as_text(self._value(variables[name], where), f"{where}.{name}")
-            value = (self._fn_getatt if "." in name else self._fn_ref)(name, where)
-            return _as_text(value, f"{where}.{name}")
-
-        return re.sub(r"\$\{([^}]*)\}", substitute, text)
-
-    def _fn_if(self, argument: Any, where: str) -> Any:
-        name, when_true, when_false = argument
-        return self._value(when_true if self._condition(name, where) else when_false, where)
-
-    def _fn_equals(self, argument: Any, where: str) -> bool:
-        left, right = (self._value(item, where) for item in argument)
-        if isinstance(left, str | int | float) and isinstance(right, str | int | float):
-            return _as_text(left, where) == _as_text(right, where)
-        return bool(left == right)
-
-    def _fn_not(self, argument: Any, where: str) -> bool:
-        (operand,) = argument
-        return not self._truth(operand, where)
-
-    def _fn_and(self, argument: Any, where: str) -> bool:
-        return all(self._truth(operand, where) for operand in argument)
-
-    def _fn_or(self, argument: Any, where: str) -> bool:
-        return any(self._truth(operand, where) for operand in argument)
-
-    def _fn_contains(self, argument: Any, where: str) -> bool:  # Rules: is the value in the list?
-        members, value = (self._value(item, where) for item in argument)
-        return _as_text(value, where) in [_as_text(member, where) for member in members]
-
-    def _fn_join(self, argument: Any, where: str) -> str:
-        delimiter, items = (self._value(item, where) for item in argument)
-        return str(delimiter).join(_as_text(item, where) for item in items)
-
-    def _fn_select(self, argument: Any, where: str) -> Any:
-        index, items = (self._value(item, where) for item in argument)
-        if not 0 <= int(index) < len(items):
-            raise TemplateError(f"{where}: Fn::Select index {index} is out of range")
-        return items[int(index)]
-
-    def _fn_split(self, argument: Any, where: str) -> list[str]:
-        delimiter, text = (self._value(item, where) for item in argument)
-        return list(str(text).split(str(delimiter)))
-
-    def _fn_findinmap(self, argument: Any, where: str) -> Any:
-        map_name, first, second = (_as_text(self._value(item, where), where) for item in argument)
-        return self._value(self.body["Mappings"][map_name][first][second], where)
-
-    def _fn_base64(self, argument: Any, where: str) -> str:
-        return base64.b64encode(_as_text(self._value(argument, where), where).encode()).decode("ascii")
 
 
 def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
