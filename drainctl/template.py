@@ -1,30 +1,13 @@
-"""The SAM template, read the way CloudFormation and EventBridge would read it.
+"""The SAM template, read the way CloudFormation, SAM and EventBridge read it.
 
 The local world builds its table, environment and event routes from `template.yaml` itself, so
-what runs locally cannot drift from what is deployed:
-
-    template = load_template(Path("template.yaml"))
-    params = template.parameters({"LiveKitUrl": url, "LiveKitSecretArn": arn})
-    env = template.environment("LifecycleFunction", params=params,
-                               resource_names={"DrainTable": "drains"})
-    for route in template.function_routes(params=params):
-        if route.matches(event): ...
-
-Intrinsic functions are resolved with the given parameters, resource names, attributes and
-pseudo parameters; anything that only a real deployment knows raises `TemplateError`.
-
-Which library does what (imported lazily: `drainctl --help` pays for none of them):
-- cfn-lint's decoder reads the YAML with its short forms (`!Ref`, `!Sub`, `!If`, ...), and its
-  SAM Globals merge is the SAM translator's rule (maps merge, lists concatenate, the resource wins);
-- the SAM translator (aws-sam-translator, what `sam` uses) turns each function's events into the
-  `AWS::Events::Rule`, `AWS::Scheduler::Schedule` and `AWS::Lambda::EventSourceMapping` it deploys,
-  which the routes are read from;
-- moto's `EventPattern` matches EventBridge patterns (with a check of the pattern, and the two
-  rules of AWS it misses, below);
-- `tomllib` and `shlex` read samconfig's `parameter_overrides` in the forms SAM documents.
-What stays here is the evaluator of the intrinsic functions and the parameter constraints: the
-translator leaves `Fn::If`, `Fn::Sub` and `Ref` in what it generates, and its own resolver
-(`IntrinsicsResolver`) substitutes parameters only, silently leaving what it cannot resolve.
+what runs locally cannot drift from what is deployed. Libraries do the reading, imported where
+used (`drainctl --help` loads none): cfn-lint's decoder (YAML short forms) and its SAM Globals
+merge; the SAM translator, whose rules, schedules and event source mappings the routes are read
+from; moto's `EventPattern`, behind a check of the pattern and two rules of AWS it misses.
+Intrinsic functions, conditions, Rules and parameter constraints are evaluated here, strictly:
+what only a deployment knows raises `TemplateError`, where the libraries' evaluators (the SAM
+translator's, moto's CloudFormation) leave it unresolved or guess.
 """
 
 from __future__ import annotations
@@ -149,7 +132,8 @@ RouteKind = Literal["EventBridgeRule", "ScheduleV2", "SQS"]
 class FunctionRoute:
     """One event source of one function, resolved.
 
-    `source_arn` is the rule's or the schedule's ARN when the template names it.
+    `source_arn` is the rule's or the schedule's ARN when the template names it; a schedule's
+    `input` is what drainctl.world.schedules fills in for each invocation.
     """
 
     logical_id: str
@@ -571,8 +555,9 @@ def _as_text(value: Any, where: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# EventBridge event patterns: moto's matcher, behind a check of the pattern and two AWS rules
-# moto does not follow (JSON types must agree: true is not 1; arrays of objects are searched).
+# EventBridge event patterns (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns.html
+# and its eb-create-pattern-operators.html): moto's matcher, behind a check of the pattern and two
+# AWS rules moto does not follow (JSON types must agree: true is not 1; arrays of objects are searched).
 
 _FILTERS: Final = {
     "prefix",
