@@ -1,30 +1,13 @@
-"""The SAM template, read the way CloudFormation and EventBridge would read it.
+"""The SAM template, read the way CloudFormation, SAM and EventBridge read it.
 
 The local world builds its table, environment and event routes from `template.yaml` itself, so
-what runs locally cannot drift from what is deployed:
-
-    template = load_template(Path("template.yaml"))
-    params = template.parameters({"LiveKitUrl": url, "LiveKitSecretArn": arn})
-    env = template.environment("LifecycleFunction", params=params,
-                               resource_names={"DrainTable": "drains"})
-    for route in template.function_routes(params=params):
-        if route.matches(event): ...
-
-Intrinsic functions are resolved with the given parameters, resource names, attributes and
-pseudo parameters; anything that only a real deployment knows raises `TemplateError`.
-
-Which library does what (imported lazily: `drainctl --help` pays for none of them):
-- cfn-lint's decoder reads the YAML with its short forms (`!Ref`, `!Sub`, `!If`, ...), and its
-  SAM Globals merge is the SAM translator's rule (maps merge, lists concatenate, the resource wins);
-- the SAM translator (aws-sam-translator, what `sam` uses) turns each function's events into the
-  `AWS::Events::Rule`, `AWS::Scheduler::Schedule` and `AWS::Lambda::EventSourceMapping` it deploys,
-  which the routes are read from;
-- moto's `EventPattern` matches EventBridge patterns (with a check of the pattern, and the two
-  rules of AWS it misses, below);
-- `tomllib` and `shlex` read samconfig's `parameter_overrides` in the forms SAM documents.
-What stays here is the evaluator of the intrinsic functions and the parameter constraints: the
-translator leaves `Fn::If`, `Fn::Sub` and `Ref` in what it generates, and its own resolver
-(`IntrinsicsResolver`) substitutes parameters only, silently leaving what it cannot resolve.
+what runs locally cannot drift from what is deployed. Libraries do the reading, imported where
+used (`drainctl --help` loads none): cfn-lint's decoder (YAML short forms) and its SAM Globals
+merge; the SAM translator, whose rules, schedules and event source mappings the routes are read
+from; moto's `EventPattern`, behind a check of the pattern and two rules of AWS it misses.
+Intrinsic functions, conditions, Rules and parameter constraints are evaluated here, strictly:
+what only a deployment knows raises `TemplateError`, where the libraries' evaluators (the SAM
+translator's, moto's CloudFormation) leave it unresolved or guess.
 """
 
 from __future__ import annotations
@@ -38,7 +21,6 @@ import tomllib
 from collections.abc import Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypedDict, Unpack
@@ -91,34 +73,22 @@ _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 def load_template(path: Path) -> Template:
     """Parse a CloudFormation/SAM YAML template, short-form tags turned into their long form."""
     from cfnlint.decode.cfn_yaml import loads
+    from cfnlint.helpers import FUNCTION_RULES, FUNCTIONS
 
-    try:
-        body = _plain(loads(path.read_text(encoding="utf-8"), str(path)))
+    try:  # cfn-lint's nodes as plain data, dates as CloudFormation reads them (text)
+        text = json.dumps(loads(path.read_text(encoding="utf-8"), str(path)), default=lambda d: d.isoformat())
     except OSError as exc:
         raise TemplateError(f"cannot read template {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise TemplateError(f"template {path} is not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path} is not valid template YAML: {exc}") from exc
-    if not isinstance(body, dict) or not isinstance(body.get("Resources"), dict):
+    # every "Fn::" key (a quote inside a string is escaped) must be one of CloudFormation's functions
+    if unknown := sorted(set(re.findall(r'(?<!\\)"(Fn::[^"\\]*)":', text)) - FUNCTIONS - FUNCTION_RULES):
+        raise TemplateError(f"unknown CloudFormation tag !{unknown[0].removeprefix('Fn::')}")
+    if not isinstance(body := json.loads(text), dict) or not isinstance(body.get("Resources"), dict):
         raise TemplateError(f"{path} has no Resources section")
     return Template(path=path, body=body)
-
-
-def _plain(value: Any) -> Any:
-    """cfn-lint's nodes as plain data; dates as CloudFormation reads them (text); tags checked."""
-    from cfnlint.helpers import FUNCTION_RULES, FUNCTIONS
-
-    if isinstance(value, dict):
-        for key in value:
-            if str(key).startswith("Fn::") and key not in FUNCTIONS | FUNCTION_RULES:
-                raise TemplateError(f"unknown CloudFormation tag !{str(key).removeprefix('Fn::')}")
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value) if isinstance(value, str) else value
 
 
 def samconfig_parameter_overrides(path: Path, config_env: str = "default") -> dict[str, str]:
@@ -157,14 +127,13 @@ def samconfig_parameter_overrides(path: Path, config_env: str = "default") -> di
 
 RouteKind = Literal["EventBridgeRule", "ScheduleV2", "SQS"]
 
-_SCHEDULER_CONTEXT: Final = ("schedule-arn", "scheduled-time", "execution-id", "attempt-number")
-
 
 @dataclass(frozen=True)
 class FunctionRoute:
     """One event source of one function, resolved.
 
-    `source_arn` is the rule's or the schedule's ARN when the template names it.
+    `source_arn` is the rule's or the schedule's ARN when the template names it; a schedule's
+    `input` is what drainctl.world.schedules fills in for each invocation.
     """
 
     logical_id: str
@@ -183,34 +152,6 @@ class FunctionRoute:
     def matches(self, event: Mapping[str, Any]) -> bool:
         """True when this route's EventBridge rule would deliver `event`."""
         return self.kind == "EventBridgeRule" and self.pattern is not None and matches(self.pattern, event)
-
-    def scheduled_event(
-        self,
-        *,
-        scheduled_time: datetime,
-        execution_id: str,
-        attempt_number: int = 1,
-        schedule_arn: str | None = None,
-    ) -> dict[str, Any]:
-        """The payload EventBridge Scheduler hands the function: `input`, context filled in."""
-        where = f"{self.logical_id}.{self.event_name}"
-        if self.kind != "ScheduleV2" or self.input is None:
-            raise TemplateError(f"{where} is not a schedule with Input")
-        if scheduled_time.tzinfo is None:
-            raise TemplateError("scheduled_time must be timezone-aware")
-        if (arn := schedule_arn or self.source_arn) is None:
-            raise TemplateError(f"{where}: the schedule has no Name")
-        time = scheduled_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        text = self.input
-        for keyword, value in zip(_SCHEDULER_CONTEXT, (arn, time, execution_id, attempt_number), strict=True):
-            text = text.replace(f"<aws.scheduler.{keyword}>", str(value))
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TemplateError(f"{where}: Input is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise TemplateError(f"{where}: Input is not an object")
-        return payload
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +385,10 @@ class Template:
             f"{where}: event type {route.kind!r} has no local route (EventBridgeRule, ScheduleV2 and SQS do)"
         )
 
-    # -- intrinsic functions: a malformed call is a TemplateError (cfn-lint judges the shape) ---
+    # -- intrinsic functions, as CloudFormation documents them (intrinsic-function-reference.html,
+    # and rules-section-structure.html for Fn::Contains, under
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/); a malformed call is a
+    # TemplateError (cfn-lint judges the shape)
 
     def _resolved(self, value: Any, where: str) -> Any:
         return None if (resolved := self._value(value, where)) is _NO_VALUE else resolved
@@ -456,33 +400,6 @@ class Template:
             raise TemplateError(f"{where}: expected a condition, got {resolved!r}")
         return resolved
 
-    def _pseudo(self, name: str) -> str:
-        if name not in self.bound_pseudo:
-            raise TemplateError(f"pseudo parameter {name} has no value here")
-        return self.bound_pseudo[name]
-
-    def _value(self, value: Any, where: str) -> Any:
-        if isinstance(value, Mapping):
-            function = str(next(iter(value), ""))
-            if len(value) == 1 and (function == "Ref" or function.startswith("Fn::")):
-                return self._call(function, value[function], f"{where}.{function}")
-            items = ((str(k), self._value(v, f"{where}.{k}")) for k, v in value.items())
-            return {key: item for key, item in items if item is not _NO_VALUE}
-        if isinstance(value, list):
-            items = (self._value(item, f"{where}[{i}]") for i, item in enumerate(value))
-            return [item for item in items if item is not _NO_VALUE]
-        return value
-
-    def _call(self, function: str, argument: Any, where: str) -> Any:
-        if function in _UNRESOLVABLE_HERE:
-            raise TemplateError(f"{where}: {function} needs a real deployment to resolve")
-        if (handler := getattr(self, "_fn_" + function.removeprefix("Fn::").lower(), None)) is None:
-            raise TemplateError(f"{where}: unsupported intrinsic function {function}")
-        try:
-            return handler(argument, where)
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-            raise TemplateError(f"{where}: cannot evaluate {function} {argument!r} ({exc})") from None
-
     def _condition(self, name: str, where: str) -> bool:
         if name not in self.body.get("Conditions", {}):
             raise TemplateError(f"{where}: the template has no condition {name}")
@@ -493,8 +410,93 @@ class Template:
             raise TemplateError(f"{where}: condition {name} depends on itself")
         return value
 
-    def _fn_ref(self, argument: Any, where: str) -> Any:
-        name, declared = self._value(argument, where), self.body.get("Parameters", {})
+    def _pseudo(self, name: str) -> str:
+        if name not in self.bound_pseudo:
+            raise TemplateError(f"pseudo parameter {name} has no value here")
+        return self.bound_pseudo[name]
+
+    def _value(self, value: Any, where: str) -> Any:
+        if isinstance(value, list):
+            items = (self._value(item, f"{where}[{i}]") for i, item in enumerate(value))
+            return [item for item in items if item is not _NO_VALUE]
+        if not isinstance(value, Mapping):
+            return value
+        function = str(next(iter(value), ""))
+        if len(value) != 1 or not (function == "Ref" or function.startswith("Fn::")):
+            pairs = ((str(key), self._value(item, f"{where}.{key}")) for key, item in value.items())
+            return {key: item for key, item in pairs if item is not _NO_VALUE}
+        if function in _UNRESOLVABLE_HERE:
+            raise TemplateError(f"{where}.{function}: {function} needs a real deployment to resolve")
+        try:
+            return self._call(function, value[function], f"{where}.{function}")
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise TemplateError(f"{where}.{function}: cannot evaluate {value[function]!r} ({exc})") from None
+
+    def _call(self, function: str, argument: Any, where: str) -> Any:
+        def resolved(item: Any) -> Any:
+            return self._value(item, where)
+
+        def text(item: Any) -> str:
+            return _as_text(self._value(item, where), where)
+
+        match function:
+            case "Ref":
+                return self._ref(resolved(argument), where)
+            case "Fn::GetAtt":
+                logical_id, attribute = resolved(
+                    argument.split(".", 1) if isinstance(argument, str) else argument
+                )
+                if (key := f"{logical_id}.{attribute}") not in self.bound_attributes:
+                    raise TemplateError(f"{where}: Fn::GetAtt {key} needs a value: pass attributes")
+                return self.bound_attributes[key]
+            case "Fn::Sub":
+                template, variables = (argument, {}) if isinstance(argument, str) else argument
+
+                def substitute(match: re.Match[str]) -> str:
+                    if (name := match.group(1)).startswith("!"):  # ${!Literal} is written as ${Literal}
+                        return "${" + name[1:] + "}"
+                    if name in variables:
+                        return text(variables[name])
+                    return text({"Fn::GetAtt": name} if "." in name else {"Ref": name})
+
+                return re.sub(r"\$\{([^}]*)\}", substitute, template)
+            case "Fn::If":
+                name, when_true, when_false = argument
+                return resolved(when_true if self._condition(name, where) else when_false)
+            case "Fn::Equals":
+                left, right = map(resolved, argument)
+                if all(isinstance(side, str | int | float) for side in (left, right)):
+                    return _as_text(left, where) == _as_text(right, where)
+                return bool(left == right)
+            case "Fn::Not":
+                (operand,) = argument
+                return not self._truth(operand, where)
+            case "Fn::And" | "Fn::Or":
+                truths = (self._truth(operand, where) for operand in argument)
+                return all(truths) if function == "Fn::And" else any(truths)
+            case "Fn::Contains":  # Rules: is the value one of the list's?
+                members, member = map(resolved, argument)
+                return _as_text(member, where) in [_as_text(each, where) for each in members]
+            case "Fn::Join":
+                delimiter, items = map(resolved, argument)
+                return str(delimiter).join(_as_text(item, where) for item in items)
+            case "Fn::Select":
+                index, items = map(resolved, argument)
+                if not 0 <= int(index) < len(items):
+                    raise TemplateError(f"{where}: Fn::Select index {index} is out of range")
+                return items[int(index)]
+            case "Fn::Split":
+                delimiter, source = map(text, argument)
+                return source.split(delimiter)
+            case "Fn::FindInMap":
+                map_name, first, second = map(text, argument)
+                return resolved(self.body["Mappings"][map_name][first][second])
+            case "Fn::Base64":
+                return base64.b64encode(text(argument).encode()).decode("ascii")
+        raise TemplateError(f"{where}: unsupported intrinsic function {function}")
+
+    def _ref(self, name: str, where: str) -> Any:
+        declared = self.body.get("Parameters", {})
         if name == "AWS::NoValue":
             return _NO_VALUE
         if name.startswith("AWS::"):
@@ -516,71 +518,6 @@ class Template:
         if (prop := _NAME_PROPERTY.get(str(resource.get("Type")), "")) in properties:
             return _as_text(self._value(properties[prop], f"{name}.{prop}"), f"{name}.{prop}")
         raise TemplateError(f"{where}: Ref to {name} needs its physical name: pass resource_names")
-
-    def _fn_getatt(self, argument: Any, where: str) -> Any:
-        parts = argument.split(".", 1) if isinstance(argument, str) else argument
-        logical_id, attribute = self._value(parts, where)
-        if (key := f"{logical_id}.{attribute}") not in self.bound_attributes:
-            raise TemplateError(f"{where}: Fn::GetAtt {key} needs a value: pass attributes")
-        return self.bound_attributes[key]
-
-    def _fn_sub(self, argument: Any, where: str) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-
-        def substitute(match: re.Match[str]) -> str:
-            if (name := match.group(1)).startswith("!"):
-                return "${" + name[1:] + "}"
-            if name in variables:
-                return _as_text(self._value(variables[name], where), f"{where}.{name}")
-            value = (self._fn_getatt if "." in name else self._fn_ref)(name, where)
-            return _as_text(value, f"{where}.{name}")
-
-        return re.sub(r"\$\{([^}]*)\}", substitute, text)
-
-    def _fn_if(self, argument: Any, where: str) -> Any:
-        name, when_true, when_false = argument
-        return self._value(when_true if self._condition(name, where) else when_false, where)
-
-    def _fn_equals(self, argument: Any, where: str) -> bool:
-        left, right = (self._value(item, where) for item in argument)
-        if isinstance(left, str | int | float) and isinstance(right, str | int | float):
-            return _as_text(left, where) == _as_text(right, where)
-        return bool(left == right)
-
-    def _fn_not(self, argument: Any, where: str) -> bool:
-        (operand,) = argument
-        return not self._truth(operand, where)
-
-    def _fn_and(self, argument: Any, where: str) -> bool:
-        return all(self._truth(operand, where) for operand in argument)
-
-    def _fn_or(self, argument: Any, where: str) -> bool:
-        return any(self._truth(operand, where) for operand in argument)
-
-    def _fn_contains(self, argument: Any, where: str) -> bool:  # Rules: is the value in the list?
-        members, value = (self._value(item, where) for item in argument)
-        return _as_text(value, where) in [_as_text(member, where) for member in members]
-
-    def _fn_join(self, argument: Any, where: str) -> str:
-        delimiter, items = (self._value(item, where) for item in argument)
-        return str(delimiter).join(_as_text(item, where) for item in items)
-
-    def _fn_select(self, argument: Any, where: str) -> Any:
-        index, items = (self._value(item, where) for item in argument)
-        if not 0 <= int(index) < len(items):
-            raise TemplateError(f"{where}: Fn::Select index {index} is out of range")
-        return items[int(index)]
-
-    def _fn_split(self, argument: Any, where: str) -> list[str]:
-        delimiter, text = (self._value(item, where) for item in argument)
-        return list(str(text).split(str(delimiter)))
-
-    def _fn_findinmap(self, argument: Any, where: str) -> Any:
-        map_name, first, second = (_as_text(self._value(item, where), where) for item in argument)
-        return self._value(self.body["Mappings"][map_name][first][second], where)
-
-    def _fn_base64(self, argument: Any, where: str) -> str:
-        return base64.b64encode(_as_text(self._value(argument, where), where).encode()).decode("ascii")
 
 
 def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
@@ -618,8 +555,9 @@ def _as_text(value: Any, where: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# EventBridge event patterns: moto's matcher, behind a check of the pattern and two AWS rules
-# moto does not follow (JSON types must agree: true is not 1; arrays of objects are searched).
+# EventBridge event patterns (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns.html
+# and its eb-create-pattern-operators.html): moto's matcher, behind a check of the pattern and two
+# AWS rules moto does not follow (JSON types must agree: true is not 1; arrays of objects are searched).
 
 _FILTERS: Final = {
     "prefix",

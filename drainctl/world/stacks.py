@@ -24,6 +24,7 @@ from drain_coordinator import wiring
 from drain_coordinator.observability import metrics
 from drainctl.template import FunctionRoute, Template, load_template
 from drainctl.world.aws import TerminateHook
+from drainctl.world.schedules import scheduled_event
 
 if TYPE_CHECKING:
     from drainctl.world.world import Delivery, World
@@ -89,7 +90,8 @@ class OtherStack:
         if now < self.next_tick:
             return []
         self.next_tick += self.period
-        event = self.schedule.scheduled_event(
+        event = scheduled_event(
+            self.schedule,
             scheduled_time=datetime.fromtimestamp(now, tz=UTC),
             execution_id=f"{self.name}-{int(now)}",
         )

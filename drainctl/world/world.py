@@ -49,6 +49,7 @@ from drainctl.world.lambda_runtime import LocalLambda, current_invocation
 from drainctl.world.lifecycle_actions import TERMINATED
 from drainctl.world.livekit_server import LocalLiveKit
 from drainctl.world.scheduler import ProcessResult, VirtualTime
+from drainctl.world.schedules import scheduled_event
 from drainctl.world.spot import SpotInterruptions
 from drainctl.world.sqs_source import SqsEventSource, run_with_sources
 from drainctl.world.stacks import OtherStack, add_stack
@@ -699,7 +700,8 @@ class World:
         return ticks[0]
 
     def _tick(self) -> Delivery:
-        event = self.schedule.scheduled_event(
+        event = scheduled_event(
+            self.schedule,
             scheduled_time=datetime.fromtimestamp(self.clock.now(), tz=UTC),
             execution_id=str(uuid.UUID(int=self.rng.getrandbits(128))),
         )

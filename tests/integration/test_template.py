@@ -29,6 +29,7 @@ from drainctl.template import (
     matches,
     samconfig_parameter_overrides,
 )
+from drainctl.world.schedules import scheduled_event
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -440,7 +441,8 @@ def test_reconcile_schedule_renders_the_scheduled_reconcile_event(
     route = _route(template, params, "ReconcileFunction")
 
     # WHEN the schedule's Input is filled in with that invocation's context
-    rendered = route.scheduled_event(
+    rendered = scheduled_event(
+        route,
         scheduled_time=datetime.fromisoformat(recorded["time"]),
         execution_id=recorded["id"],
     )
@@ -1032,8 +1034,8 @@ def test_scheduled_event_needs_an_aware_time(template: Template, params: dict[st
 
     # WHEN / THEN a naive time is refused: the Scheduler's time is UTC
     with pytest.raises(TemplateError, match="timezone-aware"):
-        route.scheduled_event(scheduled_time=datetime(2026, 1, 1), execution_id="x")
-    rendered = route.scheduled_event(
-        scheduled_time=datetime(2026, 1, 1, tzinfo=UTC), execution_id="x", attempt_number=2
+        scheduled_event(route, scheduled_time=datetime(2026, 1, 1), execution_id="x")
+    rendered = scheduled_event(
+        route, scheduled_time=datetime(2026, 1, 1, tzinfo=UTC), execution_id="x", attempt_number=2
     )
     assert rendered["time"] == "2026-01-01T00:00:00Z"
