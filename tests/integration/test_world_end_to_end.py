@@ -250,6 +250,29 @@ def test_calls_outlasting_the_deadline_are_dropped_and_counted_once(aws_calls: A
         assert total(metrics, "DrainCompleted", Outcome="drained") == 0
 
 
+def test_an_idle_worker_that_goes_with_its_host_is_no_forced_kill_alarm(world: World) -> None:
+    # GIVEN an instance whose standalone worker task (ECS does not stop it on DRAINING) holds no call
+    (idle,) = world.create_fleet(1)
+    (worker,) = world.workers_on(idle)
+    world.fleet.make_standalone(worker)
+    since = world.clock.now()
+
+    # WHEN it is scaled in, drained (nothing to wait for) and terminated with the task still on it,
+    # and the task's STOPPED event is handled
+    scale_in(world, idle)
+    action = run_until_released(world, idle)
+    world.run(world.settled, limit_seconds=world.period)
+
+    # THEN the task's end is judged a kill by its host's going (ECS reports no exit code), counted
+    # by outcome, but no call was on it: no ForcedKills, no DroppedSessions, no page
+    assert action.ended_by == "CONTINUE"
+    metrics = [m for m in emitted_metrics(world) if set(m.dimensions) <= {"service", "Stack", "Outcome"}]
+    assert total(metrics, "DrainCompleted", Outcome="forced_kill") == 1
+    assert total(metrics, "ForcedKills") == 0
+    assert total(metrics, "DroppedSessions") == 0
+    assert "ForcedKillsAlarm" not in {f.alarm.logical_id for f in world.alarms_firing(since)}
+
+
 # -- a failed probe --------------------------------------------------------------------------------
 
 

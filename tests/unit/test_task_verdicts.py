@@ -37,6 +37,25 @@ def test_each_stop_is_judged_from_its_event(event_file: str, calls_up: int, verd
     assert judgement.dropped_sessions == calls_up
 
 
+@pytest.mark.parametrize(
+    ("event_file", "calls_up", "counted", "pages"),
+    [
+        ("ecs-task-stopped-forced-kill.json", 2, True, True),  # a kill that dropped calls
+        ("ecs-task-stopped-forced-kill.json", 0, True, False),  # an idle worker killed: no call lost
+        ("ecs-task-stopped-forced-kill.json", 0, False, True),  # LiveKit not asked: calls unknown
+        ("ecs-task-stopped-oom.json", 0, True, False),
+        ("ecs-task-stopped-oom.json", 1, True, True),
+        ("ecs-task-stopped-graceful.json", 0, False, False),  # not a kill, whatever the count
+        ("ecs-task-stopped-crash.json", 0, False, False),
+    ],
+)
+def test_a_kill_pages_when_it_dropped_calls_or_its_calls_could_not_be_counted(
+    event_file: str, calls_up: int, counted: bool, pages: bool
+) -> None:
+    judgement = judge(change_of(event_file), stop_timeout=900, calls_still_up=calls_up, calls_counted=counted)
+    assert judgement.pages_as_forced_kill is pages
+
+
 def test_forced_kill_reports_how_long_the_stop_took() -> None:
     judgement = judge(change_of("ecs-task-stopped-forced-kill.json"), stop_timeout=900, calls_still_up=3)
     assert judgement.stop_seconds == 900

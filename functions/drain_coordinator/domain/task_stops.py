@@ -117,6 +117,16 @@ class Judgement:
     exit_code: int | None
     reason: str
     stop_seconds: float | None
+    # False when LiveKit could not be asked at the stop: `dropped_sessions` is the last count seen
+    calls_counted: bool = True
+
+    @property
+    def pages_as_forced_kill(self) -> bool:
+        """A kill (SIGKILL, out of memory, its host gone) is the forced-kills alarm's when it
+        dropped calls, or when its calls could not be counted. An idle worker killed, known to
+        hold no call, is counted by its outcome alone: it is no reason to wake anyone."""
+        killed = self.verdict in (Verdict.FORCED_KILL, Verdict.OOM)
+        return killed and (self.dropped_sessions > 0 or not self.calls_counted)
 
 
 def judge(
@@ -124,6 +134,8 @@ def judge(
     stop_timeout: int | None,
     calls_still_up: int,
     worker_container: str = DEFAULT_WORKER_CONTAINER,
+    *,
+    calls_counted: bool = True,
 ) -> Judgement:
     """The verdict on a STOPPED task, judged on its worker container (sidecars are ignored).
 
@@ -157,7 +169,7 @@ def judge(
         verdict = Verdict.CRASHED
     else:
         verdict = Verdict.GRACEFUL
-    return Judgement(verdict, calls_still_up, exit_code, reason, stop_seconds)
+    return Judgement(verdict, calls_still_up, exit_code, reason, stop_seconds, calls_counted)
 
 
 def close_with(record: TaskStopRecord, judgement: Judgement, change: TaskStateChange) -> TaskStopRecord:

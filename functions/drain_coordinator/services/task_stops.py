@@ -41,7 +41,6 @@ from drain_coordinator.services.discovery import audit
 from drain_coordinator.services.drains import Coordinator, DrainStep, TaskStopStorePort
 from drain_coordinator.services.rescue import Rescuer
 
-KILLING_VERDICTS = frozenset({Verdict.FORCED_KILL, Verdict.OOM})
 # ECS's stoppedReason for a task a service deployment replaces.
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-errors.html
 _DEPLOYMENT_REASON = "(deployment "
@@ -252,16 +251,17 @@ class TaskStopTracker:
         else:
             watched, remaining = record.watched_rooms, record.sessions_remaining or 0
         watched = {**self._indexed_rooms(change.task_arn), **watched}
+        counted = True
         try:
             calls_up = len(self.sessions.callers_still_in(watched))
         except _PROBE_ERRORS as exc:
             put_metric(MetricName.PROBE_ERRORS)
-            calls_up = remaining  # the last count seen is the best we know
+            calls_up, counted = remaining, False  # the last count seen is the best we know
             logger.warning("could not check the stopped task's calls", extra={"error": str(exc)})
         if record is None:
             record = self._new_record(change, now)
         record = replace(record, watched_rooms=watched)
-        judgement = judge(change, record.stop_timeout, calls_up, self.worker_container)
+        judgement = judge(change, record.stop_timeout, calls_up, self.worker_container, calls_counted=counted)
         closed = close_with(record, judgement, change)
         try:
             if created:
@@ -393,7 +393,7 @@ class TaskStopTracker:
         put_metric_by(MetricName.DRAIN_COMPLETED, "Outcome", judgement.verdict.value)
         if judgement.stop_seconds is not None:
             put_metric(MetricName.DRAIN_SECONDS, judgement.stop_seconds)
-        killed = judgement.verdict in KILLING_VERDICTS
+        killed = judgement.pages_as_forced_kill
         if killed:
             put_metric(MetricName.FORCED_KILLS)
             put_metric_for_service(MetricName.FORCED_KILLS, self.cluster, record.service)
@@ -408,6 +408,7 @@ class TaskStopTracker:
             extra={
                 "verdict": judgement.verdict.value,
                 "droppedSessions": judgement.dropped_sessions,
+                "callsCounted": judgement.calls_counted,
                 "exitCode": judgement.exit_code,
                 "reason": judgement.reason,
                 "stopSeconds": judgement.stop_seconds,
