@@ -167,3 +167,35 @@ def test_ecs_hung_for_the_whole_event_counts_every_call_the_deadline_cuts(
     assert fired["livekit-drain-dropped-sessions"] == len(cut)
     assert {"livekit-drain-probe-errors", "livekit-drain-drains-at-deadline"} <= set(fired)
     assert "livekit-drain-hooks-expired" not in fired
+
+
+def test_a_worker_that_drained_its_calls_while_livekit_hung_is_judged_graceful_not_a_drop(
+    world: World,
+) -> None:
+    # GIVEN an instance whose worker holds one call that ends well inside the worker's drain
+    # timeout, scaled in: ECS tells the worker to stop (DRAINING) and its stop is followed, one
+    # call counted
+    (victim,) = world.create_fleet(1)
+    (call,) = start_calls(world, victim, [[240.0]])
+    world.step(1.0)
+    scale_in(world, victim)
+    world.run(lambda: world.clock.now() >= call.started_at + 120, limit_seconds=300)
+    since = world.clock.now()
+    # AND then LiveKit stops answering the coordinator for the rest of the event
+    world.hostility.hang("livekit")
+
+    # WHEN the call ends, the worker exits 0 on its own (its drain is over, long before its
+    # drain timeout), and its STOPPED event is judged while LiveKit cannot be asked
+    action = run_until_released(world, victim)
+    world.run(lambda: not world.time.parked, limit_seconds=world.period)
+
+    # THEN no call was dropped (the world's truth), and none is counted: a clean exit before the
+    # drain timeout means the worker's drain ended with no call left, whatever the last count
+    # LiveKit gave; no dropped-sessions or forced-kills page
+    assert not call.dropped
+    assert action.ended_by == "CONTINUE"
+    metrics = [m for m in emitted_metrics(world) if "ServiceName" not in m.dimensions]
+    assert total(metrics, "DroppedSessions") == 0
+    assert total(metrics, "DrainCompleted", Outcome="graceful") == 1
+    fired = {f.alarm.name for f in world.alarms_firing(since)}
+    assert not {"livekit-drain-dropped-sessions", "livekit-drain-forced-kills"} & fired

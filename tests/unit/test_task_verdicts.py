@@ -56,6 +56,29 @@ def test_a_kill_pages_when_it_dropped_calls_or_its_calls_could_not_be_counted(
     assert judgement.pages_as_forced_kill is pages
 
 
+@pytest.mark.parametrize(
+    ("counted", "drain_timeout", "verdict", "dropped"),
+    [
+        (False, 600, Verdict.GRACEFUL, 0),  # exit 0 at 412 s, its drain timeout 600 s: drained
+        (False, 400, Verdict.DRAIN_TIMED_OUT, 2),  # past its drain timeout: it may have given up
+        (False, None, Verdict.DRAIN_TIMED_OUT, 2),  # timeout unknown: the last count stands
+        (True, 600, Verdict.DRAIN_TIMED_OUT, 2),  # LiveKit answered: its count is the truth
+    ],
+)
+def test_a_clean_exit_before_the_drain_timeout_outweighs_a_stale_count_when_livekit_is_not_asked(
+    counted: bool, drain_timeout: int | None, verdict: Verdict, dropped: int
+) -> None:
+    # GIVEN a worker that exited 0 412 s after its SIGTERM, two calls up at the last count seen
+    judgement = judge(
+        change_of("ecs-task-stopped-graceful.json"),
+        stop_timeout=900,
+        calls_still_up=2,
+        calls_counted=counted,
+        drain_timeout=drain_timeout,
+    )
+    assert (judgement.verdict, judgement.dropped_sessions) == (verdict, dropped)
+
+
 def test_forced_kill_reports_how_long_the_stop_took() -> None:
     judgement = judge(change_of("ecs-task-stopped-forced-kill.json"), stop_timeout=900, calls_still_up=3)
     assert judgement.stop_seconds == 900

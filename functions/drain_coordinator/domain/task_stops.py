@@ -136,6 +136,7 @@ def judge(
     worker_container: str = DEFAULT_WORKER_CONTAINER,
     *,
     calls_counted: bool = True,
+    drain_timeout: int | None = None,
 ) -> Judgement:
     """The verdict on a STOPPED task, judged on its worker container (sidecars are ignored).
 
@@ -150,6 +151,13 @@ def judge(
         if change.stopped_at is not None and change.stopping_at is not None
         else None
     )
+    if not calls_counted and drained_by_itself(exit_code, stop_seconds, drain_timeout):
+        # LiveKit could not be asked, but the worker's own exit says it: a livekit-agents worker
+        # exits 0 on SIGTERM only once its jobs have ended, or when its drain timeout gives up on
+        # them (livekit-agents' CLI drains on SIGTERM: AgentServer.drain(timeout) in worker.py,
+        # the packaged worker's drain_timeout). Well before that timeout no call was left; the
+        # last count seen is out of date.
+        calls_still_up = 0
     if worker is not None and "OutOfMemory" in worker.reason:
         verdict = Verdict.OOM
     elif exit_code == SIGKILL_EXIT_CODE or (exit_code is None and _host_went_away(change)):
@@ -170,6 +178,16 @@ def judge(
     else:
         verdict = Verdict.GRACEFUL
     return Judgement(verdict, calls_still_up, exit_code, reason, stop_seconds, calls_counted)
+
+
+def drained_by_itself(exit_code: int | None, stop_seconds: float | None, drain_timeout: int | None) -> bool:
+    """The worker exited 0 before its drain timeout could have given up on a call."""
+    return (
+        exit_code == 0
+        and stop_seconds is not None
+        and drain_timeout is not None
+        and stop_seconds < drain_timeout - KILL_TOLERANCE_SECONDS
+    )
 
 
 def close_with(record: TaskStopRecord, judgement: Judgement, change: TaskStateChange) -> TaskStopRecord:

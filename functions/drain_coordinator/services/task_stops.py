@@ -261,7 +261,14 @@ class TaskStopTracker:
         if record is None:
             record = self._new_record(change, now)
         record = replace(record, watched_rooms=watched)
-        judgement = judge(change, record.stop_timeout, calls_up, self.worker_container, calls_counted=counted)
+        judgement = judge(
+            change,
+            record.stop_timeout,
+            calls_up,
+            self.worker_container,
+            calls_counted=counted,
+            drain_timeout=self.worker_drain_timeout,
+        )
         closed = close_with(record, judgement, change)
         try:
             if created:
