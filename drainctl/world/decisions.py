@@ -27,12 +27,11 @@ def decisions(world: World, invocation: Invocation) -> tuple[list[tuple[str, flo
         if "decided_at" in invocation.result:
             return _timed(invocation.result["decided_at"]), deferred
         steps = invocation.result.get("steps", [])
-        decided = [
+        return [
             (str(s["instance_id"]), end)
             for s in steps
             if "instance_id" in s and s.get("action") not in ("error", "skip", "reject")
-        ]
-        return decided, deferred
+        ], deferred
     if invocation.function not in {source.route.logical_id for source in world.event_sources}:
         return [], 0
     decided: list[tuple[str, float]] = []
