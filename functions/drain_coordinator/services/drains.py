@@ -119,6 +119,8 @@ class StorePort(Protocol):
     def save(self, record: DrainRecord) -> DrainRecord: ...
     def point_tasks(self, instance_id: str, task_arns: Any, at: float) -> None: ...
     def drain_of_task(self, task_arn: str) -> DrainRecord | None: ...
+    def record_looks(self, run: str, looks: Mapping[str, float], until: float) -> None: ...
+    def recent_looks(self, now: float) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,10 @@ class Coordinator:
     # The webhooks' room -> task index: a look asks LiveKit only about the rooms it names.
     # Without one (in-memory tests), only the audit finds rooms.
     room_index: RoomIndexPort | None = None
+    # Within a run of work (services/schedule.py), the looks that changed nothing and so saved
+    # nothing: instance id -> when. The run records them together when it ends. None outside a
+    # run: an event's look that changed nothing leaves no trace (the tick looks again anyway).
+    unsaved_looks: dict[str, float] | None = None
     # A run's known tasks of its drains, described in one batch before its looks (prefetch).
     _prefetched: dict[str, tuple[WorkerTask, ...]] = field(default_factory=dict, repr=False)
     _prefetched_at: float = field(default=0.0, repr=False)
@@ -612,7 +618,9 @@ class Coordinator:
                 if step.action == "wait"
                 else replace(step, heartbeat=True)
             )
-        if not save_needed(read, record, now, self.policy.reconcile_period_seconds):
+        if not save_needed(read, record):
+            if self.unsaved_looks is not None:
+                self.unsaved_looks[record.instance_id] = now
             return step
         return self._save_and_emit(record, step, now)
 
