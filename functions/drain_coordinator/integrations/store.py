@@ -138,6 +138,10 @@ class DrainStore:
                 latest[str(instance_id)] = max(float(at), latest.get(str(instance_id), float("-inf")))
         return latest
 
+    def item_for(self, record: DrainRecord) -> dict[str, Any]:
+        """The item `open_drain` and `save` write for `record` (as it is, version included)."""
+        return _to_item(record, self._ttl_seconds)
+
     def save(self, record: DrainRecord) -> DrainRecord:
         """Write `record` if nobody saved the drain since it was read; returns it with version + 1."""
         saved = _bump(record)
