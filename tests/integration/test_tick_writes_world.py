@@ -11,7 +11,11 @@ from typing import Any
 import boto3
 import pytest
 
+from drain_coordinator.integrations import aws_clients
+from drain_coordinator.integrations.store import DrainStore
+from drainctl.bench import seed_open_drains
 from drainctl.world.alarms import datapoints
+from drainctl.world.hostile import DEPENDENCIES, LatencyTail
 from drainctl.world.world import World, WorldConfig
 
 INSTANCES, WORKERS = 4, 2
@@ -96,4 +100,36 @@ def test_ticks_whose_looks_change_nothing_write_one_item_each_and_no_record(dyna
     assert per_period == [Counter({("PutItem", "looks"): 1})] * 4
     # AND the ticks read those records: up to four periods after the drains' records were last
     # written, none counted as not looked at
+    assert deferred == []
+
+
+def test_a_tick_and_the_shard_it_sends_running_side_by_side_each_record_their_own_looks() -> None:
+    # GIVEN 10 open drains in the middle of their drains, shards of 5 (the tick keeps 5 and
+    # sends 5 to the advance function), and AWS and LiveKit answering in 0.1 s: the tick's
+    # invocation and the shard's run side by side, their requests interleaved
+    params = {"ShardSize": "5", "HookHeartbeatTimeout": str(HOOK_HEARTBEAT_TIMEOUT)}
+    with World(WorldConfig(seed=5, livekit_webhooks=False, params=params)) as world:
+        world.tick()  # the functions' cold start, with nothing open
+        ids = seed_open_drains(world, 10, heartbeat_due=False)
+        world.hostility.set_latency(list(DEPENDENCIES), LatencyTail(0.1, 0.1))
+        table = DrainStore(aws_clients.resource("dynamodb").Table(world.table_name))
+        since = world.clock.now()
+
+        # WHEN three ticks run a period apart, each with its shard
+        recorded: list[set[str]] = []
+        for _ in range(3):
+            started = world.clock.now()
+            delivery = world.tick()
+            shard = [i for i in world.lambdas.invocations if i.function == "AdvanceFunction"][-1]
+            assert started <= shard.t < delivery.t  # the shard began while the tick ran
+            looks = table.recent_looks(world.clock.now())
+            recorded.append({i for i, at in looks.items() if at >= started})
+            world.clock.advance(world.period)
+        deferred = [
+            p for p in datapoints(world.lambdas.invocations) if p.t > since and p.metric == "DrainsDeferred"
+        ]
+
+    # THEN every look of each tick, the tick's own and the shard's, was recorded
+    assert recorded == [set(ids)] * 3
+    # AND no drain counted as not looked at
     assert deferred == []

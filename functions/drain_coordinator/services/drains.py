@@ -198,10 +198,6 @@ class Coordinator:
     # The webhooks' room -> task index: a look asks LiveKit only about the rooms it names.
     # Without one (in-memory tests), only the audit finds rooms.
     room_index: RoomIndexPort | None = None
-    # Within a run of work (services/schedule.py), the looks that changed nothing and so saved
-    # nothing: instance id -> when. The run records them together when it ends. None outside a
-    # run: an event's look that changed nothing leaves no trace (the tick looks again anyway).
-    unsaved_looks: dict[str, float] | None = None
     # A run's known tasks of its drains, described in one batch before its looks (prefetch).
     _prefetched: dict[str, tuple[WorkerTask, ...]] = field(default_factory=dict, repr=False)
     _prefetched_at: float = field(default=0.0, repr=False)
@@ -565,9 +561,14 @@ class Coordinator:
             action="heartbeat", instance_id=record.instance_id, reason="before_look" if due else "spread"
         )
 
-    def advance(self, record: DrainRecord, within: float | None = None) -> DrainStep:
+    def advance(
+        self, record: DrainRecord, within: float | None = None, unsaved: dict[str, float] | None = None
+    ) -> DrainStep:
         """One look at one open drain: heartbeat first if due, probe (within `within` seconds, if
-        given), decide, act, save, emit."""
+        given), decide, act, save what changed, emit. A look that changed nothing but its own time
+        saves nothing: it is noted in `unsaved` (instance id -> when), the run's looks that its
+        caller records together (services/schedule.py); without it (an event's look) it leaves no
+        trace, and the next tick looks again anyway."""
         _bind_drain_keys(record.lifecycle)
         if not record.is_open:
             return DrainStep(action="skip", instance_id=record.instance_id, reason="closed")
@@ -619,8 +620,8 @@ class Coordinator:
                 else replace(step, heartbeat=True)
             )
         if not save_needed(read, record):
-            if self.unsaved_looks is not None:
-                self.unsaved_looks[record.instance_id] = now
+            if unsaved is not None:
+                unsaved[record.instance_id] = now
             return step
         return self._save_and_emit(record, step, now)
 

@@ -195,11 +195,10 @@ class Scheduler:
             )
             return {}
 
-    def _record_looks(self, run: str) -> None:
+    def _record_looks(self, run: str, looks: dict[str, float]) -> None:
         """The looks of this run that saved nothing, in one write: the next tick's order reads
         them. Lost (the write failed, the invocation died first), those drains come first next
         tick, as deferred ones do."""
-        looks, self.drains.unsaved_looks = self.drains.unsaved_looks or {}, None
         if not looks:
             return
         try:
@@ -272,11 +271,12 @@ class Scheduler:
         self.task_stops.prefetch(
             stops[i.key] for i in items if i.kind is WorkKind.TASK_STOP and i.key in stops
         )
-        self.drains.unsaved_looks = {}
-        self._looks(items, remaining_seconds, drains, stops, result)
+        # This run's own (not the Coordinator's, which the invocations of a process share).
+        unsaved: dict[str, float] = {}
+        self._looks(items, remaining_seconds, drains, stops, result, unsaved)
         # In the time the looks leave (LookLimits.reserve_seconds); an invocation that dies
         # first records nothing, as a Lambda timeout runs no `finally`.
-        self._record_looks(run)
+        self._record_looks(run, unsaved)
 
     def _looks(
         self,
@@ -285,6 +285,7 @@ class Scheduler:
         drains: dict[str, DrainRecord],
         stops: dict[str, TaskStopRecord],
         result: RunResult,
+        unsaved: dict[str, float],
     ) -> None:
         for position, item in enumerate(items):
             if item.kind is WorkKind.DRAIN and item.key not in drains:
@@ -308,18 +309,23 @@ class Scheduler:
                 ]
                 break
             key = ("task_arn" if item.kind is WorkKind.TASK_STOP else "instance_id", item.key)
-            steps = self._unit(partial(self._do, item, within, drains, stops), key, result)
+            steps = self._unit(partial(self._do, item, within, drains, stops, unsaved), key, result)
             result.steps += steps or []
 
     def _do(
-        self, item: WorkItem, within: float, drains: dict[str, DrainRecord], stops: dict[str, TaskStopRecord]
+        self,
+        item: WorkItem,
+        within: float,
+        drains: dict[str, DrainRecord],
+        stops: dict[str, TaskStopRecord],
+        unsaved: dict[str, float],
     ) -> list[dict[str, Any]]:
         match item.kind:
             case WorkKind.ORPHAN:
                 adopted: list[DrainStep] = self.drains.adopt(item.key, self.asg_name, self.hook_name, within)
                 return [s.as_dict() for s in adopted]
             case WorkKind.DRAIN:
-                return [self.drains.advance(drains[item.key], within).as_dict()]
+                return [self.drains.advance(drains[item.key], within, unsaved).as_dict()]
             case WorkKind.TASK_STOP:
                 return [self.task_stops.follow(stops[item.key], within)] if item.key in stops else []
 
