@@ -68,6 +68,8 @@ class Workload:
     webhooks_per_call: int = 6
     # Minutes one scale-in stays open (calls of 3-8 minutes drain within about 10).
     drain_minutes: float = 10.0
+    # A hook is renewed when two periods are left of its HeartbeatTimeout (300 s): every third tick.
+    ticks_between_heartbeats: int = 3
     log_bytes_per_invocation: int = 1_500
 
 
@@ -105,16 +107,21 @@ def monthly_cost(
         "task_state": task_events * look_seconds,
         "webhook": webhooks * webhook_seconds,
     }
-    # DynamoDB: a tick's open-drain and task-stop queries (a page each), a look's write; a task
-    # stop's open, sample and close; a webhook's ledger claim and release (2 writes) plus the
-    # index entry (join: 1 write; leave: pointer read + drain read + index delete).
+    # DynamoDB: a tick's open-drain and task-stop queries (a page each), and with a drain open
+    # the query of the runs' records of their looks; per drain a tick, the run's one record of
+    # its looks (shared by every drain the run looked at: one open at a time here, so one each)
+    # and the heartbeat's save every few ticks (a look or a task stop's sample that changed
+    # nothing writes nothing); a task stop's open and close; a webhook's ledger claim and
+    # release (2 writes) plus the index entry (join: 1 write; leave: pointer read + drain read +
+    # index delete).
+    drain_ticks = scale_ins * workload.drain_minutes
     writes = (
-        scale_ins * workload.drain_minutes * (1 + workload.workers_per_instance)
+        drain_ticks * (1 + 1 / workload.ticks_between_heartbeats)
         + task_events * 2
         + acted_webhooks * 2
         + workload.calls_a_day * month * 2
     )
-    reads = ticks * 2 + scale_ins * workload.drain_minutes * 2 + acted_webhooks * 2 / 3 * 2
+    reads = ticks * 2 + drain_ticks * 3 + acted_webhooks * 2 / 3 * 2
     traces = sum(invocations.values()) if traced else 0
     lines = {
         "lambda_requests": sum(invocations.values()) * PRICES["lambda_request"].usd,

@@ -20,6 +20,7 @@ class FakeStore:
         self.items: dict[str, DrainRecord] = {}
         self.pointers: dict[str, str] = {}  # task ARN -> instance id
         self.saves = 0
+        self.looks: dict[str, tuple[dict[str, float], float]] = {}  # run -> its looks, read until
 
     def open_drain(self, record: DrainRecord) -> bool:
         if record.instance_id in self.items:
@@ -51,6 +52,17 @@ class FakeStore:
         self.items[record.instance_id] = saved
         self.saves += 1
         return saved
+
+    def record_looks(self, run: str, looks: Mapping[str, float], until: float) -> None:
+        self.looks[run] = (dict(looks), until)
+
+    def recent_looks(self, now: float) -> dict[str, float]:
+        latest: dict[str, float] = {}
+        for looks, until in self.looks.values():
+            if until > now:
+                for instance_id, at in looks.items():
+                    latest[instance_id] = max(at, latest.get(instance_id, at))
+        return latest
 
 
 class FakeTaskStopStore:

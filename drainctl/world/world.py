@@ -485,13 +485,43 @@ class World:
                 HeartbeatTimeout=self.launch_hook_heartbeat_timeout,
                 DefaultResult="CONTINUE",
             )
+        self._register(instance_ids, workers_per_instance, services)
+        return instance_ids
+
+    def add_instances(
+        self, count: int, workers_per_instance: int = 1, services: Sequence[str] = ()
+    ) -> list[str]:
+        """`count` more instances in the group `create_fleet` made (a scale-out: SetDesiredCapacity
+        over HTTP, MaxSize raised to fit), registered in the cluster and running worker tasks as
+        there. Returns the new ids."""
+        autoscaling = self.aws.client("autoscaling")
+        name = self.config.group_name
+
+        def group() -> dict[str, Any]:
+            found = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+                "AutoScalingGroups"
+            ]
+            return dict(found[0])
+
+        before = group()
+        known = {i["InstanceId"] for i in before["Instances"]}
+        desired = int(before["DesiredCapacity"]) + count
+        if desired > int(before["MaxSize"]):
+            autoscaling.update_auto_scaling_group(AutoScalingGroupName=name, MaxSize=desired)
+        autoscaling.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=desired)
+        added = [i["InstanceId"] for i in group()["Instances"] if i["InstanceId"] not in known]
+        self._register(added, workers_per_instance, services)
+        return added
+
+    def _register(
+        self, instance_ids: Sequence[str], workers_per_instance: int, services: Sequence[str]
+    ) -> None:
         for instance_id in instance_ids:
             container_instance = self.ecs.register_instance(instance_id)
             self.fleet.instances[container_instance] = instance_id
             for name in services or [DEFAULT_SERVICE]:
                 for _ in range(workers_per_instance):
                     self._add_worker(instance_id, container_instance, self.services[name])
-        return instance_ids
 
     def start_workers(self, service: str, instance_ids: Sequence[str], per_instance: int) -> list[Worker]:
         """More worker tasks of a service on running instances (the service scaling out)."""
@@ -722,6 +752,11 @@ class World:
             error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
             self.deliveries.append(Delivery(self.clock.now(), route.logical_id, event, error))
             raise
+
+    @property
+    def next_tick_at(self) -> float:
+        """When `step` next runs the reconcile schedule (every period from the world's start)."""
+        return self._next_tick
 
     def settled(self) -> bool:
         """No event waits for its delivery and no invocation is still running."""

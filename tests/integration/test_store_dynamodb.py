@@ -201,6 +201,30 @@ def test_table_ttl_attribute_is_the_one_the_store_writes(world: World) -> None:
     assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
 
 
+# -- a run's looks ---------------------------------------------------------------------------------
+
+
+def test_the_looks_of_runs_are_read_back_latest_first_until_their_time_passes(
+    world: World, store: DrainStore
+) -> None:
+    # GIVEN three runs' records of their looks, one of them past the time it is read until (TTL
+    # has not deleted it yet: DynamoDB's TTL deletes late), and an open drain
+    store.open_drain(a_drain(INSTANCE_3))
+    store.record_looks("t0#a", {INSTANCE_1: T0, INSTANCE_2: T0 + 0.5}, until=T0 + 180)
+    store.record_looks("t60#a", {INSTANCE_1: T0 + 60.25}, until=T0 + 240)
+    store.record_looks("old#a", {INSTANCE_3: T0 - 100}, until=T0 + 50)
+
+    # WHEN the tick at T0 + 120 reads them
+    looks = store.recent_looks(T0 + 120)
+
+    # THEN each drain has its latest look among the records still read, the stale one left out
+    assert looks == {INSTANCE_1: T0 + 60.25, INSTANCE_2: T0 + 0.5}
+    # AND those records expire by TTL, and stay out of the open drains the tick reads
+    assert [r.instance_id for r in store.open_drains()] == [INSTANCE_3]
+    item = world.aws.client("dynamodb").get_item(TableName=world.table_name, Key={"pk": {"S": "looks#t60#a"}})
+    assert item["Item"]["expires_at"] == {"N": str(int(T0 + 240) + 1)}
+
+
 # -- round trips -----------------------------------------------------------------------------------
 
 
@@ -276,6 +300,8 @@ STORE_CALLS: dict[str, Callable[[DrainStore], object]] = {
     "get": lambda store: store.get(INSTANCE_1),
     "save": lambda store: store.save(a_drain(INSTANCE_1)),
     "open_drains": lambda store: list(store.open_drains()),
+    "record_looks": lambda store: store.record_looks("run", {INSTANCE_1: T0}, T0 + 180),
+    "recent_looks": lambda store: store.recent_looks(T0),
 }
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
 from drain_coordinator.domain.probe import WorkerTask
-from drain_coordinator.domain.records import DrainRecord, LifecycleRef
+from drain_coordinator.domain.records import DrainRecord, LifecycleRef, save_needed
 from drain_coordinator.domain.schedule import (
     HEARTBEATS_PER_SHARD,
     Breaker,
@@ -22,15 +22,17 @@ from drain_coordinator.domain.schedule import (
     heartbeats_to_send,
     in_urgency_order,
     look_budget,
+    looks_kept_until,
     overdue,
     plan_tick,
     renewal_budget,
     shards,
+    with_looks,
     work_items,
 )
 from drain_coordinator.integrations.autoscaling import AutoScalingError
 from drain_coordinator.services.drains import Coordinator
-from drain_coordinator.services.schedule import Scheduler
+from drain_coordinator.services.schedule import RunResult, Scheduler
 from drain_coordinator.services.task_stops import TaskStopTracker
 from tests.factories import T0, TASK_A, a_record, a_ref
 from tests.fakes import FakeClock, FakeEcs, FakeLifecycle, FakeSessions, FakeStore, FakeTaskStopStore
@@ -436,6 +438,58 @@ def test_drains_deferred_by_one_tick_are_looked_at_first_by_the_next() -> None:
     ]
     assert looks
     assert not set(looks[: first.deferred]) & looked_first
+
+
+def _looked_at(result: RunResult) -> list[str]:
+    """The drains a run looked at, in order (not its heartbeats, not the looks it deferred)."""
+    return [
+        s["instance_id"]
+        for s in result.steps
+        if "instance_id" in s and s.get("reason") not in ("before_look", "look_deferred", "spread")
+    ]
+
+
+def test_looks_that_saved_nothing_still_put_the_drains_deferred_after_them_first_next_tick() -> None:
+    # GIVEN 30 drains, a tick that looks at about 25 of them, and a first tick done: its looks
+    # learned each drain's tasks and counts (saved); what it deferred was looked at next
+    tick, (started,) = a_tick(30, look_seconds=2.0)
+    tick.scheduler.tick(lambda: 55.0 - (tick.clock.t - started))
+    saves, versions = tick.store.saves, {i: r.version for i, r in tick.store.items.items()}
+
+    # WHEN the next tick looks again at drains whose looks change nothing (so save nothing) and
+    # defers the rest, and a third tick follows
+    tick.clock.t = started + 60
+    second = tick.scheduler.tick(lambda: 55.0 - (tick.clock.t - (started + 60)))
+    unchanged = [i for i in _looked_at(second) if tick.store.items[i].version == versions[i]]
+    deferred = {s["instance_id"] for s in second.steps if s.get("reason") == "look_deferred"}
+    tick.clock.t = started + 120
+    third = tick.scheduler.tick(lambda: 55.0 - (tick.clock.t - (started + 120)))
+
+    # THEN the second tick's unchanged looks wrote no record, only its one record of looks
+    assert unchanged and deferred
+    assert tick.store.saves - saves == len(_looked_at(second)) - len(unchanged)
+    assert set(unchanged) <= set(tick.store.recent_looks(started + 120))
+    # AND the third tick looks first at what the second deferred (rule 2), not at the drains
+    # whose records still carry the first tick's look
+    assert set(_looked_at(third)[: len(deferred)]) == deferred
+
+
+def test_a_look_that_changes_nothing_but_its_time_saves_nothing_however_long_ago_the_last() -> None:
+    before = drain(1, looked_at=T0)
+    for later in (30.0, 60.0, 600.0):
+        assert not save_needed(before, replace(before, looked_at=T0 + later))
+    assert save_needed(before, replace(before, looked_at=T0 + 60, sessions_remaining=1))
+    assert save_needed(replace(before, looked_at=None), replace(before, tasks_remaining=0))
+
+
+def test_a_drain_takes_the_later_of_its_own_look_and_the_runs_record_of_it() -> None:
+    old, fresh, never = drain(1, looked_at=T0), drain(2, looked_at=T0 + 100), drain(3)
+    looks = {old.instance_id: T0 + 60, fresh.instance_id: T0 + 60, never.instance_id: T0 + 30}
+    merged = {r.instance_id: r.looked_at for r in with_looks([old, fresh, never], looks)}
+    assert merged == {old.instance_id: T0 + 60, fresh.instance_id: T0 + 100, never.instance_id: T0 + 30}
+    # AND a drain no run recorded keeps its own time (the record is otherwise untouched)
+    assert with_looks([old], {}) == [old]
+    assert looks_kept_until(T0, POLICY) == T0 + 3 * 60
 
 
 def test_a_tick_alone_covers_everything_when_there_is_time() -> None:

@@ -133,10 +133,8 @@ class DrainRecord:
         return None if self.closed_at is None else self.closed_at - self.hook_started_at
 
 
-def save_needed(before: DrainRecord, after: DrainRecord, now: float, period_seconds: float) -> bool:
-    """Whether a look must write its record: something but the time of the look changed, or the
-    stored time of the last look is a period old (the tick's order and its `DrainsDeferred`
-    count read it). A look between ticks (an event's) that changed nothing writes nothing."""
-    if replace(after, looked_at=before.looked_at) != before:
-        return True
-    return before.looked_at is None or now - before.looked_at >= period_seconds
+def save_needed(before: DrainRecord, after: DrainRecord) -> bool:
+    """Whether a look must write its record: something but the time of the look changed. A look
+    that changed nothing else writes nothing; the tick learns of it from its run's one record
+    of the looks it made (domain/schedule.py, `with_looks`), not from a write per drain."""
+    return replace(after, looked_at=before.looked_at) != before

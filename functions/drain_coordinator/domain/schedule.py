@@ -87,6 +87,32 @@ def look_due_at(record: DrainRecord, policy: DrainPolicy) -> float:
     )
 
 
+# A look that changes nothing but its own time writes nothing to its drain: each run records the
+# looks it made in one item instead, kept this many periods, and the tick reads those still kept.
+# Three periods cover what the tick asks of a look's time: a period back for its order (rule 2)
+# and two for `overdue`; a drain not looked at within them is overdue by either clock.
+LOOKS_KEPT_PERIODS: Final = 3
+
+
+def looks_kept_until(now: float, policy: DrainPolicy) -> float:
+    """Until when a run's record of its looks, made at `now`, is read by the ticks."""
+    return now + LOOKS_KEPT_PERIODS * policy.reconcile_period_seconds
+
+
+def with_looks(records: Iterable[DrainRecord], looks: Mapping[str, float]) -> list[DrainRecord]:
+    """The records, each with the time of its last look: the record's own, or the later one the
+    runs recorded (instance id -> time) for a look that changed nothing else and so saved
+    nothing. A look no run recorded (its invocation died first) counts as not made: that drain
+    comes first next tick, as one deferred does."""
+    out: list[DrainRecord] = []
+    for record in records:
+        seen = looks.get(record.instance_id)
+        if seen is not None and (record.looked_at is None or seen > record.looked_at):
+            record = replace(record, looked_at=seen)
+        out.append(record)
+    return out
+
+
 def in_urgency_order(records: Iterable[DrainRecord], policy: DrainPolicy) -> list[DrainRecord]:
     return sorted(records, key=lambda r: (look_due_at(r, policy), r.instance_id))
 

@@ -6,17 +6,28 @@ Item layout (one table, `pk` only):
   deadline_at the GSI's range key, so reconcile reads the most urgent drains first
   version     optimistic lock: every save is conditional on the version read
   expires_at  TTL, set when the drain closes
+
+A run's looks that saved nothing, one item a run (`record_looks`):
+  pk          "looks#<run>"
+  looks       instance id -> when the run looked at it
+  open_kind   "looks", deadline_at until when the ticks read it, expires_at the same, for TTL.
+              TTL deletes late (typically within two days), and an expired item still shows in
+              queries until then: the tick's key condition on deadline_at leaves those out.
+              https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ttl-expired-items.html
+              The index is read eventually consistent: a record written a moment before the
+              tick may be missed, and its drains then count as not looked at (first next tick).
+              https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drain_coordinator.domain.records import (
@@ -31,6 +42,9 @@ from drain_coordinator.integrations.aws_clients import describe_error, error_cod
 OPEN_INDEX = "open-items"
 DRAIN_KIND = "drain"
 TASK_STOP_KIND = "task_stop"
+LOOKS_KIND = "looks"
+# Looks in one item: about 40 bytes each, so an item stays far under DynamoDB's 400 KB.
+_LOOKS_PER_ITEM = 5000
 
 
 _OPEN_PAGE_SIZE = 100
@@ -94,6 +108,39 @@ class DrainStore:
         if pointer is None:
             return None
         return self.get(str(pointer["instance_id"]))
+
+    def record_looks(self, run: str, looks: Mapping[str, float], until: float) -> None:
+        """One run's looks that changed nothing but their own time (instance id -> when), in one
+        item (a few for a very long run) instead of a write per drain; read by `recent_looks`
+        until `until`."""
+        ordered = sorted(looks.items())
+        try:
+            for part, start in enumerate(range(0, len(ordered), _LOOKS_PER_ITEM)):
+                chunk = ordered[start : start + _LOOKS_PER_ITEM]
+                self._table.put_item(
+                    Item={
+                        "pk": f"looks#{run}" + (f"#{part}" if part else ""),
+                        "kind": LOOKS_KIND,
+                        "open_kind": LOOKS_KIND,
+                        "deadline_at": _num(until),
+                        "expires_at": int(until) + 1,
+                        "looks": {instance_id: _num(at) for instance_id, at in chunk},
+                    }
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(describe_error(exc, "record a run's looks")) from exc
+
+    def recent_looks(self, now: float) -> dict[str, float]:
+        """Instance id -> its latest look among the runs' records still read at `now`."""
+        latest: dict[str, float] = {}
+        for item in _open_items(self._table, LOOKS_KIND, after=now):
+            for instance_id, at in item.get("looks", {}).items():
+                latest[str(instance_id)] = max(float(at), latest.get(str(instance_id), float("-inf")))
+        return latest
+
+    def item_for(self, record: DrainRecord) -> dict[str, Any]:
+        """The item `open_drain` and `save` write for `record` (as it is, version included)."""
+        return _to_item(record, self._ttl_seconds)
 
     def save(self, record: DrainRecord) -> DrainRecord:
         """Write `record` if nobody saved the drain since it was read; returns it with version + 1."""
@@ -308,11 +355,15 @@ def write_if(write: Callable[[], Any], what: str) -> bool:
     return True
 
 
-def _open_items(table: Any, kind: str) -> Iterator[dict[str, Any]]:
-    """Every item of one kind in the sparse open-items index, page by page, by deadline."""
+def _open_items(table: Any, kind: str, after: float | None = None) -> Iterator[dict[str, Any]]:
+    """Every item of one kind in the sparse open-items index (with `after`, those whose
+    deadline_at is later), page by page, by deadline."""
+    condition: ConditionBase = Key("open_kind").eq(kind)
+    if after is not None:
+        condition = condition & Key("deadline_at").gt(_num(after))
     kwargs: dict[str, Any] = {
         "IndexName": OPEN_INDEX,
-        "KeyConditionExpression": Key("open_kind").eq(kind),
+        "KeyConditionExpression": condition,
         # Bounded pages: each request answers in a bounded time, well inside its read timeout.
         "Limit": _OPEN_PAGE_SIZE,
     }

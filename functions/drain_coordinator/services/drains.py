@@ -119,6 +119,8 @@ class StorePort(Protocol):
     def save(self, record: DrainRecord) -> DrainRecord: ...
     def point_tasks(self, instance_id: str, task_arns: Any, at: float) -> None: ...
     def drain_of_task(self, task_arn: str) -> DrainRecord | None: ...
+    def record_looks(self, run: str, looks: Mapping[str, float], until: float) -> None: ...
+    def recent_looks(self, now: float) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,9 +561,14 @@ class Coordinator:
             action="heartbeat", instance_id=record.instance_id, reason="before_look" if due else "spread"
         )
 
-    def advance(self, record: DrainRecord, within: float | None = None) -> DrainStep:
+    def advance(
+        self, record: DrainRecord, within: float | None = None, unsaved: dict[str, float] | None = None
+    ) -> DrainStep:
         """One look at one open drain: heartbeat first if due, probe (within `within` seconds, if
-        given), decide, act, save, emit."""
+        given), decide, act, save what changed, emit. A look that changed nothing but its own time
+        saves nothing: it is noted in `unsaved` (instance id -> when), the run's looks that its
+        caller records together (services/schedule.py); without it (an event's look) it leaves no
+        trace, and the next tick looks again anyway."""
         _bind_drain_keys(record.lifecycle)
         if not record.is_open:
             return DrainStep(action="skip", instance_id=record.instance_id, reason="closed")
@@ -612,7 +619,9 @@ class Coordinator:
                 if step.action == "wait"
                 else replace(step, heartbeat=True)
             )
-        if not save_needed(read, record, now, self.policy.reconcile_period_seconds):
+        if not save_needed(read, record):
+            if unsaved is not None:
+                unsaved[record.instance_id] = now
             return step
         return self._save_and_emit(record, step, now)
 

@@ -7,6 +7,8 @@ A run of work (the tick's own share, or one shard in the advance function) goes 
 2. the looks, most urgent first, each within its share of the invocation's time; what does not
    fit is deferred (counted) and is among the first of the next tick.
 Metrics are printed after each unit, so an invocation that times out loses none already earned.
+A look that changed nothing but its own time saves nothing: the run records all such looks in
+one write when it ends, and the next tick reads those records for its order (`with_looks`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from drain_coordinator.domain.schedule import (
     WorkKind,
     heartbeats_due,
     look_budget,
+    looks_kept_until,
     overdue,
     plan_tick,
+    with_looks,
     work_items,
 )
 from drain_coordinator.domain.task_stops import TaskStopRecord
@@ -115,6 +119,7 @@ class Scheduler:
         """Every open drain, orphan and task stop: the first shard here, the rest to the queue."""
         now = self.clock()
         drains = list(self.drains.store_open_drains())
+        drains = with_looks(drains, self._recent_looks(now)) if drains else drains
         orphans = self.drains.orphans(self.asg_name, {d.instance_id for d in drains})
         stops = list(self.task_stops.open_stops())
         late = sum(1 for d in drains if overdue(d, now, self.policy))
@@ -160,7 +165,7 @@ class Scheduler:
                         "more looks than the work queue runs at once: deferred to the next tick",
                         extra={"deferred": len(plan.deferred)},
                     )
-        self._run(mine, remaining_seconds, known, known_stops, result)
+        self._run(mine, remaining_seconds, known, known_stops, result, run=_run_key(now, mine))
         return result
 
     def run_shard(self, shard: Shard, remaining_seconds: Callable[[], float]) -> RunResult:
@@ -190,8 +195,34 @@ class Scheduler:
             result,
             looks=shard.looks and not stale,
             renew_all=not shard.looks and not stale,
+            run=_run_key(shard.tick_at, list(shard.items)),
         )
         return result
+
+    def _recent_looks(self, now: float) -> dict[str, float]:
+        try:
+            return self.drains.store.recent_looks(now)
+        except StoreError as exc:
+            # Each drain then counts as looked at when its record last changed: this tick's order
+            # may not put the drains deferred last time first, but it still has every drain.
+            logger.warning(
+                "the runs' looks not read: ordered by the records alone", extra={"error": str(exc)}
+            )
+            return {}
+
+    def _record_looks(self, run: str, looks: dict[str, float]) -> None:
+        """The looks of this run that saved nothing, in one write: the next tick's order reads
+        them. Lost (the write failed, the invocation died first), those drains come first next
+        tick, as deferred ones do."""
+        if not looks:
+            return
+        try:
+            self.drains.store.record_looks(run, looks, looks_kept_until(self.clock(), self.policy))
+        except StoreError as exc:
+            logger.warning(
+                "looks not recorded: those drains come first next tick",
+                extra={"looks": len(looks), "error": str(exc)},
+            )
 
     # -- the two passes ------------------------------------------------------------------------
 
@@ -204,9 +235,11 @@ class Scheduler:
         result: RunResult,
         looks: bool = True,
         renew_all: bool = False,
+        run: str = "",
     ) -> None:
         """`renew_all`: a heartbeat-only shard, whose every hook the tick chose to renew now; in
-        other runs, the due hooks and those the tick marked `renew` (early, to spread them)."""
+        other runs, the due hooks and those the tick marked `renew` (early, to spread them).
+        `run` names this run's record of its looks."""
         self.drains.breaker = Breaker()
         mine = [drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains]
         early = {i.key for i in items if i.renew} if not renew_all else {r.instance_id for r in mine}
@@ -227,6 +260,22 @@ class Scheduler:
         self.task_stops.prefetch(
             stops[i.key] for i in items if i.kind is WorkKind.TASK_STOP and i.key in stops
         )
+        # This run's own (not the Coordinator's, which the invocations of a process share).
+        unsaved: dict[str, float] = {}
+        self._looks(items, remaining_seconds, drains, stops, result, unsaved)
+        # In the time the looks leave (LookLimits.reserve_seconds); an invocation that dies
+        # first records nothing, as a Lambda timeout runs no `finally`.
+        self._record_looks(run, unsaved)
+
+    def _looks(
+        self,
+        items: list[WorkItem],
+        remaining_seconds: Callable[[], float],
+        drains: dict[str, DrainRecord],
+        stops: dict[str, TaskStopRecord],
+        result: RunResult,
+        unsaved: dict[str, float],
+    ) -> None:
         for position, item in enumerate(items):
             if item.kind is WorkKind.DRAIN and item.key not in drains:
                 continue
@@ -268,7 +317,7 @@ class Scheduler:
                 )
                 break
             key = ("task_arn" if item.kind is WorkKind.TASK_STOP else "instance_id", item.key)
-            steps = self._unit(partial(self._do, item, within, drains, stops), key, result)
+            steps = self._unit(partial(self._do, item, within, drains, stops, unsaved), key, result)
             result.add(steps or [], self.clock())
 
     def _renew(
@@ -315,14 +364,19 @@ class Scheduler:
             drains.pop(record.instance_id, None)
 
     def _do(
-        self, item: WorkItem, within: float, drains: dict[str, DrainRecord], stops: dict[str, TaskStopRecord]
+        self,
+        item: WorkItem,
+        within: float,
+        drains: dict[str, DrainRecord],
+        stops: dict[str, TaskStopRecord],
+        unsaved: dict[str, float],
     ) -> list[dict[str, Any]]:
         match item.kind:
             case WorkKind.ORPHAN:
                 adopted: list[DrainStep] = self.drains.adopt(item.key, self.asg_name, self.hook_name, within)
                 return [s.as_dict() for s in adopted]
             case WorkKind.DRAIN:
-                return [self.drains.advance(drains[item.key], within).as_dict()]
+                return [self.drains.advance(drains[item.key], within, unsaved).as_dict()]
             case WorkKind.TASK_STOP:
                 return [self.task_stops.follow(stops[item.key], within)] if item.key in stops else []
 
@@ -345,3 +399,8 @@ class Scheduler:
             flush_metrics()
             logger.remove_keys(_DRAIN_LOG_KEYS + _TASK_LOG_KEYS)
         return None
+
+
+def _run_key(tick_at: float, items: Sequence[WorkItem]) -> str:
+    """A run's name: its tick and its first unit (a tick's runs hold different units)."""
+    return f"{tick_at:.3f}#{items[0].key}" if items else f"{tick_at:.3f}"
