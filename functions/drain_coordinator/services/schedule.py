@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from drain_coordinator.domain.decide import DrainPolicy, heartbeat_due
+from drain_coordinator.domain.decide import DrainPolicy
 from drain_coordinator.domain.records import DrainRecord
 from drain_coordinator.domain.schedule import (
     Breaker,
@@ -247,7 +247,8 @@ class Scheduler:
         due = {r.instance_id for r in heartbeats_due(mine, now, self.policy)}
         # The heartbeat decision for every hook of the run: renewed below, or not due before the
         # next tick (its look, if there is time for one, may decide more).
-        result.judged((r.instance_id for r in mine if r.instance_id not in due | early), now)
+        renewing = due | early
+        result.judged((r.instance_id for r in mine if r.instance_id not in renewing), now)
         beats = sorted(
             (r for r in mine if r.instance_id in due or r.instance_id in early),
             key=lambda r: (r.heartbeat_expires_at, r.instance_id),
@@ -290,28 +291,17 @@ class Scheduler:
                 # other deferred drain's heartbeat decision is on the record this run holds: its
                 # hook needs nothing before the next tick.
                 now = self.clock()
-                fell_due = [
-                    drains[i.key]
-                    for i in items[position:]
-                    if i.kind is WorkKind.DRAIN
-                    and i.key in drains
-                    and heartbeat_due(drains[i.key], now, self.policy)
+                left = [
+                    drains[i.key] for i in items[position:] if i.kind is WorkKind.DRAIN and i.key in drains
                 ]
-                self._renew(
-                    sorted(fell_due, key=lambda r: (r.heartbeat_expires_at, r.instance_id)),
-                    set(),
-                    drains,
-                    result,
-                    remaining_seconds,
-                )
+                fell_due = heartbeats_due(left, now, self.policy)
+                self._renew(fell_due, set(), drains, result, remaining_seconds)
+                renewed = {r.instance_id for r in fell_due}
                 result.add(
                     (
-                        {"action": "wait", "reason": "look_deferred", "instance_id": i.key}
-                        for i in items[position:]
-                        if i.kind is WorkKind.DRAIN
-                        and i.key in drains
-                        and i.key not in {r.instance_id for r in fell_due}
-                        and not heartbeat_due(drains[i.key], now, self.policy)
+                        {"action": "wait", "reason": "look_deferred", "instance_id": r.instance_id}
+                        for r in left
+                        if r.instance_id not in renewed
                     ),
                     now,
                 )
