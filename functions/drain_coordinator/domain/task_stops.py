@@ -121,12 +121,16 @@ class Judgement:
     calls_counted: bool = True
 
     @property
+    def killed(self) -> bool:
+        """SIGKILLed, out of memory, or its host gone."""
+        return self.verdict in (Verdict.FORCED_KILL, Verdict.OOM)
+
+    @property
     def pages_as_forced_kill(self) -> bool:
-        """A kill (SIGKILL, out of memory, its host gone) is the forced-kills alarm's when it
-        dropped calls, or when its calls could not be counted. An idle worker killed, known to
-        hold no call, is counted by its outcome alone: it is no reason to wake anyone."""
-        killed = self.verdict in (Verdict.FORCED_KILL, Verdict.OOM)
-        return killed and (self.dropped_sessions > 0 or not self.calls_counted)
+        """A kill is the forced-kills alarm's when it dropped calls, or when its calls could not
+        be counted. An idle worker killed, known to hold no call, is counted by its outcome
+        alone: it is no reason to wake anyone."""
+        return self.killed and (self.dropped_sessions > 0 or not self.calls_counted)
 
 
 def judge(

@@ -400,8 +400,7 @@ class TaskStopTracker:
         put_metric_by(MetricName.DRAIN_COMPLETED, "Outcome", judgement.verdict.value)
         if judgement.stop_seconds is not None:
             put_metric(MetricName.DRAIN_SECONDS, judgement.stop_seconds)
-        killed = judgement.pages_as_forced_kill
-        if killed:
+        if judgement.pages_as_forced_kill:
             put_metric(MetricName.FORCED_KILLS)
             put_metric_for_service(MetricName.FORCED_KILLS, self.cluster, record.service)
         if judgement.dropped_sessions:
@@ -409,7 +408,7 @@ class TaskStopTracker:
             put_metric_for_service(
                 MetricName.DROPPED_SESSIONS, self.cluster, record.service, judgement.dropped_sessions
             )
-        log = logger.warning if killed or judgement.dropped_sessions else logger.info
+        log = logger.warning if judgement.killed or judgement.dropped_sessions else logger.info
         log(
             "task stopped",
             extra={
