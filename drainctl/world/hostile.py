@@ -20,6 +20,7 @@ Everything here acts on what the Lambda handlers send, never on the world's own 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import math
@@ -37,11 +38,12 @@ import aiohttp
 import boto3
 import botocore.endpoint
 from botocore.exceptions import ReadTimeoutError
-from botocore.retries import bucket
+from botocore.retries import bucket, standard
 
 from drainctl.check import AUTOSCALING_ACTION_RATE
 from drainctl.world.clock import VirtualClock
 from drainctl.world.scheduler import VirtualTime
+from drainctl.world.virtual_loop import VirtualLoopPolicy, running_virtual_loop
 
 DEPENDENCIES: Final = ("ecs", "autoscaling", "dynamodb", "secretsmanager", "sqs", "livekit")
 HANGABLE: Final = ("ecs", "autoscaling", "dynamodb", "livekit")
@@ -300,10 +302,13 @@ class BotocoreWaits:
 
 @contextlib.contextmanager
 def virtual_botocore(
-    clock: VirtualClock, time: VirtualTime, invocation: InvocationLookup
+    clock: VirtualClock, time: VirtualTime, invocation: InvocationLookup, seed: int = 7
 ) -> Iterator[BotocoreWaits]:
-    """botocore's retry sleeps and adaptive rate limiter on the virtual clock, while inside."""
+    """botocore's retry sleeps and adaptive rate limiter on the virtual clock, while inside; its
+    backoff jitter drawn from a generator seeded with the world's (botocore's default is the
+    process-wide `random`, which the world's other threads draw from too)."""
     waits = BotocoreWaits()
+    jitter = random.Random(f"{seed}:botocore-backoff")
     spend_any = _spender(time, invocation)
 
     def backoff(seconds: float) -> None:
@@ -320,6 +325,12 @@ def virtual_botocore(
     original_sleep = bucket.Clock.sleep
     original_now = bucket.Clock.current_time
 
+    original_backoff_init = standard.ExponentialBackoff.__init__
+
+    def backoff_init(self: standard.ExponentialBackoff, *args: Any, **kwargs: Any) -> None:
+        original_backoff_init(self, *args, **kwargs)
+        self._random = jitter.random  # type: ignore[attr-defined]
+
     def token_bucket_init(self: bucket.TokenBucket, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         token_bucket: Any = self
@@ -329,6 +340,7 @@ def virtual_botocore(
         sleep=backoff, time=clock.now, monotonic=real_time.monotonic, perf_counter=real_time.perf_counter
     )
     bucket.TokenBucket.__init__ = token_bucket_init  # type: ignore[method-assign]
+    standard.ExponentialBackoff.__init__ = backoff_init  # type: ignore[method-assign]
     bucket.Clock.sleep = lambda self, amount: spend(amount)  # type: ignore[method-assign]
     bucket.Clock.current_time = lambda self: clock.now()  # type: ignore[method-assign]
     try:
@@ -336,6 +348,7 @@ def virtual_botocore(
     finally:
         endpoint.time = original_time
         bucket.TokenBucket.__init__ = original_init  # type: ignore[method-assign]
+        standard.ExponentialBackoff.__init__ = original_backoff_init  # type: ignore[method-assign]
         bucket.Clock.sleep = original_sleep  # type: ignore[method-assign]
         bucket.Clock.current_time = original_now  # type: ignore[method-assign]
 
@@ -398,6 +411,7 @@ class ClientSide:
         config = aiohttp.TraceConfig()
         config.on_request_start.append(self._livekit_start)
         config.on_request_end.append(self._livekit_end)
+        config.on_request_exception.append(self._livekit_failed)
         return config
 
     def _is_livekit(self, url: Any) -> bool:
@@ -420,14 +434,27 @@ class ClientSide:
         # A hung LiveKit answers nothing: the coordinator's own bound (LIVEKIT_TIMEOUT_SECONDS,
         # asyncio.timeout around each call) runs out first.
         ctx.due = now + (_livekit_timeout() if ctx.hung else self.hostility.delay("livekit"))
+        # On an invocation's virtual event loop the answer waits, parked, for its due time
+        # (drainctl/world/virtual_loop.py): answers come in order of latency, timers can cut them.
+        ctx.loop = running_virtual_loop()
+        ctx.ticket = ctx.loop.request_started(ctx.due) if ctx.loop is not None else None
 
     async def _livekit_end(self, session: Any, ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
         running: InvocationClock | None = getattr(ctx, "running", None)
         if running is None:
             return
-        running.sleep_until(ctx.due)
+        if ctx.ticket is not None:
+            await ctx.loop.answer(ctx.ticket)
+        else:
+            running.sleep_until(ctx.due)
         if ctx.hung:
             raise TimeoutError("LiveKit did not answer (the world's hang)")
+
+    async def _livekit_failed(
+        self, session: Any, ctx: Any, params: aiohttp.TraceRequestExceptionParams
+    ) -> None:
+        if getattr(ctx, "ticket", None) is not None:
+            ctx.loop.request_failed(ctx.ticket)
 
     @contextlib.contextmanager
     def installed_on_aiohttp(self) -> Iterator[None]:
@@ -439,10 +466,17 @@ class ClientSide:
                 kwargs["trace_configs"] = [traced.trace_config()]
             original(session, *args, **kwargs)
 
+        def virtual() -> tuple[Callable[[], float], Callable[[float], None]] | None:
+            running = traced._invocation()
+            return None if running is None else (running.time.clock.now, running.sleep_until)
+
         aiohttp.ClientSession.__init__ = init  # type: ignore[method-assign,assignment]
+        policy = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(VirtualLoopPolicy(virtual))
         try:
             yield
         finally:
+            asyncio.set_event_loop_policy(policy)
             aiohttp.ClientSession.__init__ = original  # type: ignore[method-assign]
 
 

@@ -11,7 +11,9 @@ sleeping), never the operating system's.
 Code outside a concurrent run (the world's own sequential steps, a handler invoked one at a time)
 spends virtual time by moving the clock. Threads a handler starts on its own (a thread pool inside
 one invocation) are no processes: their spending is shared between the requests in flight
-together (overlapping, not deterministic).
+together (overlapping, not deterministic); the handlers start none. A handler's asyncio event
+loop is no thread of its own: it runs in its process on the virtual clock
+(drainctl/world/virtual_loop.py).
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ class World:
         try:
             # Before any handler client exists: clients copy their session's hooks when built.
             self.botocore_waits = self._installed.enter_context(
-                virtual_botocore(self.clock, self.time, current_invocation)
+                virtual_botocore(self.clock, self.time, current_invocation, self.config.seed)
             )
             self._installed.enter_context(self.client_side.installed_on(handlers_session()))
             self._installed.enter_context(self.client_side.installed_on_aiohttp())

@@ -4,17 +4,21 @@ concurrent processes that overlap, lifecycle actions opened by a scale helper th
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.retries import standard
 
 from drainctl.world.clock import VirtualClock
-from drainctl.world.hostile import AWS_RATE_LIMITS, LatencyTail
+from drainctl.world.hostile import AWS_RATE_LIMITS, LatencyTail, virtual_botocore
 from drainctl.world.lambda_runtime import current_invocation
 from drainctl.world.lifecycle_actions import TERMINATING
 from drainctl.world.scheduler import VirtualTime
@@ -229,3 +233,101 @@ def test_a_lifecycle_action_opened_by_a_scale_helper_expires_by_its_heartbeat_ti
     assert ended.result == "CONTINUE"
     assert ended.ended_at == action.heartbeat_deadline
     assert world.instance_state(instance) == "Terminated"
+
+
+# -- LiveKit's asyncio client on the virtual clock -------------------------------------------------
+
+
+def _list_rooms_gathered(world: World, calls: int, bound: float | None, outcome: list[str]) -> None:
+    """From inside an invocation: `calls` ListRooms at once, under `asyncio.timeout(bound)`."""
+    from livekit import api
+
+    async def ask() -> None:
+        async with api.LiveKitAPI(
+            url=world.livekit.url, api_key=world.livekit.api_key, api_secret=world.livekit.api_secret
+        ) as lk:
+            async with asyncio.timeout(bound):
+                await asyncio.gather(*(lk.room.list_rooms(api.ListRoomsRequest()) for _ in range(calls)))
+
+    try:
+        asyncio.run(ask())
+        outcome.append("answered")
+    except TimeoutError:
+        outcome.append("timed out")
+
+
+def test_livekit_calls_in_flight_together_overlap_on_the_virtual_clock(world: World) -> None:
+    # GIVEN LiveKit answering in 2 s, and a handler asking it 16 things at once
+    world.hostility.set_latency(["livekit"], LatencyTail(2, 2))
+    outcome: list[str] = []
+    ACTIONS[:] = [lambda: _list_rooms_gathered(world, 16, None, outcome)]
+    start = world.clock.now()
+
+    # WHEN it is invoked
+    _invoke(world, 30)
+    ACTIONS.clear()
+
+    # THEN all were answered, together in one latency
+    assert outcome == ["answered"]
+    assert world.clock.now() - start == pytest.approx(2.0)
+
+
+def test_an_asyncio_timeout_cuts_a_slow_livekit_call_at_its_virtual_deadline(world: World) -> None:
+    # GIVEN LiveKit answering in 5 s, and a handler bounding its calls with asyncio.timeout(3)
+    # (as the coordinator bounds each call and each look)
+    world.hostility.set_latency(["livekit"], LatencyTail(5, 5))
+    outcome: list[str] = []
+    ACTIONS[:] = [lambda: _list_rooms_gathered(world, 3, 3.0, outcome)]
+    start = world.clock.now()
+
+    # WHEN it is invoked
+    _invoke(world, 30)
+    ACTIONS.clear()
+
+    # THEN the timeout fired 3 virtual seconds in, before the answers were due, as on a real
+    # clock (the loop's real clock never reaches 3 s while the local server answers at once)
+    assert outcome == ["timed out"]
+    assert world.clock.now() - start == pytest.approx(3.0)
+
+
+def test_a_livekit_call_past_the_invocations_deadline_ends_the_invocation_at_its_deadline(
+    world: World,
+) -> None:
+    # GIVEN LiveKit answering in 20 s, and a handler with a 10 s timeout asking it
+    world.hostility.set_latency(["livekit"], LatencyTail(20, 20))
+    outcome: list[str] = []
+    ACTIONS[:] = [lambda: _list_rooms_gathered(world, 2, None, outcome)]
+
+    # WHEN it is invoked
+    result = _invoke(world, 10)
+    ACTIONS.clear()
+
+    # THEN Lambda's timeout, at the deadline: the answers never reached the handler
+    (invocation,) = world.lambdas.invocations[-1:]
+    assert result["errorType"] == "Sandbox.Timedout"
+    assert outcome == []
+    assert world.clock.now() == pytest.approx(invocation.t + 10)
+
+
+def test_botocores_backoff_jitter_comes_from_the_worlds_seed_not_the_process_wide_random() -> None:
+    # GIVEN two installs of the world's botocore with the same seed, the process-wide random
+    # drawn from in between (as the world's other threads and libraries do)
+    clock = VirtualClock(0.0)
+    time = VirtualTime(clock)
+    context = SimpleNamespace(
+        attempt_number=3, http_response=None, parsed_response=None, caught_exception=None
+    )
+
+    def delays() -> list[float]:
+        with virtual_botocore(clock, time, lambda: None, seed=7):
+            backoff = standard.ExponentialBackoff()
+            return [backoff.delay_amount(context) for _ in range(5)]  # type: ignore[arg-type]
+
+    first = delays()
+    random.random()
+    # WHEN botocore chooses its backoffs again
+    second = delays()
+
+    # THEN it chose the same jittered waits
+    assert first == second
+    assert len(set(first)) == 5  # jittered, not a fixed wait

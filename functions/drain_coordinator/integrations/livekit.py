@@ -58,7 +58,14 @@ def _not_callers() -> frozenset[Any]:
 
 
 class LiveKitProbeError(Exception):
-    """LiveKit could not be asked (unreachable, timed out, refused): the answer proves nothing."""
+    """LiveKit could not be asked (unreachable, timed out, refused): the answer proves nothing.
+
+    `down`: the failure says LiveKit itself is unwell (no answer, a 5xx, refused credentials).
+    A rate limit's 429 or a look that ran out of its own budget says nothing of the next look."""
+
+    def __init__(self, message: str, *, down: bool = True) -> None:
+        super().__init__(message)
+        self.down = down
 
 
 class RescueDispatchError(Exception):
@@ -128,17 +135,20 @@ class LiveKitSessions:
         if within is not None and within <= 0:
             if isinstance(coro, Coroutine):
                 coro.close()  # never started: closed, not left for the collector to warn about
-            raise LiveKitProbeError("no time left to ask LiveKit")
+            raise LiveKitProbeError("no time left to ask LiveKit", down=False)
         try:
             return asyncio.run(_within(coro, within))
         except TimeoutError as exc:
             if within is not None:
-                raise LiveKitProbeError(f"LiveKit look ran out of time ({within:.1f} s)") from exc
+                raise LiveKitProbeError(f"LiveKit look ran out of time ({within:.1f} s)", down=False) from exc
             raise LiveKitProbeError(f"LiveKit unreachable: {type(exc).__name__}: {exc}") from exc
         except LiveKitProbeError:
             raise
         except _api().TwirpError as exc:
-            raise LiveKitProbeError(f"LiveKit answered {exc.status} {exc.code}: {exc.message}") from exc
+            throttled = exc.code == _api().TwirpErrorCode.RESOURCE_EXHAUSTED
+            raise LiveKitProbeError(
+                f"LiveKit answered {exc.status} {exc.code}: {exc.message}", down=not throttled
+            ) from exc
         except (_aiohttp().ClientError, OSError) as exc:
             raise LiveKitProbeError(f"LiveKit unreachable: {type(exc).__name__}: {exc}") from exc
 
@@ -159,8 +169,11 @@ class LiveKitSessions:
     async def _bounded(self, call: Awaitable[T]) -> T:
         # livekit-api passes timeout=None on each request, which aiohttp reads as "no timeout":
         # the session's ClientTimeout alone would let a hung LiveKit hold the Lambda to its end.
-        async with asyncio.timeout(self._timeout):
-            return await call
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call
+        except TimeoutError as exc:  # this call's own bound, not the look's (that one cancels)
+            raise LiveKitProbeError(f"LiveKit did not answer within {self._timeout:.1f} s") from exc
 
     async def _room_names(self) -> list[str]:
         async with self._client() as lk:
