@@ -17,6 +17,7 @@ time holds the drain, as any failed probe does.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -58,6 +59,8 @@ from drain_coordinator.services.discovery import audit
 from drain_coordinator.services.rescue import Rescuer
 
 ECS, LIVEKIT = "ECS", "LiveKit"  # the dependencies a probe asks, as the breaker names them
+# The breaker of the run under way in this thread of control (Coordinator.breaker).
+_run_breaker: ContextVar[Breaker | None] = ContextVar("run_breaker", default=None)
 ECS_PENDING = "pending"  # the container instance lookup failed at open: retried on each look
 ECS_NOT_REGISTERED = "not_registered"  # the EC2 instance is no ECS container instance
 
@@ -191,8 +194,6 @@ class Coordinator:
     # of their tasks and counted once, when those stop (see _hand_over).
     task_stops: TaskStopStorePort | None = None
     worker_stop_timeout_seconds: int = 900
-    # Reset by whoever starts a batch of looks (one tick, one shard): see domain/schedule.py.
-    breaker: Breaker = field(default_factory=Breaker)
     # With a rescuer, each look hands the drain's doomed calls to healthy workers (rescue.py).
     rescuer: Rescuer | None = None
     # The webhooks' room -> task index: a look asks LiveKit only about the rooms it names.
@@ -201,6 +202,18 @@ class Coordinator:
     # A run's known tasks of its drains, described in one batch before its looks (prefetch).
     _prefetched: dict[str, tuple[WorkerTask, ...]] = field(default_factory=dict, repr=False)
     _prefetched_at: float = field(default=0.0, repr=False)
+
+    @property
+    def breaker(self) -> Breaker:
+        """The breaker of the batch of looks under way (one tick, one shard): see
+        domain/schedule.py. It belongs to the run, not to the long-lived coordinator, so runs
+        side by side (the local world's concurrent invocations share one coordinator) each keep
+        their own. A look outside any run (an event's) is never held back: a fresh one."""
+        return _run_breaker.get() or Breaker()
+
+    def start_run(self) -> None:
+        """A new batch of looks: a breaker of its own."""
+        _run_breaker.set(Breaker())
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -766,13 +779,19 @@ class Coordinator:
         except StoreError as exc:
             return record, Probe.failed(f"room index unreadable: {exc}")
         except (LiveKitProbeError, CredentialsError) as exc:
-            self.breaker.record(LIVEKIT, ok=False)
+            self._livekit_failed(exc)
             return record, Probe.failed(str(exc))
         self.breaker.record(LIVEKIT, ok=True)
         if record.known_tasks is None and tasks:
             self._point_tasks(record, tasks)
         record = replace(record, watched_rooms=held, known_tasks=tuple(t.arn for t in tasks))
         return record, Probe(tasks=tasks, sessions=held)
+
+    def _livekit_failed(self, exc: Exception) -> None:
+        """A failed LiveKit look counts toward the breaker only when it says LiveKit is unwell: a
+        429 or a look that ran out of its own budget does not stop the run's other looks."""
+        if getattr(exc, "down", True):
+            self.breaker.record(LIVEKIT, ok=False)
 
     def _tasks_of(self, record: DrainRecord) -> tuple[WorkerTask, ...]:
         """The instance's worker tasks not stopped yet: the run's batch if it has them; the
@@ -841,7 +860,7 @@ class Coordinator:
         try:
             seen = self.sessions.still_held(record.watched_rooms, within=left)
         except (LiveKitProbeError, CredentialsError) as exc:
-            self.breaker.record(LIVEKIT, ok=False)
+            self._livekit_failed(exc)
             return Probe.failed(f"{error}; {exc}")
         self.breaker.record(LIVEKIT, ok=True)
         return Probe.failed(error, sessions_seen=seen)

@@ -21,7 +21,6 @@ from typing import Any, Protocol, TypeVar
 from drain_coordinator.domain.decide import DrainPolicy
 from drain_coordinator.domain.records import DrainRecord
 from drain_coordinator.domain.schedule import (
-    Breaker,
     LookLimits,
     Shard,
     WorkItem,
@@ -240,7 +239,7 @@ class Scheduler:
         """`renew_all`: a heartbeat-only shard, whose every hook the tick chose to renew now; in
         other runs, the due hooks and those the tick marked `renew` (early, to spread them).
         `run` names this run's record of its looks."""
-        self.drains.breaker = Breaker()
+        self.drains.start_run()
         mine = [drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains]
         early = {i.key for i in items if i.renew} if not renew_all else {r.instance_id for r in mine}
         now = self.clock()
