@@ -8,21 +8,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from drain_coordinator.domain.decide import DrainPolicy
 from drain_coordinator.integrations.livekit import LiveKitProbeError
-from drain_coordinator.services.drains import Coordinator
-from drain_coordinator.services.task_stops import TaskStopTracker
-from tests.factories import T0
-from tests.fakes import (
-    FakeClock,
-    FakeEcs,
-    FakeLifecycle,
-    FakeRoomIndex,
-    FakeSessions,
-    FakeStore,
-    FakeTaskStopStore,
-)
-from tests.unit.test_task_verdicts import CLUSTER, change_of
+from tests.fakes import FakeSessions
+from tests.functional.conftest import Harness, harness
+from tests.unit.test_task_verdicts import change_of
+
+__all__ = ["harness"]  # the handlers' tests' coordinator and tracker on fakes
 
 
 @dataclass
@@ -40,38 +31,18 @@ class FlakySessions(FakeSessions):
 
 
 @pytest.mark.parametrize(("failures", "dropped"), [(0, 2), (1, 2), (2, 0)])
-def test_a_stopped_task_s_callers_are_counted_past_one_failed_look(failures: int, dropped: int) -> None:
-    # GIVEN a worker killed with two callers still on the line in the rooms its agent held, and a
-    # LiveKit that fails the first `failures` looks at them
+def test_a_stopped_task_s_callers_are_counted_past_one_failed_look(
+    harness: Harness, failures: int, dropped: int
+) -> None:
+    # GIVEN a worker killed with two callers still on the line in the rooms its agent held (the
+    # webhooks' room index names them), and a LiveKit that fails the first `failures` looks at them
     change = change_of("ecs-task-stopped-forced-kill.json")
-    sessions = FlakySessions(failures=failures)
-    sessions.rooms = {"call-1": change.task_arn, "call-2": change.task_arn}
-    sessions.callers = {"call-1", "call-2"}
-    clock = FakeClock(T0)
-    ecs = FakeEcs()
-    coordinator = Coordinator(
-        policy=DrainPolicy(),
-        cluster=CLUSTER,
-        drain_deadline_seconds=1200,
-        heartbeat_timeout_seconds=300,
-        store=FakeStore(),
-        lifecycle=FakeLifecycle(),
-        ecs=ecs,
-        sessions=sessions,
-        clock=clock,
-    )
-    tracker = TaskStopTracker(
-        store=FakeTaskStopStore(),
-        ecs=ecs,
-        sessions=sessions,
-        drains=coordinator,
-        clock=clock,
-        cluster=CLUSTER,
-        room_index=FakeRoomIndex(sessions),
-    )
+    harness.sessions.rooms.update({"call-1": change.task_arn, "call-2": change.task_arn})
+    sessions = FlakySessions(rooms=harness.sessions.rooms, callers={"call-1", "call-2"}, failures=failures)
+    harness.tracker.sessions = sessions
 
     # WHEN its STOPPED event is judged
-    (step, *_) = tracker.on_change(change)
+    (step, *_) = harness.tracker.on_change(change)
 
     # THEN one failed look is tried again and the callers counted; two give the count up (the
     # last count seen stands: none here, and the kill pages as uncounted)
