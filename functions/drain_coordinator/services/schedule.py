@@ -249,14 +249,14 @@ class Scheduler:
         renewing = due | early
         result.judged((r.instance_id for r in mine if r.instance_id not in renewing), now)
         beats = sorted(
-            (r for r in mine if r.instance_id in due or r.instance_id in early),
+            (r for r in mine if r.instance_id in renewing),
             key=lambda r: (r.heartbeat_expires_at, r.instance_id),
         )
         self._renew(beats, early, drains, result, remaining_seconds)
         if not looks:
             return
         # The tasks of every drain and stop of this run, described in batches before the looks.
-        self.drains.prefetch(drains[i.key] for i in items if i.kind is WorkKind.DRAIN and i.key in drains)
+        self.drains.prefetch(mine)
         self.task_stops.prefetch(
             stops[i.key] for i in items if i.kind is WorkKind.TASK_STOP and i.key in stops
         )
